@@ -1,0 +1,3 @@
+from byel.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True`, and self-describing.
+
+Every byel checkpoint carries a `byel` metadata block (format, byel version, stage, method,
+backbone, classes, input size and normalisation, the full config) so `finetune`, `evaluate`
+and `predict` need nothing else, and a checkpoint from another model is refused with one line
+that names what does not match.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from byel import __version__
+from byel.classes import CLASSES
+from byel.errors import CheckpointError
+
+FORMAT = 1
+
+
+def metadata(kind: str, cfg) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "byel_version": __version__,
+        "kind": kind,  # "pretrain" | "finetune"
+        "method": cfg.method.name,
+        "backbone": cfg.model.backbone,
+        "classes": list(CLASSES),
+        "image_size": cfg.data.image_size,
+        "mean": list(cfg.aug.mean),
+        "std": list(cfg.aug.std),
+        "config": cfg.to_dict(),
+    }
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
+    a crash mid-write leaves the previous checkpoint intact, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O with atomic writes and safe (weights-only) loading."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return read_checkpoint(path, map_location=map_location or "cpu")
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """torch.load(weights_only=True) with one-line errors for missing, truncated or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a byel checkpoint ({first[:120]})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a byel checkpoint (it holds a {type(ckpt).__name__})")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, kinds: tuple[str, ...] = ("pretrain", "finetune")) -> dict:
+    """Read a byel checkpoint and check that it is of an expected stage and format."""
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get("byel")
+    if not isinstance(meta, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a byel checkpoint (no byel metadata)")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {meta.get('format')} (byel {meta.get('byel_version')}); "
+            f"this byel {__version__} reads format {FORMAT}"
+        )
+    if meta.get("classes") != list(CLASSES):
+        raise CheckpointError(f"{path} was trained for classes {meta.get('classes')}, not {list(CLASSES)}")
+    if meta["kind"] not in kinds:
+        hint = " — fine-tune it first with `byel finetune`" if meta["kind"] == "pretrain" else ""
+        raise CheckpointError(f"{path} is a {meta['kind']} checkpoint; expected {' or '.join(kinds)}{hint}")
+    return ckpt
+
+
+def backbone_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The online backbone's weights (keys without the `backbone.` prefix)."""
+    prefix = "backbone."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise CheckpointError("checkpoint holds no backbone weights")
+    return state

@@ -1,0 +1,266 @@
+"""The `byel` command: parses, validates, and calls one function per subcommand.
+
+Every problem with the user's input ends as one line on stderr and a non-zero exit code
+(2 for bad input, 1 for an operating-system error such as a full disk), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from byel import __version__
+from byel.errors import ByelError
+
+# CLI shortcut -> config key. Everything else is reachable with --set section.key=value.
+SHORTCUTS = {
+    "method": "method.name",
+    "backbone": "model.backbone",
+    "image_size": "data.image_size",
+    "batch_size": "data.batch_size",
+    "lr": "optim.lr",
+    "optimizer": "optim.optimizer",
+    "seed": "seed",
+    "accelerator": "trainer.accelerator",
+    "devices": "trainer.devices",
+    "num_nodes": "trainer.num_nodes",
+    "strategy": "trainer.strategy",
+    "precision": "trainer.precision",
+    "logger": "trainer.logger",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong option as one line (and exit code 2), without the usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _config_args(p: argparse.ArgumentParser, epochs_key: str | None) -> None:
+    g = p.add_argument_group("configuration (every key can also be set with --set section.key=value)")
+    g.add_argument("--preset", default="cpu-demo", help="preset name under byel/configs/ or a YAML file (default: cpu-demo)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set optim.lr=0.1 (repeatable)")
+    g.add_argument("--method", help="byel | byol-cls | byol | supervised")
+    g.add_argument("--backbone", help="smallnet | resnet18 | resnet50")
+    g.add_argument("--image-size", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", help="lars | sgd | adam | adamw")
+    g.add_argument("--seed", type=int)
+    if epochs_key:
+        g.add_argument("--epochs", type=int, help=f"sets {epochs_key}")
+    t = p.add_argument_group("hardware")
+    t.add_argument("--accelerator", help="cpu | gpu | auto")
+    t.add_argument("--devices", help="number of devices, a list like 0,1, or auto")
+    t.add_argument("--num-nodes", type=int)
+    t.add_argument("--strategy", help="auto | ddp | ddp_spawn | ...")
+    t.add_argument("--precision", help="auto | 32-true | bf16-mixed | 16-mixed")
+    t.add_argument("--logger", help="csv | tensorboard | both | none")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
+    p.set_defaults(epochs_key=epochs_key)
+
+
+def _resolve_config(args):
+    from byel.config import load_config
+
+    overrides = {}
+    for arg, key in SHORTCUTS.items():
+        value = getattr(args, arg, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "epochs", None) is not None:
+        overrides[args.epochs_key] = args.epochs
+    if getattr(args, "no_progress", False):
+        overrides["trainer.progress"] = False
+    cfg = load_config(args.preset, args.overrides)  # --set first, shortcuts win
+    from byel.config import set_value, validate
+
+    for key, value in overrides.items():
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def _load_labelled(spec: str, size: int, progress: bool, out: str | Path):
+    """Load a labelled data spec, say what was found, and log unusable files in the run folder."""
+    from byel.data.sources import load, write_problem_log
+
+    data = load(spec, size, progress=progress)
+    print(f"data {data.spec}: {data.summary()}", file=sys.stderr)
+    for note in data.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    if data.problems:
+        log = Path(out) / "data-problems.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        write_problem_log(data, str(log))
+        print(f"  {len(data.problems)} unusable file(s) skipped; listed in {log}", file=sys.stderr)
+    return data
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+# --- subcommands -------------------------------------------------------------------------------
+def cmd_generate(args) -> int:
+    from byel.synth.generate import generate
+
+    summary = generate(
+        args.out, backend=args.backend, per_class=args.per_class, size=args.size, seed=args.seed,
+        workers=args.workers, sources=args.sources, grey=args.grey, classes=args.classes,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {summary['n_images']} images to {args.out} ({summary['images_per_s']:.0f} images/s)")
+    print(f"manifest: {summary['manifest']}\npreview:  {summary['preview']}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from byel.train import pretrain
+
+    cfg = _resolve_config(args)
+    data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
+    last = pretrain(cfg, data.images, data.labels, args.out, resume=args.resume)
+    if _is_rank_zero():
+        print(f"pre-training checkpoint: {last}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from byel.checkpoint import load_checkpoint
+    from byel.train import finetune, finetune_config
+
+    cfg = _resolve_config(args)
+    if args.checkpoint:  # the input size comes from the stage-1 checkpoint
+        cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
+    data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
+    val = None
+    if args.val:
+        v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out)
+        val = (v.images, v.labels)
+    best = finetune(cfg, args.checkpoint, data.images, data.labels, args.out, val=val, resume=args.resume)
+    if _is_rank_zero():
+        print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from byel.evaluate import evaluate, format_result
+
+    result = evaluate(args.checkpoint, args.data, args.report, adapt_bn=args.adapt_bn,
+                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+    print(format_result(result))
+    print(f"report: {result['report']}\nconfusion matrix: {result['confusion_png']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from byel.pipeline import run_demo
+
+    cfg = _resolve_config(args)
+    run_demo(cfg, out=Path(args.out), real=args.real, backend=args.backend, sources=args.sources,
+             adapt_bn=args.adapt_bn, per_class=args.per_class, resume=args.resume)
+    return 0
+
+
+def cmd_data_inspect(args) -> int:
+    from byel.data.inspect import inspect
+
+    print(inspect(args.spec, args.out, size=args.size, unlabelled=args.unlabelled, log_path=args.log))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="byel", description="BYEL: facial-expression recognition learned from synthetic faces only.")
+    p.add_argument("--version", action="version", version=f"byel {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    g = sub.add_parser("generate", help="make labelled synthetic expression faces")
+    g.add_argument("--backend", default="procedural", help="procedural (default, needs nothing) | warp (needs --sources and byel[warp])")
+    g.add_argument("--out", required=True, help="output folder: OUT/<class>/*.png, manifest.csv, preview.png")
+    g.add_argument("--per-class", type=int, default=1000)
+    g.add_argument("--size", type=int, default=64, help="image side in pixels")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=2, help="worker processes")
+    g.add_argument("--sources", help="warp: folder of unlabelled (neutral) face images")
+    g.add_argument("--grey", action="store_true", help="grey output (3 equal channels)")
+    g.add_argument("--classes", nargs="+", help="a subset of the six classes")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    pt = sub.add_parser("pretrain", help="stage 1: BYEL (or an ablation) on labelled synthetic images")
+    pt.add_argument("--data", required=True, help="data spec, e.g. imagefolder:DIR, abaw-lsd:DIR, or a plain path")
+    pt.add_argument("--out", required=True, help="run folder (checkpoints/, logs/, config.yaml)")
+    pt.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                    help="continue from OUT/checkpoints/last.ckpt (or the given checkpoint)")
+    _config_args(pt, "pretrain.epochs")
+    pt.set_defaults(func=cmd_pretrain)
+
+    ft = sub.add_parser("finetune", help="stage 2: classifier on top of a stage-1 backbone")
+    ft.add_argument("--checkpoint", help="stage-1 checkpoint (its online backbone is loaded); omit to train from scratch")
+    ft.add_argument("--data", required=True, help="labelled synthetic training data (spec or path)")
+    ft.add_argument("--val", help="validation data for model selection (default: held-out synthetic split)")
+    ft.add_argument("--out", required=True)
+    ft.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT")
+    _config_args(ft, "finetune.epochs")
+    ft.set_defaults(func=cmd_finetune)
+
+    ev = sub.add_parser("evaluate", help="macro-F1 / accuracy / per-class F1 on labelled (real) faces")
+    ev.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
+    ev.add_argument("--data", required=True, help="labelled images: root/<class>/* (aliases ok) or any data spec")
+    ev.add_argument("--report", help="JSON report path (default: RUN/eval/<data>.json); a PNG goes beside it")
+    ev.add_argument("--adapt-bn", metavar="DIR", help="also report scores after BatchNorm adaptation on these unlabelled images")
+    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
+    de.add_argument("--out", default="runs/demo")
+    de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
+    de.add_argument("--backend", help="generator backend (default: the preset's, procedural)")
+    de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
+    de.add_argument("--per-class", type=int, help="synthetic images per class (default: the preset's)")
+    de.add_argument("--adapt-bn", action="store_true",
+                    help="also report scores with BatchNorm adapted on the (unlabelled) real images")
+    de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
+    _config_args(de, "pretrain.epochs")
+    de.set_defaults(func=cmd_demo)
+
+    da = sub.add_parser("data", help="data utilities")
+    dsub = da.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    ins = dsub.add_parser("inspect", help="scan a data spec: per-class counts, problems, a contact sheet")
+    ins.add_argument("spec")
+    ins.add_argument("--out", help="contact sheet PNG (default: none)")
+    ins.add_argument("--size", type=int, default=64)
+    ins.add_argument("--unlabelled", action="store_true", help="read every image under the folder, no classes")
+    ins.add_argument("--log", help="write the list of unusable files here (default: beside --out)")
+    ins.set_defaults(func=cmd_data_inspect)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ByelError as e:
+        print(f"byel: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyError as e:  # a config section missing from a foreign checkpoint, etc.
+        print(f"byel: error: missing key {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # read-only folder, full disk, ...
+        where = f": {e.filename}" if e.filename else ""
+        print(f"byel: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("byel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

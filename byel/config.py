@@ -1,0 +1,304 @@
+"""Typed configuration: a preset YAML (byel/configs/<name>.yaml) → nested dataclasses, with
+`section.key=value` overrides. Unknown keys are rejected with the nearest valid name, so a typo
+never silently falls back to a default."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from byel.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "smallnet"
+    width: int = 32  # smallnet only: channels of the first stage
+    small_input: bool = True  # resnets: 3×3 stem without max-pool, for images ≤ 64 px
+    proj_hidden: int = 4096
+    proj_dim: int = 256
+    pred_hidden: int = 4096
+
+
+@dataclass
+class MethodConfig:
+    name: str = "byel"  # byel | byol-cls | byol | supervised
+    ema_base: float = 0.99  # τ: target = τ·target + (1−τ)·online
+    ema_schedule: str = "fixed"  # fixed (reference code) | cosine (BYOL: τ ramps to 1)
+    evs_scale: float = 1.0  # EVS strength (1 = the paper)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "lars"  # lars | sgd | adam | adamw
+    lr: float = 0.2
+    weight_decay: float = 1.5e-6
+    momentum: float = 0.9
+    warmup_epochs: float = 10
+    min_lr_ratio: float = 0.0  # cosine decays to lr·min_lr_ratio
+    grad_clip: float = 0.0  # 0 = off
+
+
+@dataclass
+class AugConfig:
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
+    jitter_p: float = 0.3
+    grayscale_p: float = 0.2
+    blur_p: float = 0.2
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataConfig:
+    image_size: int = 128
+    batch_size: int = 256
+    num_workers: int = 0  # images live in memory as uint8; workers only help huge sets
+    val_fraction: float = 0.1  # held-out synthetic split for fine-tuning model selection
+    balanced: bool = False  # class-balanced sampling
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = 100
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 30
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    dropout: float = 0.3
+    batch_size: int = 256
+
+
+@dataclass
+class GenerateConfig:
+    backend: str = "procedural"
+    per_class: int = 2000
+    grey: bool = False
+    sources: str | None = None  # warp backend: folder of unlabelled neutral faces
+    workers: int = 2
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: str = "auto"  # number of devices, a list like "0,1", or auto
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn | ...
+    precision: str = "auto"  # auto = bf16-mixed on a GPU that has it, else 32-true; or any Lightning value
+    log_every_n_steps: int = 20
+    logger: str = "csv"  # csv | tensorboard | both | none
+    progress: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    preset: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def digest(self) -> str:
+        """Short hash of the resolved config, recorded in reports."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the dataclass field's type, with a clear error."""
+    origin = getattr(hint, "__origin__", None)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("true", "1", "yes", "on"):
+                    return True
+                if low in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            args = hint.__args__
+            if len(value) != len(args):
+                raise ValueError(f"expected {len(args)} values")
+            return tuple(_coerce(v, t, key) for v, t in zip(value, args))
+        # Optional[str] and similar unions
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid value {value!r} for {key}") from None
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    near = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _all_keys(cfg: Config) -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cfg):
+        sub = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(sub):
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(sub)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    """Set `section.key` (or a top-level key) on cfg, validating the key and the value's type."""
+    valid = _all_keys(cfg)
+    if dotted not in valid:
+        raise _unknown(dotted, valid)
+    *path, leaf = dotted.split(".")
+    target = cfg
+    for p in path:
+        target = getattr(target, p)
+    hint = get_type_hints(type(target))[leaf]
+    setattr(target, leaf, _coerce(value, hint, dotted))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(preset: str | Path = "cpu-demo", overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Build a Config from a preset name or a YAML path, then apply overrides.
+
+    overrides: {"optim.lr": 0.1} or ["optim.lr=0.1", ...] (the CLI's --set form).
+    """
+    path = Path(preset)
+    if not path.suffix:
+        path = PRESET_DIR / f"{preset}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown preset {str(preset)!r}; choose one of: {', '.join(presets())}")
+    elif not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections")
+    cfg = Config()
+    cfg.preset = path.stem
+    # A preset may inherit another: `base: cpu-demo`.
+    base = raw.pop("base", None)
+    if base:
+        cfg = load_config(base)
+        cfg.preset = path.stem
+    for key, value in _flatten(raw).items():
+        set_value(cfg, key, value)
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like section.key=value")
+            k, v = item.split("=", 1)
+            items.append((k.strip(), yaml.safe_load(v) if v.strip() else v))
+    for key, value in items:
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config saved by `to_dict` (e.g. from a checkpoint)."""
+    cfg = Config()
+    for key, value in _flatten(d).items():
+        if key in _all_keys(cfg):
+            set_value(cfg, key, value)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    from byel.methods import METHODS  # late import: methods import config types
+
+    checks = [
+        (cfg.data.image_size >= 16, f"data.image_size must be ≥ 16 (got {cfg.data.image_size})"),
+        (cfg.data.batch_size >= 2, f"data.batch_size must be ≥ 2 for BatchNorm (got {cfg.data.batch_size})"),
+        (cfg.finetune.batch_size >= 2, f"finetune.batch_size must be ≥ 2 (got {cfg.finetune.batch_size})"),
+        (cfg.pretrain.epochs >= 1, f"pretrain.epochs must be ≥ 1 (got {cfg.pretrain.epochs})"),
+        (cfg.finetune.epochs >= 0, f"finetune.epochs must be ≥ 0 (got {cfg.finetune.epochs})"),
+        (cfg.optim.lr > 0, f"optim.lr must be > 0 (got {cfg.optim.lr})"),
+        (0 <= cfg.method.ema_base <= 1, f"method.ema_base must be in [0, 1] (got {cfg.method.ema_base})"),
+        (0 < cfg.data.val_fraction < 1, f"data.val_fraction must be in (0, 1) (got {cfg.data.val_fraction})"),
+        (cfg.generate.per_class >= 1, f"generate.per_class must be ≥ 1 (got {cfg.generate.per_class})"),
+        (0 < cfg.aug.crop_scale[0] <= cfg.aug.crop_scale[1] <= 1, f"aug.crop_scale must satisfy 0 < a ≤ b ≤ 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    choices = {
+        "method.name": (cfg.method.name, sorted(METHODS)),
+        "method.ema_schedule": (cfg.method.ema_schedule, ["fixed", "cosine"]),
+        "optim.optimizer": (cfg.optim.optimizer, ["lars", "sgd", "adam", "adamw"]),
+        "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
+        "generate.backend": (cfg.generate.backend, ["procedural", "warp"]),
+    }
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise ConfigError(f"invalid {key} {value!r}; choose one of: {', '.join(valid)}")
+    from byel.models import BACKBONES
+
+    if cfg.model.backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; choose one of: {', '.join(sorted(BACKBONES))}")

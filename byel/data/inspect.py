@@ -1,0 +1,86 @@
+"""``byel data inspect SPEC``: the scan report and a contact sheet of samples per class."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from byel.classes import CLASSES
+from byel.data.sources import ImageSet, load, write_problem_log
+
+SAMPLES_PER_ROW = 8
+UNLABELLED_ROWS = 4
+_SHOWN_PROBLEMS = 5
+
+
+def inspect(spec: str, out_png: str | None, size: int = 64, *, unlabelled: bool = False,
+            log_path: str | None = None, progress: bool = True) -> str:
+    """Load SPEC, return the printable report; write the contact sheet to out_png if given.
+
+    Unusable files are written to log_path, by default next to out_png as
+    ``<out_png stem>-problems.txt``; without either, the report shows the first few.
+    """
+    s = load(spec, size, unlabelled=unlabelled, progress=progress)
+    lines = [f"data: {s.spec}"]
+    if unlabelled:
+        lines.append(f"usable images: {len(s)} (unlabelled)")
+    else:
+        lines.append(f"usable images: {len(s)}")
+        width = max(len(c) for c in CLASSES)
+        for c, n in s.counts().items():
+            lines.append(f"  {c:<{width}} {n:>7}  {100 * n / len(s):5.1f}%" + ("  <- none" if n == 0 else ""))
+    if s.skipped:
+        lines.append("skipped (not one of the six): " + ", ".join(f"{k} {v}" for k, v in s.skipped.items()))
+    if s.dropped:
+        lines.append("dropped (unusable): " + ", ".join(f"{k} {v}" for k, v in s.dropped.items()))
+    lines += [f"note: {n}" for n in s.notes]
+    if s.problems:
+        if log_path is None and out_png:
+            log_path = os.path.splitext(out_png)[0] + "-problems.txt"
+        if log_path:
+            write_problem_log(s, log_path)
+            lines.append(f"{len(s.problems)} problems listed in {log_path}")
+        else:
+            lines.append(f"{len(s.problems)} problems, first {min(len(s.problems), _SHOWN_PROBLEMS)} "
+                         "(give --out to write them all to a log file):")
+            lines += [f"  {reason}  {where}" for where, reason in s.problems[:_SHOWN_PROBLEMS]]
+    if out_png:
+        contact_sheet(s, out_png, unlabelled=unlabelled)
+        lines.append(f"contact sheet: {out_png}")
+    return "\n".join(lines)
+
+
+def contact_sheet(s: ImageSet, out_png: str, *, unlabelled: bool = False, seed: int = 0) -> None:
+    """PNG grid: one row per class (random samples, labelled with the class count)."""
+    rng = np.random.default_rng(seed)
+
+    def sample(idx: np.ndarray, k: int) -> np.ndarray:
+        return np.sort(rng.choice(idx, min(len(idx), k), replace=False))
+
+    k = SAMPLES_PER_ROW
+    if unlabelled:  # a few rows of random images, the first labelled with the total
+        pick = sample(np.arange(len(s)), UNLABELLED_ROWS * k)
+        rows = [("" if r else f"{len(s)} images", pick[r:r + k]) for r in range(0, len(pick), k)]
+    else:
+        rows = [(f"{c} ({n})", sample(np.flatnonzero(s.labels == i), k))
+                for i, (c, n) in enumerate(s.counts().items())]
+    size, pad = s.images.shape[1], 2
+    tile = size + pad
+    sheet = np.full((len(rows) * tile + pad, k * tile + pad, 3), 255, np.uint8)
+    for r, (_, pick) in enumerate(rows):
+        for col, i in enumerate(pick):
+            y, x = pad + r * tile, pad + col * tile
+            sheet[y:y + size, x:x + size] = s.images[i]
+    fig = Figure(figsize=(1.0 + 0.9 * k, 0.4 + 0.9 * len(rows)), dpi=100)
+    ax = fig.add_axes((0.2, 0.02, 0.78, 0.9))
+    ax.imshow(sheet, interpolation="nearest")
+    ax.set_yticks([pad + r * tile + size / 2 for r in range(len(rows))], [label for label, _ in rows])
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(s.spec if len(s.spec) < 70 else "..." + s.spec[-67:], fontsize=8)
+    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
+    fig.savefig(out_png)

@@ -1,0 +1,147 @@
+"""Evaluation on (real) labelled faces: macro-F1, accuracy, per-class F1 (torchmetrics), a JSON
+report and a confusion-matrix PNG — optionally also after real-domain BatchNorm adaptation
+(AdaBN: BN statistics re-estimated on *unlabelled* images; no label is used)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+)
+from tqdm.auto import tqdm
+
+from byel import __version__
+from byel.checkpoint import load_checkpoint
+from byel.classes import CLASSES, NUM_CLASSES
+from byel.methods import FineTune
+from byel.plots import confusion_matrix_png
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> FineTune:
+    """A fine-tuned byel model in eval mode, ready for `predict_probs`."""
+    ckpt = load_checkpoint(path, kinds=("finetune",))
+    model = FineTune(ckpt["byel"]["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval()
+
+
+def _batches(n: int, batch_size: int, desc: str, progress: bool):
+    starts = range(0, n, batch_size)
+    return tqdm(starts, desc=desc, leave=False, disable=not progress) if progress else starts
+
+
+@torch.inference_mode()
+def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, 6) for uint8 images (N, H, W, 3), under eval() and inference_mode."""
+    model.eval()
+    out = [
+        model.predict_images(torch.from_numpy(images[s : s + batch_size])).float().cpu()
+        for s in _batches(len(images), batch_size, "predict", progress)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> FineTune:
+    """AdaBN (Li et al. 2016): a copy of `model` whose BatchNorm running statistics are the
+    exact averages over `images` (unlabelled). Weights are untouched."""
+    adapted = copy.deepcopy(model)
+    bns = [m for m in adapted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average = the plain mean over all batches
+    adapted.train()
+    for s in _batches(len(images), batch_size, "adapt BN", progress):
+        batch = images[s : s + batch_size]
+        if len(batch) > 1:
+            adapted(adapted.preprocess(torch.from_numpy(batch).to(adapted.device)))
+    for bn in bns:
+        bn.momentum = 0.1
+    return adapted.eval()
+
+
+def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """macro-F1, accuracy, per-class F1 and the confusion matrix (torchmetrics)."""
+    p, y = torch.from_numpy(probs), torch.from_numpy(labels.astype(np.int64))
+    per_class = multiclass_f1_score(p, y, NUM_CLASSES, average="none")
+    return {
+        "macro_f1": float(multiclass_f1_score(p, y, NUM_CLASSES, average="macro")),
+        "accuracy": float(multiclass_accuracy(p, y, NUM_CLASSES, average="micro")),
+        "per_class_f1": {c: float(v) for c, v in zip(CLASSES, per_class)},
+        "confusion_matrix": multiclass_confusion_matrix(p, y, NUM_CLASSES).tolist(),
+    }
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data: str,
+    report: str | Path | None = None,
+    adapt_bn: str | None = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Evaluate a fine-tuned checkpoint on a labelled data spec; write the JSON report and PNG."""
+    from byel.data.sources import load  # late: keeps `import byel.evaluate` light
+
+    model = load_classifier(checkpoint, device)
+    size = model.cfg.data.image_size
+    test = load(data, size, progress=progress)
+    if report is None:  # RUN/eval/<data set name>.json, named after the spec as the loader normalised it
+        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(test.spec.split(":", 1)[-1]).name)
+        report = Path(checkpoint).resolve().parent.parent / "eval" / f"{name or 'data'}.json"
+    report = Path(report)
+    result = {
+        "checkpoint": str(checkpoint),
+        "data": data,
+        "data_resolved": test.spec,
+        "n_images": int(len(test.labels)),
+        "class_counts": test.counts(),
+        "skipped": dict(test.skipped),
+        "dropped": dict(test.dropped),
+        "classes": list(CLASSES),
+        **scores(predict_probs(model, test.images, batch_size, progress), test.labels),
+    }
+    result["confusion_png"] = str(confusion_matrix_png(
+        np.array(result["confusion_matrix"]), list(CLASSES), report.with_suffix(".png"),
+        f"{Path(str(checkpoint)).name} on {data}\nmacro-F1 {result['macro_f1']:.3f}  acc {result['accuracy']:.3f}"))
+    if adapt_bn:
+        unl = load(adapt_bn, size, unlabelled=True, progress=progress)
+        adapted = adapt_batchnorm(model, unl.images, batch_size, progress)
+        result["adabn"] = {"data": adapt_bn, "n_adapt_images": int(len(unl.images)),
+                           **scores(predict_probs(adapted, test.images, batch_size, progress), test.labels)}
+        result["adabn"]["confusion_png"] = str(confusion_matrix_png(
+            np.array(result["adabn"]["confusion_matrix"]), list(CLASSES), report.with_name(report.stem + "_adabn.png"),
+            f"{Path(str(checkpoint)).name} on {data}, BN adapted on {adapt_bn}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
+    cfg = model.cfg
+    result["provenance"] = {
+        "byel_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
+        "seed": cfg.seed, "config_digest": cfg.digest(), "method": cfg.method.name, "backbone": cfg.model.backbone,
+    }
+    report.parent.mkdir(parents=True, exist_ok=True)
+    tmp = report.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(report)
+    result["report"] = str(report)
+    return result
+
+
+def format_result(result: dict) -> str:
+    """Human-readable summary lines."""
+    lines = [f"{result['data']}: {result['n_images']} images"
+             + (f" (skipped {', '.join(f'{k} {v}' for k, v in result['skipped'].items())})" if result["skipped"] else "")]
+    rows = [("plain", result)] + ([("AdaBN", result["adabn"])] if "adabn" in result else [])
+    for name, r in rows:
+        per = "  ".join(f"{c[:4]} {r['per_class_f1'][c]:.2f}" for c in CLASSES)
+        lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}")
+    lines.append(f"  chance macro-F1 ≈ {1 / NUM_CLASSES:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""What every stage-1 method shares: the backbone, per-sample augmentation on the batch's
+device, the optimiser with warm-up + cosine LR, checkpoint metadata — and, for the momentum
+methods, the EMA target network with its schedule."""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+from torch import nn
+
+from byel.checkpoint import metadata
+from byel.config import Config, from_dict
+from byel.data.augment import TrainAugment
+from byel.models import create_backbone
+from byel.optim import WarmupCosine, build_optimizer, ema_tau
+
+
+def backbone_from_config(cfg: Config) -> nn.Module:
+    m = cfg.model
+    return create_backbone(m.backbone, width=m.width, small_input=m.small_input)
+
+
+class PretrainMethod(L.LightningModule):
+    """Base class of stage-1 methods. Subclasses build their heads and implement `training_step`."""
+
+    kind = "pretrain"
+
+    def __init__(self, config: dict):
+        super().__init__()
+        # The config travels as a plain dict: it is saved in every checkpoint and must load
+        # with torch.load(weights_only=True).
+        self.save_hyperparameters({"config": config})
+        self.cfg = from_dict(config)
+        self.backbone = backbone_from_config(self.cfg)
+        self.augment = TrainAugment(self.cfg.aug, self.cfg.data.image_size)
+
+    # --- optimisation -----------------------------------------------------------------------
+    def total_steps(self) -> int:
+        return int(self.trainer.estimated_stepping_batches)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        trainable = nn.ModuleList([m for name, m in self.named_children() if not name.startswith("target")])
+        optimizer = build_optimizer(trainable, o.optimizer, o.lr, o.weight_decay, o.momentum)
+        total = self.total_steps()
+        warmup = int(round(o.warmup_epochs * total / max(1, self.trainer.max_epochs)))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total, warmup, o.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["byel"] = metadata(self.kind, self.cfg)
+
+
+class MomentumMethod(PretrainMethod):
+    """A method with an online network and an EMA target copy of some of its modules."""
+
+    # Online module name -> target copy name; the targets never receive gradients.
+    momentum_pairs: tuple[tuple[str, str], ...] = ()
+
+    def init_targets(self) -> None:
+        for online, target in self.momentum_pairs:
+            copy_ = copy.deepcopy(getattr(self, online))
+            copy_.requires_grad_(False)
+            setattr(self, target, copy_)
+
+    def current_tau(self) -> float:
+        m = self.cfg.method
+        return ema_tau(self.trainer.global_step, self.total_steps(), m.ema_base, m.ema_schedule)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # Lightning calls this after the optimiser step: update the target by EMA.
+        tau = self.current_tau()
+        for online, target in self.momentum_pairs:
+            for po, pt in zip(getattr(self, online).parameters(), getattr(self, target).parameters()):
+                pt.mul_(tau).add_(po.detach(), alpha=1 - tau)
+            # BatchNorm running statistics are buffers: copy them (BYOL targets use batch stats
+            # in training anyway; these matter only if the target is ever evaluated).
+            for bo, bt in zip(getattr(self, online).buffers(), getattr(self, target).buffers()):
+                bt.copy_(bo)
+        self.log("train/tau", tau, prog_bar=False)

@@ -1,0 +1,59 @@
+"""BYEL (Lee et al. 2022) and its ablations, on one code path.
+
+For a labelled synthetic image x with class y and two per-sample augmented views v1, v2:
+  p_i  = q(g(f(v_i)))                 online prediction
+  z'_i = g'(f'(v_i))                  target projection (EMA network, no gradient)
+  L = ℓ(EVS(p_1), z'_2) + ℓ(EVS(p_2), z'_1)  +  L_orth(W)  +  CE(BN(p_1·W), y) + CE(BN(p_2·W), y)
+with ℓ(a, b) = 2 − 2·cos(a, b) and EVS(p) = p − ‖p‖·W[:, y].
+
+`classifier=False` gives plain BYOL; `evs=False` gives BYOL + emotion classifier.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from byel.classes import NUM_CLASSES
+from byel.losses import byol_loss, classification_loss, emotion_vector_subtraction, orthogonality_loss
+from byel.methods.base import MomentumMethod
+from byel.models import MLP, EmotionClassifier
+
+
+class BYEL(MomentumMethod):
+    momentum_pairs = (("backbone", "target_backbone"), ("projector", "target_projector"))
+
+    def __init__(self, config: dict, classifier: bool = True, evs: bool = True):
+        super().__init__(config)
+        if evs and not classifier:
+            raise ValueError("EVS needs the emotion classifier's vectors W")
+        self.use_classifier, self.use_evs = classifier, evs
+        m = self.cfg.model
+        self.projector = MLP(self.backbone.out_dim, m.proj_hidden, m.proj_dim)
+        self.predictor = MLP(m.proj_dim, m.pred_hidden, m.proj_dim)
+        self.classifier = EmotionClassifier(m.proj_dim, NUM_CLASSES) if classifier else None
+        self.init_targets()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        views = (self.augment(x), self.augment(x))  # two independent per-sample draws
+        preds = [self.predictor(self.projector(self.backbone(v))) for v in views]
+        with torch.no_grad():
+            targets = [self.target_projector(self.target_backbone(v)) for v in views]
+
+        logs = {}
+        loss = 0.0
+        if self.use_classifier:
+            W = self.classifier.W
+            logits = [self.classifier(p) for p in preds]
+            ce = classification_loss(logits[0], y) + classification_loss(logits[1], y)
+            orth = orthogonality_loss(W)
+            loss = loss + ce + orth
+            logs.update({"train/ce": ce, "train/orth": orth, "train/acc": (logits[0].argmax(1) == y).float().mean()})
+            if self.use_evs:
+                preds = [emotion_vector_subtraction(p, W, y, self.cfg.method.evs_scale) for p in preds]
+        byol = byol_loss(preds[0], targets[1]) + byol_loss(preds[1], targets[0])
+        loss = loss + byol
+        logs.update({"train/loss": loss, "train/byol": byol})
+        self.log_dict(logs, prog_bar=False)
+        self.log("loss", loss, prog_bar=True, logger=False)
+        return loss

@@ -1,0 +1,68 @@
+"""Stage 2: backbone (from a stage-1 checkpoint) + Dropout(0.3) → Linear(d, 6), Adam, CE.
+Model selection by validation macro-F1 (torchmetrics)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from byel.checkpoint import metadata
+from byel.classes import NUM_CLASSES
+from byel.config import from_dict
+from byel.data.augment import EvalTransform, TrainAugment
+from byel.losses import classification_loss
+from byel.methods.base import backbone_from_config
+
+
+class FineTune(L.LightningModule):
+    kind = "finetune"
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = from_dict(config)
+        self.backbone = backbone_from_config(self.cfg)
+        self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, NUM_CLASSES))
+        size = self.cfg.data.image_size
+        self.augment = TrainAugment(self.cfg.aug, size)
+        self.preprocess = EvalTransform(self.cfg.aug.mean, self.cfg.aug.std, size)
+        self.val_f1 = MulticlassF1Score(NUM_CLASSES, average="macro")
+        self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for already-preprocessed (normalised) images."""
+        return self.head(self.backbone(x))
+
+    @torch.inference_mode()
+    def predict_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities for raw uint8 images (N, H, W, 3); call under eval()."""
+        return self(self.preprocess(images.to(self.device))).softmax(-1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(self.augment(x))
+        loss = classification_loss(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", (logits.argmax(1) == y).float().mean())
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(self.preprocess(x))
+        self.val_f1.update(logits, y)
+        self.val_acc.update(logits, y)
+
+    def on_validation_epoch_end(self):
+        self.log("val/macro_f1", self.val_f1.compute(), prog_bar=True, sync_dist=True)
+        self.log("val/acc", self.val_acc.compute(), sync_dist=True)
+        self.val_f1.reset()
+        self.val_acc.reset()
+
+    def configure_optimizers(self):
+        f = self.cfg.finetune
+        return torch.optim.Adam(self.parameters(), lr=f.lr, weight_decay=f.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["byel"] = metadata(self.kind, self.cfg)

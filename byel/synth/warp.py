@@ -1,0 +1,388 @@
+"""Warp backend: expressions synthesised from real neutral faces.
+
+Each source face keeps its own identity, skin and photographic look; only the expression is
+made. The AU intensities become displacements of the face's 68 landmarks (plus a few derived
+cheek and forehead points), expressed in a face frame scaled by the inter-ocular distance (IOD),
+so every deformation lands on the right feature whatever the face size or roll. Gaussian bumps
+at the control points are blended as a weighted mean, so overlapping bumps interpolate the
+displacements instead of adding up, and the image is resampled by backward mapping. Open
+mouths get an interior (cavity, teeth, tongue); wrinkles and folds are drawn as soft shading.
+
+Everything that is not expression — resampling, warp jitter, pose, flip, blur, noise, tone,
+JPEG, occluders — is drawn identically for every class, so a classifier can only separate the
+classes by the expression (see docs: generator notes).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from byel.synth.landmarks import FaceSet, load_faces
+
+# --- landmark groups (iBUG 68-point scheme, 0-based; "left" = image left) -----------------
+BROWS = np.arange(17, 27)
+BROW_INNER = np.array([0, .25, .5, .75, 1, 1, .75, .5, .25, 0])  # 1 at the inner brow heads
+UPPER_LID = [37, 38, 43, 44]
+LOWER_LID = [40, 41, 46, 47]
+EYE_OUTER = [36, 45]
+NOSE_WING = [31, 35]
+NOSE_BASE = [32, 33, 34]
+CORNERS = [48, 54, 60, 64]
+UPPER_LIP_OUT = [50, 51, 52]
+UPPER_LIP_IN = [61, 62, 63]
+LOWER_LIP_OUT = [56, 57, 58]
+LOWER_LIP_IN = [65, 66, 67]
+LIP_NEAR_CORNER = [49, 53, 55, 59]
+CHEEK, FOREHEAD = [68, 69], np.arange(70, 80)  # derived control points, after the 68
+N_CTRL = 80
+
+# Side of the face midline of each control point: -1 image left, +1 image right, 0 midline.
+SIDE = np.zeros(N_CTRL, np.float32)
+SIDE[[*range(0, 8), *range(17, 22), 31, 32, *range(36, 42), 48, 49, 50, 58, 59, 60, 61, 67, 68,
+      *range(70, 75)]] = -1
+SIDE[[*range(9, 17), *range(22, 27), 34, 35, *range(42, 48), 52, 53, 54, 55, 56, 63, 64, 65, 69,
+      *range(75, 80)]] = 1
+
+# RBF width per control point, in IOD: wide for brows, cheeks and jaw, narrow for lids and lips
+# so that neighbouring features (upper vs lower lid, upper vs lower lip) can move apart.
+SIGMA = np.full(N_CTRL, 0.22, np.float32)
+SIGMA[0:17] = 0.30
+SIGMA[36:48] = 0.09
+SIGMA[48:60] = 0.14
+SIGMA[60:68] = 0.10
+SIGMA[27:36] = 0.16
+SIGMA[CHEEK] = 0.30
+SIGMA[FOREHEAD] = 0.35
+BACKGROUND = 0.1  # weight of "no displacement": sets how fast a bump fades to nothing
+JITTER = 0.012  # IOD; warp noise on every control point, so no image leaves the warp untouched
+
+
+def au_displacements(aus: dict[int, float], gain: float = 1.0) -> np.ndarray:
+    """(N_CTRL, 2) control-point displacements in the face frame, IOD units: +u towards the
+    image right, +v down. Magnitudes follow FACS descriptions at full (E) intensity."""
+    a = {au: gain * aus.get(au, 0.0) for au in (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20,
+                                                 23, 24, 25, 26, 27)}
+    d = np.zeros((N_CTRL, 2), np.float32)
+    u, v = d[:, 0], d[:, 1]  # views
+    out = SIDE  # multiply a u-displacement by this to point it away from the midline
+    inner, outer = BROW_INNER, 1 - BROW_INNER
+
+    # Brows: 1 raises the inner heads (oblique), 2 the outer parts, 4 lowers and knits them.
+    v[BROWS] += -0.22 * a[1] * inner - 0.17 * a[2] * (0.3 + 0.7 * outer)
+    v[BROWS] += 0.12 * a[4] * (0.5 + 0.5 * inner) + 0.05 * a[9] * inner
+    u[BROWS] += -out[BROWS] * (0.09 * a[4] * inner - 0.02 * a[1] * inner)
+    # Lids: 5 opens, 6 and 7 narrow from below (7 also lowers the upper lid), 4 presses down.
+    v[UPPER_LID] += -0.09 * a[5] + 0.035 * a[7] + 0.015 * a[6] + 0.02 * a[4]
+    v[LOWER_LID] += -0.06 * a[6] - 0.06 * a[7] - 0.03 * a[9] - 0.02 * a[12]
+    v[EYE_OUTER] += -0.02 * a[6]
+    v[CHEEK] += -0.12 * a[6] - 0.09 * a[12] - 0.03 * a[10] + 0.05 * a[26]
+    # Nose: 9 wrinkles (wings and base up), 10 lifts the wings a little, 12 widens them.
+    v[NOSE_WING] += -0.07 * a[9] - 0.03 * a[10]
+    u[NOSE_WING] += out[NOSE_WING] * (0.02 * a[9] + 0.02 * a[12])
+    v[NOSE_BASE] += -0.05 * a[9] - 0.02 * a[10]
+    v[[29, 30]] += -0.03 * a[9]
+    # Upper lip: 10 raises it (most at the centre), 9 drags it up, 25/26 open from above.
+    v[UPPER_LIP_OUT + UPPER_LIP_IN] += -0.14 * a[10] - 0.05 * a[9]
+    v[[49, 53]] += -0.09 * a[10] - 0.03 * a[9]
+    v[UPPER_LIP_IN] += -0.04 * a[25] - 0.02 * a[26]
+    v[UPPER_LIP_OUT] += 0.03 * a[23] + 0.04 * a[24] + 0.01 * a[20]
+    # Lip corners: 12 up and out, 15 down, 20 sideways, 23 and 27 in, 26 down.
+    u[CORNERS] += out[CORNERS] * (0.13 * a[12] + 0.14 * a[20] - 0.04 * a[23] - 0.015 * a[24]
+                                  - 0.02 * a[26] - 0.05 * a[27])
+    v[CORNERS] += -0.15 * a[12] + 0.12 * a[15] + 0.025 * a[20] + 0.08 * a[26] + 0.08 * a[27]
+    u[LIP_NEAR_CORNER] += out[LIP_NEAR_CORNER] * (0.07 * a[12] + 0.08 * a[20])
+    v[LIP_NEAR_CORNER] += -0.08 * a[12] + 0.07 * a[15]
+    # Lower lip and jaw: 16 pulls the lower lip down, 17 pushes it and the chin up,
+    # 25 parts the lips, 26/27 drop the jaw (the chin most, the jaw angle least).
+    low = LOWER_LIP_OUT + LOWER_LIP_IN
+    v[low] += (0.09 * a[16] - 0.045 * a[17] + 0.07 * a[25]
+               + 0.30 * a[26] + 0.22 * a[27])
+    v[LOWER_LIP_OUT] += -0.03 * a[23] - 0.04 * a[24] - 0.01 * a[20]
+    v[[55, 59]] += 0.05 * a[16] + 0.22 * a[26] + 0.16 * a[27]
+    jaw = 0.30 * a[26] + 0.25 * a[27]
+    for idx, w in (([8], 1.0), ([7, 9], 0.92), ([6, 10], 0.72), ([5, 11], 0.45), ([4, 12], 0.2)):
+        v[idx] += w * jaw
+    v[[7, 8, 9]] += -0.05 * a[17]
+    # Forehead skin follows the brows halfway (brow raises fold it: see forehead lines).
+    d[FOREHEAD] += 0.5 * d[BROWS]
+    return d
+
+
+def _control_points(pts: np.ndarray, iod: float, ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
+    """The 68 landmarks plus derived cheek and forehead points, (N_CTRL, 2)."""
+    eye_r, eye_l = pts[36:42].mean(0), pts[42:48].mean(0)
+    cheeks = [0.5 * (eye_r + pts[48]) - 0.12 * iod * ex, 0.5 * (eye_l + pts[54]) + 0.12 * iod * ex]
+    forehead = pts[BROWS] - 0.45 * iod * ey
+    return np.concatenate([pts, np.array(cheeks), forehead]).astype(np.float32)
+
+
+def _blend_field(x: np.ndarray, centers: np.ndarray, sigma: np.ndarray,
+                 values: np.ndarray) -> np.ndarray:
+    """Displacement at points x: Gaussian bumps at the centres, blended as a weighted mean
+    (a partition of unity with a constant background weight of zero displacement).
+
+    Overlapping bumps interpolate instead of adding up, so the field stays within the control
+    displacements; an exact RBF interpolant was tried first and oscillated wildly between the
+    closely spaced landmarks."""
+    x, centers = x.astype(np.float32), centers.astype(np.float32)
+    d2 = (x * x).sum(1)[:, None] + (centers * centers).sum(1)[None, :] - 2 * x @ centers.T
+    g = np.exp(-np.maximum(d2, 0) * (0.5 / sigma.astype(np.float32) ** 2)[None, :])
+    return (g @ values.astype(np.float32)) / (BACKGROUND + g.sum(1, keepdims=True))
+
+
+class WarpBackend:
+    """Renders labelled expressions by warping real neutral faces (see module docstring)."""
+
+    name = "warp"
+
+    def __init__(self, sources, size: int = 64, grey: bool = False, seed: int = 0,
+                 progress: bool = True):
+        self.size = int(size)
+        self.grey = bool(grey)
+        self.seed = seed  # rendering randomness comes from render()'s rng; kept for the manifest
+        faces: FaceSet = load_faces(sources, progress=progress)
+        self.names = faces.names
+        self.images = faces.images
+        self.landmarks = faces.landmarks
+        self.stats = faces.stats
+        # Warp at up to 4x the output size, then shrink: the same resampling path for all.
+        self.work = max(self.size, min(4 * self.size, 256))
+        self.gain = 1.0
+
+    # -- rendering -----------------------------------------------------------------------
+    def render(self, emotion: str, aus: dict[int, float],
+               rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        W = self.work
+        i = int(rng.integers(len(self.images)))
+        src = self.images[i]
+        if self.grey and src.ndim == 3:
+            src = cv2.cvtColor(src, cv2.COLOR_RGB2GRAY)
+        k = W / src.shape[0]
+        pts = (self.landmarks[i] + 0.5) * k - 0.5
+
+        eye_r, eye_l = pts[36:42].mean(0), pts[42:48].mean(0)
+        iod = float(np.linalg.norm(eye_l - eye_r))
+        ex = (eye_l - eye_r) / iod
+        ey = np.array([-ex[1], ex[0]], np.float32)
+        ctrl = _control_points(pts, iod, ex, ey)
+
+        disp = au_displacements(aus, self.gain)
+        disp += rng.normal(0, JITTER, disp.shape).astype(np.float32)
+        disp_px = (disp[:, :1] * ex + disp[:, 1:] * ey) * iod
+        target = ctrl + disp_px
+
+
+        # Nuisance pose (roll, scale, shift, flip) is composed into the same backward map, so
+        # the expression warp and the pose cost one resampling.
+        roll = float(np.clip(rng.normal(0, 6), -15, 15))
+        scale = float(rng.uniform(0.95, 1.12))
+        shift = rng.uniform(-0.04, 0.04, 2) * W
+        flip = bool(rng.random() < 0.5)
+        fwd = cv2.getRotationMatrix2D((W / 2 - 0.5, W / 2 - 0.5), roll, scale)
+        fwd[:, 2] += shift
+        inv = cv2.invertAffineTransform(fwd)
+
+        g = W // 4
+        gy, gx = np.mgrid[0:g, 0:g].astype(np.float32)
+        grid = np.stack([gx, gy], -1).reshape(-1, 2) * (W / g) + (W / g - 1) / 2
+        x = grid @ inv[:, :2].T + inv[:, 2]
+        srcpos = x + _blend_field(x, target, SIGMA * iod, -disp_px)
+        maps = cv2.resize(srcpos.reshape(g, g, 2).astype(np.float32), (W, W),
+                          interpolation=cv2.INTER_LINEAR)
+        big = cv2.resize(src, (W, W), interpolation=cv2.INTER_CUBIC)
+        img = cv2.remap(big, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC,
+                        borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        if img.ndim == 2:
+            img = img[..., None]
+
+        out_pts = target @ fwd[:, :2].T + fwd[:, 2]
+        s_iod = iod * scale
+        cue = float(rng.uniform(0.6, 1.2))
+        img, mouth = _mouth_interior(img, out_pts, s_iod, aus, rng)
+        img = _appearance_cues(img, out_pts, s_iod, aus, cue, rng)
+
+        img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if img.ndim == 2:
+            img = img[..., None]
+        if flip:
+            img = img[:, ::-1]
+        img, params = _photometric(img, rng)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        params = {"source": self.names[i], "roll": round(roll, 2), "scale": round(scale, 3),
+                  "shift_x": round(float(shift[0] / W), 3), "shift_y": round(float(shift[1] / W), 3),
+                  "flip": int(flip), "cue_strength": round(cue, 3), **mouth, **params}
+        return np.ascontiguousarray(img), params
+
+    def __repr__(self) -> str:
+        return f"WarpBackend({self.stats['n_used']} faces, size={self.size})"
+
+
+def _soft_poly(shape, polys, blur: float) -> np.ndarray:
+    """Anti-aliased filled polygons as a float mask in [0, 1], feathered by a Gaussian."""
+    m = np.zeros(shape, np.float32)
+    cv2.fillPoly(m, [np.round(p * 16).astype(np.int32) for p in polys], 1.0, cv2.LINE_AA, 4)
+    if blur > 0:
+        m = cv2.GaussianBlur(m, (0, 0), blur)
+    return m
+
+
+def _mouth_interior(img, pts, iod, aus, rng):
+    """Paint the cavity, teeth and tongue inside the parted inner lips."""
+    inner = pts[60:68]
+    gap = float(np.linalg.norm(pts[66] - pts[62]))
+    if gap < 0.02 * iod:
+        return img, {"mouth_open": 0.0}
+    H, W = img.shape[:2]
+    mask = _soft_poly((H, W), [inner], 0.012 * iod)
+    lips = _soft_poly((H, W), [pts[48:60]], 0)
+    ref = float(np.median(img[lips > 0.5])) if (lips > 0.5).any() else float(img.mean())
+    ref = max(ref, 60.0)
+
+    cavity = ref * rng.uniform(0.08, 0.22)
+    # Upper teeth show more when the upper lip is lifted (10, 12), lower ones when the lower
+    # lip is pulled down (16, 20, 27); tongue sits low in a wide-open mouth.
+    up_h = min(gap * rng.uniform(0.25, 0.45) * (1 + aus.get(10, 0) + aus.get(12, 0)),
+               0.14 * iod)
+    lo_h = min(gap * 0.25 * (aus.get(16, 0) + aus.get(20, 0) + aus.get(27, 0)), 0.08 * iod)
+    teeth = min(235.0, ref * rng.uniform(1.0, 1.35))
+    down = (pts[66] - pts[62]) / max(gap, 1e-3)
+
+    layer = np.full((H, W), cavity, np.float32)
+    upper = np.concatenate([pts[60:65], pts[60:65][::-1] + up_h * down])
+    t_mask = _soft_poly((H, W), [upper], 0.01 * iod)
+    if lo_h > 0.3:
+        lower = np.concatenate([pts[[64, 65, 66, 67, 60]], pts[[60, 67, 66, 65, 64]] - lo_h * down])
+        t_mask = np.maximum(t_mask, 0.8 * _soft_poly((H, W), [lower], 0.01 * iod))
+    # Teeth fade towards the corners (they recede into the cheeks' shadow).
+    cx = 0.5 * (pts[60] + pts[64])
+    half = max(float(np.linalg.norm(pts[64] - pts[60])) / 2, 1.0)
+    xs = np.arange(W, dtype=np.float32)[None, :]
+    fade = np.clip(1.2 - np.abs(xs - cx[0]) / half, 0.2, 1.0)
+    layer += (teeth - cavity) * t_mask * fade
+    if gap > 0.15 * iod:
+        tongue_c = tuple(np.round((pts[66] - 0.22 * gap * down) * 16).astype(int))
+        axes = (int(half * 0.55 * 16), int(gap * 0.22 * 16))
+        tongue = np.zeros((H, W), np.float32)
+        cv2.ellipse(tongue, tongue_c, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        tongue = cv2.GaussianBlur(tongue, (0, 0), 0.04 * iod)
+        layer += (ref * 0.5 - layer) * tongue * (1 - t_mask)
+    m = mask[..., None]
+    img = img * (1 - m) + layer[..., None] * m
+    return img, {"mouth_open": round(gap / iod, 3), "teeth_upper": round(up_h / iod, 3)}
+
+
+def _appearance_cues(img, pts, iod, aus, cue, rng):
+    """Soft shading for wrinkles and folds that the warp alone cannot make."""
+    H, W = img.shape[:2]
+    dark = np.zeros((H, W), np.float32)
+    th = max(1, int(round(0.035 * iod)))
+
+    def line(points, strength):
+        if strength <= 0.01:
+            return
+        layer = np.zeros((H, W), np.float32)
+        pl = np.round(np.asarray(points, np.float32) * 16).astype(np.int32)
+        cv2.polylines(layer, [pl], False, 1.0, th, cv2.LINE_AA, 4)
+        np.maximum(dark, strength * layer, out=dark)
+
+    a = lambda au: aus.get(au, 0.0)  # noqa: E731
+    eye_r, eye_l = pts[36:42].mean(0), pts[42:48].mean(0)
+    ex = (eye_l - eye_r) / max(np.linalg.norm(eye_l - eye_r), 1e-3)
+    ey = np.array([-ex[1], ex[0]], np.float32)
+
+    # Nasolabial folds: from beside the nose wing, bowing out, to beyond the lip corner.
+    s = cue * 0.45 * max(a(12), 0.7 * a(6), 0.7 * a(10), 0.6 * a(9))
+    for wing, corner, side in ((31, 48, -1), (35, 54, 1)):
+        p0 = pts[wing] + side * 0.10 * iod * ex - 0.04 * iod * ey
+        p2 = pts[corner] + side * 0.10 * iod * ex + 0.10 * iod * ey
+        p1 = 0.5 * (p0 + p2) + side * 0.07 * iod * ex
+        t = np.linspace(0, 1, 8)[:, None]
+        line((1 - t) ** 2 * p0 + 2 * t * (1 - t) * p1 + t ** 2 * p2, s)
+    # Brow furrows (4): short vertical creases between the inner brow heads.
+    s = cue * 0.5 * a(4)
+    mid = 0.5 * (pts[21] + pts[22])
+    for off in (-0.06, 0.06):
+        line([mid + off * iod * ex - 0.05 * iod * ey, mid + off * 0.8 * iod * ex + 0.16 * iod * ey], s)
+    # Nose wrinkles (9): short arcs across the bridge.
+    s = cue * 0.45 * a(9)
+    for f in (0.25, 0.5):
+        c = pts[27] + f * (pts[28] - pts[27]) + 0.02 * iod * ey
+        line([c - 0.14 * iod * ex, c + 0.04 * iod * ey, c + 0.14 * iod * ex], s)
+    # Crow's feet (6): rays fanning out of the outer eye corners.
+    s = cue * 0.4 * a(6)
+    for corner, side in ((36, -1), (45, 1)):
+        o = pts[corner] + side * 0.06 * iod * ex
+        for ang in (-0.5, 0.0, 0.5):
+            dvec = side * np.cos(ang) * ex + np.sin(ang) * ey
+            line([o, o + 0.13 * iod * dvec], s)
+    # Forehead lines (1, 2): arcs above the brows, central for 1, full width for 2.
+    # Their count, spacing and waviness vary: evenly ruled lines would be an artefact.
+    s = cue * 0.25 * max(a(1), a(2))
+    if s > 0.01:
+        top = pts[17:27].mean(0)
+        half = 0.5 * iod * (0.7 + 0.6 * a(2) / max(a(1) + a(2), 1e-3))
+        h = 0.2
+        for _ in range(int(rng.integers(1, 4))):
+            h += rng.uniform(0.1, 0.18)
+            c = top - h * iod * ey
+            wob = rng.normal(0, 0.02, 3) * iod
+            line([c - half * ex + (0.05 * iod + wob[0]) * ey, c + wob[1] * ey,
+                  c + half * ex + (0.05 * iod + wob[2]) * ey], s * rng.uniform(0.6, 1.0))
+
+    if dark.any():
+        dark = cv2.GaussianBlur(dark, (0, 0), 0.02 * iod)
+        img = img * (1 - np.minimum(dark, 0.8))[..., None]
+    # Cheek raise (6, 12) catches light on the cheek apples.
+    s = cue * 0.10 * max(a(6), a(12))
+    if s > 0.01:
+        hl = np.zeros((H, W), np.float32)
+        for p in (pts[68], pts[69]):
+            cv2.circle(hl, tuple(np.round(p * 16).astype(int)), int(0.16 * iod * 16), 1.0, -1,
+                       cv2.LINE_AA, 4)
+        hl = cv2.GaussianBlur(hl, (0, 0), 0.08 * iod)
+        img = img * (1 + s * hl)[..., None]
+    return img
+
+
+def _photometric(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Blur, tone, noise, occluder and JPEG, drawn the same way for every class."""
+    S = img.shape[0]
+    blur = float(rng.uniform(0.3, 1.1)) if rng.random() < 0.4 else 0.0
+    if blur:
+        img = cv2.GaussianBlur(img, (0, 0), blur * S / 48)
+        if img.ndim == 2:
+            img = img[..., None]
+    occ = 0
+    if rng.random() < 0.12:
+        occ = 1
+        m = np.zeros((S, S), np.float32)
+        c = tuple(np.round(rng.uniform(0, S, 2) * 16).astype(int))
+        axes = tuple(np.round(rng.uniform(0.1, 0.3, 2) * S * 16).astype(int))
+        cv2.ellipse(m, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        m = cv2.GaussianBlur(m, (0, 0), 0.02 * S)[..., None]
+        tone = rng.uniform(20, 235) + rng.normal(0, 6, (S, S, 1)).astype(np.float32)
+        img = img * (1 - m) + tone * m
+    gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
+    contrast = float(rng.uniform(0.75, 1.25))
+    bright = float(rng.normal(0, 10))
+    x = 255 * (np.clip(img, 0, 255) / 255) ** gamma
+    img = (x - x.mean()) * contrast + x.mean() + bright
+    noise = float(rng.uniform(0, 6)) if rng.random() < 0.5 else 0.0
+    if noise:
+        img = img + rng.normal(0, noise, img.shape[:2] + (1,)).astype(np.float32)
+    quality = int(rng.integers(30, 96)) if rng.random() < 0.6 else 0
+    if quality:
+        u8 = np.clip(img, 0, 255).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).astype(np.float32)
+        if img.ndim == 2:
+            img = img[..., None]
+    return img, {"blur": round(blur, 3), "occluder": occ, "gamma": round(gamma, 3),
+                 "contrast": round(contrast, 3), "brightness": round(bright, 2),
+                 "noise": round(noise, 2), "jpeg": quality}
+
+
+__all__ = ["WarpBackend", "au_displacements"]

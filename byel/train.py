@@ -1,0 +1,194 @@
+"""The two training stages as plain functions: `pretrain` and `finetune`.
+
+Both build the same Lightning Trainer (devices, DDP, precision, atomic checkpoints,
+`last.ckpt` for resume, CSV/TensorBoard loggers, a progress bar) and save the resolved config
+next to the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint
+from byel.classes import CLASSES
+from byel.config import Config
+from byel.data.datamodule import ArrayDataModule, stratified_split
+from byel.errors import ByelError, CheckpointError, DataError
+from byel.methods import FineTune, create_method
+
+log = logging.getLogger("byel")
+
+
+def quiet_lightning() -> None:
+    """Keep the console to what a user needs: Lightning's tips and our own warnings off."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*The number of training batches.*")
+    warnings.filterwarnings("ignore", ".*no `validation_step`.*")
+
+
+def _devices(value: str):
+    v = str(value).strip()
+    if v == "auto":
+        return "auto"
+    if "," in v:
+        return [int(d) for d in v.split(",") if d.strip()]
+    try:
+        return int(v)
+    except ValueError:
+        raise ByelError(f"invalid trainer.devices {value!r}: use auto, a count, or a list like 0,1") from None
+
+
+def _precision(value: str) -> str:
+    if value != "auto":
+        return value
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | None = None, **extra) -> L.Trainer:
+    t = cfg.trainer
+    ckpt_dir = out_dir / "checkpoints"
+    if monitor:  # keep the best epoch by the monitored metric, plus last.ckpt for resume
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_last=True)
+    else:
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True)
+    callbacks = [checkpoint]
+    if t.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps // 4)))
+    loggers = []
+    if t.logger in ("csv", "both"):
+        loggers.append(CSVLogger(out_dir, name="logs"))  # logs/version_N: a resumed run never overwrites
+    if t.logger in ("tensorboard", "both"):
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=_devices(t.devices),
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=_precision(t.precision),
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=loggers or False,
+        log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.progress,
+        enable_model_summary=False,
+        deterministic=t.deterministic,
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=out_dir,
+        **extra,
+    )
+
+
+# Config keys that must match for a run to continue from a checkpoint.
+RESUME_KEYS = ("model", "method.name", "optim.optimizer", "data.image_size")
+
+
+def _resume_path(cfg: Config, out_dir: Path, resume: bool | str | None, kind: str) -> str | None:
+    if not resume:
+        return None
+    path = out_dir / "checkpoints" / "last.ckpt" if resume is True else Path(resume)
+    if not path.is_file():
+        raise ByelError(f"nothing to resume: {path} does not exist")
+    saved = load_checkpoint(path, kinds=(kind,))["byel"]["config"]  # one clear line if truncated or foreign
+    now = cfg.to_dict()
+    for key in RESUME_KEYS:
+        section, _, leaf = key.partition(".")
+        a, b = (saved[section], now[section]) if not leaf else (saved[section][leaf], now[section][leaf])
+        if a != b:
+            raise CheckpointError(f"cannot resume from {path}: its {key} is {a!r}, this run's is {b!r}")
+    return str(path)
+
+
+def _check_batches(n: int, batch_size: int, what: str) -> None:
+    if n < 2:
+        raise DataError(f"{what} has {n} image(s); BatchNorm training needs at least 2")
+    if n < batch_size:
+        log.warning("%s has %d images, fewer than the batch size %d", what, n, batch_size)
+
+
+def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False) -> Path:
+    """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint."""
+    quiet_lightning()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_batches(len(labels), cfg.data.batch_size, "the pre-training set")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    cfg.save(out_dir / "config.yaml")
+    model = create_method(cfg.to_dict())
+    dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
+                         num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
+    trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs)
+    trainer.fit(model, datamodule=dm, ckpt_path=_resume_path(cfg, out_dir, resume, "pretrain"))
+    return out_dir / "checkpoints" / "last.ckpt"
+
+
+def finetune_config(cfg: Config, init_ckpt: dict) -> Config:
+    """The stage-1 checkpoint decides the network (backbone, input size, normalisation)."""
+    pre = init_ckpt["byel"]["config"]
+    for key in ("backbone", "width", "small_input"):
+        setattr(cfg.model, key, pre["model"][key])
+    cfg.data.image_size = pre["data"]["image_size"]
+    cfg.aug.mean, cfg.aug.std = tuple(pre["aug"]["mean"]), tuple(pre["aug"]["std"])
+    return cfg
+
+
+def finetune(
+    cfg: Config,
+    init: str | Path | None,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_dir: str | Path,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    resume=False,
+) -> Path:
+    """Stage 2. `init` is a stage-1 (or fine-tune) checkpoint whose online backbone starts the
+    network (None = from scratch). Without `val`, a stratified held-out synthetic split selects
+    the best epoch. Returns the path of the best checkpoint."""
+    quiet_lightning()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    state = None
+    if init is not None:
+        ckpt = load_checkpoint(init)
+        cfg = finetune_config(cfg, ckpt)
+        state = backbone_state(ckpt)
+    if val is None:
+        tr, va = stratified_split(labels, cfg.data.val_fraction, cfg.seed)
+        val = (images[va], labels[va])
+        images, labels = images[tr], labels[tr]
+    _check_batches(len(labels), cfg.finetune.batch_size, "the fine-tuning set")
+    cfg.save(out_dir / "config.yaml")
+    model = FineTune(cfg.to_dict())
+    if state is not None:
+        model.backbone.load_state_dict(state)
+    dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
+                         num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
+    trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
+                            num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=dm, ckpt_path=_resume_path(cfg, out_dir, resume, "finetune"))
+    best = out_dir / "checkpoints" / "best.ckpt"
+    return best if best.exists() else out_dir / "checkpoints" / "last.ckpt"
+
+
+def class_names(labels: np.ndarray) -> dict[str, int]:
+    return {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
+
+
+def world_rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))

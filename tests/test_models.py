@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from byel.errors import ConfigError
+from byel.models import create_backbone
+from byel.optim import LARS, WarmupCosine, ema_tau
+
+
+@pytest.mark.parametrize("name,size,dim", [("smallnet", 32, 256), ("resnet18", 32, 512), ("resnet50", 64, 2048)])
+def test_backbones_output_pooled_features(name, size, dim):
+    net = create_backbone(name, small_input=True).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, size, size))
+    assert out.shape == (2, dim) and net.out_dim == dim
+
+
+def test_resnet50_imagenet_stem_at_128px():
+    net = create_backbone("resnet50", small_input=False).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 128, 128)).shape == (1, 2048)
+    assert 23e6 < sum(p.numel() for p in net.parameters()) < 24e6  # ResNet-50 without fc: 23.5 M
+
+
+def test_unknown_backbone_is_a_config_error():
+    with pytest.raises(ConfigError, match="resnet18"):
+        create_backbone("vgg16")
+
+
+def test_warmup_cosine_schedule():
+    f = WarmupCosine(total=100, warmup=10, min_ratio=0.0)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_ema_schedules():
+    assert ema_tau(50, 100, 0.99, "fixed") == 0.99
+    assert ema_tau(0, 100, 0.996, "cosine") == pytest.approx(0.996)
+    assert ema_tau(50, 100, 0.996, "cosine") == pytest.approx(0.998)
+    assert ema_tau(100, 100, 0.996, "cosine") == pytest.approx(1.0)
+
+
+def test_lars_scales_weight_step_by_trust_ratio():
+    w = torch.nn.Parameter(torch.full((2, 2), 3.0))  # ‖w‖ = 6
+    b = torch.nn.Parameter(torch.ones(2))
+    opt = LARS([w, b], lr=1.0, momentum=0.0, weight_decay=0.0, eta=0.5)
+    w.grad, b.grad = torch.full((2, 2), 1.0), torch.full((2,), 1.0)  # ‖g‖ = 2
+    opt.step()
+    # weight: step = lr · η‖w‖/‖g‖ · g = 0.5·6/2 = 1.5 per entry; bias (1-D) is not adapted: 1
+    assert torch.allclose(w, torch.full((2, 2), 1.5)) and torch.allclose(b, torch.zeros(2))

@@ -1,0 +1,88 @@
+"""Stage 1 → stage 2 → evaluation through the CLI, on tiny data with the `smoke` preset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from byel.cli import main
+from byel.methods import METHODS
+from conftest import write_image
+
+TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    """A small labelled 'synthetic' folder: 8 images per class with class-dependent brightness."""
+    root = tmp_path_factory.mktemp("synth")
+    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
+        for i in range(8):
+            write_image(root / name / f"{i}.png", value=20 + 35 * ci + i, size=32)
+    return root
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, method):
+    pre, ft = tmp_path / "pre", tmp_path / "ft"
+    assert main(["pretrain", "--data", str(synth_dir), "--out", str(pre), "--method", method, *TINY]) == 0
+    ckpt = torch.load(pre / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["byel"]["method"] == method and ckpt["global_step"] == 3  # 48 images / batch 16
+    assert (pre / "config.yaml").exists()
+    assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir),
+                 "--out", str(ft), *TINY]) == 0
+    best = ft / "checkpoints" / "best.ckpt"
+    # the fine-tuned backbone started from the stage-1 online backbone
+    pre_w = ckpt["state_dict"]["backbone.stem.0.weight"]
+    ft_w = torch.load(best, weights_only=True)["state_dict"]["backbone.stem.0.weight"]
+    assert not torch.equal(pre_w, ft_w) and torch.allclose(pre_w, ft_w, atol=0.05)
+
+
+def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample):
+    pre, ft = tmp_path / "pre", tmp_path / "ft"
+    main(["pretrain", "--data", str(synth_dir), "--out", str(pre), *TINY])
+    main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir), "--out", str(ft), *TINY])
+    report = tmp_path / "eval" / "real.json"
+    rc = main(["evaluate", "--checkpoint", str(ft / "checkpoints" / "best.ckpt"), "--data", str(fer_sample),
+               "--report", str(report), "--adapt-bn", str(fer_sample), "--no-progress"])
+    assert rc == 0
+    r = json.loads(report.read_text())
+    for key in ("macro_f1", "accuracy", "per_class_f1", "n_images", "skipped", "checkpoint", "data"):
+        assert key in r
+    assert r["n_images"] == 120 and r["skipped"] == {"neutral": 20}
+    assert set(r["per_class_f1"]) == {"anger", "disgust", "fear", "happiness", "sadness", "surprise"}
+    assert 0 <= r["macro_f1"] <= 1 and np.array(r["confusion_matrix"]).sum() == 120
+    assert report.with_suffix(".png").stat().st_size > 10_000
+    assert "adabn" in r and r["adabn"]["n_adapt_images"] == 140
+
+
+def test_bad_inputs_give_one_line_and_nonzero_exit(tmp_path, synth_dir, capsys):
+    pre = tmp_path / "pre"
+    main(["pretrain", "--data", str(synth_dir), "--out", str(pre), *TINY])
+    cases = [
+        (["evaluate", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir)], "fine-tune it first"),
+        (["evaluate", "--checkpoint", str(tmp_path / "missing.ckpt"), "--data", str(synth_dir)], "not found"),
+        (["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *TINY], "not found"),
+        (["pretrain", "--data", str(synth_dir), "--out", str(tmp_path / "o"), "--set", "optim.lrr=1", *TINY], "optim.lr"),
+        (["pretrain", "--data", str(synth_dir), "--out", str(tmp_path / "o"), "--method", "simclr", *TINY], "method.name"),
+    ]
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes((pre / "checkpoints" / "last.ckpt").read_bytes()[:5000])  # truncated
+    cases.append((["evaluate", "--checkpoint", str(bad), "--data", str(synth_dir)], "truncated"))
+    for argv, needle in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("byel: error:") and needle in err[0], (argv, err)
+
+
+def test_resume_continues_and_refuses_another_model(tmp_path, synth_dir, capsys):
+    out = tmp_path / "pre"
+    main(["pretrain", "--data", str(synth_dir), "--out", str(out), *TINY])
+    assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "2", "--resume", *TINY]) == 0
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "3", "--resume",
+                 "--backbone", "resnet18", *TINY]) == 2
+    assert "model" in capsys.readouterr().err
