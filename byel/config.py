@@ -98,6 +98,9 @@ class TrainerConfig:
     devices: str = "auto"  # number of devices, a list like "0,1", or auto
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | ddp_spawn | ...
+    # DDP on GPUs: BatchNorm statistics over the global batch, as in BYOL. PyTorch's SyncBatchNorm
+    # is GPU-only, so on CPU processes each rank normalises with its own batch.
+    sync_batchnorm: bool = True
     precision: str = "auto"  # auto = bf16-mixed on a GPU that has it, else 32-true; or any Lightning value
     log_every_n_steps: int = 20
     logger: str = "csv"  # csv | tensorboard | both | none

@@ -79,6 +79,7 @@ def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | No
         devices=_devices(t.devices),
         num_nodes=t.num_nodes,
         strategy=t.strategy,
+        sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu" and torch.cuda.is_available(),
         precision=_precision(t.precision),
         max_epochs=max_epochs,
         callbacks=callbacks,

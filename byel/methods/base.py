@@ -12,6 +12,7 @@ from torch import nn
 
 from byel.checkpoint import metadata
 from byel.config import Config, from_dict
+from byel.errors import ByelError
 from byel.data.augment import TrainAugment
 from byel.models import create_backbone
 from byel.optim import WarmupCosine, build_optimizer, ema_tau
@@ -22,10 +23,15 @@ def backbone_from_config(cfg: Config) -> nn.Module:
     return create_backbone(m.backbone, width=m.width, small_input=m.small_input)
 
 
-class PretrainMethod(L.LightningModule):
-    """Base class of stage-1 methods. Subclasses build their heads and implement `training_step`."""
+class NumericalError(ByelError):
+    """The loss became NaN or infinite."""
 
-    kind = "pretrain"
+
+class ByelModule(L.LightningModule):
+    """What every byel LightningModule shares: the typed config, the backbone, per-sample
+    training augmentation, checkpoint metadata, and a stop on non-finite losses."""
+
+    kind = "?"
 
     def __init__(self, config: dict):
         super().__init__()
@@ -35,6 +41,24 @@ class PretrainMethod(L.LightningModule):
         self.cfg = from_dict(config)
         self.backbone = backbone_from_config(self.cfg)
         self.augment = TrainAugment(self.cfg.aug, self.cfg.data.image_size)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["byel"] = metadata(self.kind, self.cfg)
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        # Stop before a NaN/Inf reaches the weights: the last checkpoint on disk stays good.
+        if not torch.isfinite(loss).all():
+            raise NumericalError(
+                f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                "stopped before updating the weights — lower the learning rate or set optim.grad_clip, "
+                "then --resume from the last checkpoint"
+            )
+
+
+class PretrainMethod(ByelModule):
+    """Base class of stage-1 methods. Subclasses build their heads and implement `training_step`."""
+
+    kind = "pretrain"
 
     # --- optimisation -----------------------------------------------------------------------
     def total_steps(self) -> int:
@@ -51,9 +75,6 @@ class PretrainMethod(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["byel"] = metadata(self.kind, self.cfg)
 
 
 class MomentumMethod(PretrainMethod):

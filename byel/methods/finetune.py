@@ -3,31 +3,23 @@ Model selection by validation macro-F1 (torchmetrics)."""
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from byel.checkpoint import metadata
 from byel.classes import NUM_CLASSES
-from byel.config import from_dict
-from byel.data.augment import EvalTransform, TrainAugment
+from byel.data.augment import EvalTransform
 from byel.losses import classification_loss
-from byel.methods.base import backbone_from_config
+from byel.methods.base import ByelModule
 
 
-class FineTune(L.LightningModule):
+class FineTune(ByelModule):
     kind = "finetune"
 
     def __init__(self, config: dict):
-        super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.cfg = from_dict(config)
-        self.backbone = backbone_from_config(self.cfg)
+        super().__init__(config)
         self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, NUM_CLASSES))
-        size = self.cfg.data.image_size
-        self.augment = TrainAugment(self.cfg.aug, size)
-        self.preprocess = EvalTransform(self.cfg.aug.mean, self.cfg.aug.std, size)
+        self.preprocess = EvalTransform(self.cfg.aug.mean, self.cfg.aug.std, self.cfg.data.image_size)
         self.val_f1 = MulticlassF1Score(NUM_CLASSES, average="macro")
         self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
 
@@ -63,6 +55,3 @@ class FineTune(L.LightningModule):
     def configure_optimizers(self):
         f = self.cfg.finetune
         return torch.optim.Adam(self.parameters(), lr=f.lr, weight_decay=f.weight_decay)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["byel"] = metadata(self.kind, self.cfg)

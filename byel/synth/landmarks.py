@@ -11,6 +11,7 @@ which places plausible landmarks on roughly aligned crops. Those fallbacks are c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -79,16 +80,21 @@ def read_face(path: Path) -> np.ndarray | None:
     return np.ascontiguousarray(img)
 
 
+@functools.lru_cache(maxsize=1)
+def _dlib_models():
+    """Loaded once per process: the 68-point model takes seconds to read."""
+    try:
+        import dlib
+    except ImportError as e:
+        raise ByelError("the warp backend needs dlib: pip install 'byel[warp]'") from e
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path())), dlib
+
+
 class LandmarkDetector:
     """dlib detector + 68-point predictor. Not picklable: build it where it is used."""
 
     def __init__(self) -> None:
-        try:
-            import dlib
-        except ImportError as e:
-            raise ByelError("the warp backend needs dlib: pip install 'byel[warp]'") from e
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(predictor_path()))
+        self._detector, self._predictor, dlib = _dlib_models()
         self._rect = dlib.rectangle
 
     def __call__(self, img: np.ndarray) -> tuple[np.ndarray, bool]:

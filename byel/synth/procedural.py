@@ -19,6 +19,7 @@ expression tells the classes apart (see docs: generator notes).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -27,6 +28,9 @@ import numpy as np
 SHIFT = 4  # sub-pixel bits for OpenCV drawing
 FIX = float(1 << SHIFT)
 AA = cv2.LINE_AA
+HEAD_C, HEAD_K = np.float32([0.0, 0.3]), np.float32([1 / 1.15, 1 / 1.8])  # head ellipsoid
+CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
+                   np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], 1).astype(np.float32)
 
 # Skin tones (linear RGB-ish, 0..1), light to dark; a face interpolates between neighbours.
 SKIN = np.array([
@@ -44,15 +48,23 @@ OCCLUDERS = ("none", "hand", "bar", "blob")
 OCCLUDER_P = np.array([0.80, 0.08, 0.06, 0.06])
 
 
-def _chaikin(pts: np.ndarray, iters: int = 2, closed: bool = True) -> np.ndarray:
-    """Corner-cutting smoothing: a polygon of control points -> a smooth outline."""
+@functools.lru_cache(maxsize=64)
+def _chaikin_matrix(n: int, iters: int, closed: bool) -> np.ndarray:
+    """Chaikin corner cutting is linear in the control points: cache it as one matrix."""
+    m = np.eye(n, dtype=np.float32)
     for _ in range(iters):
-        nxt = np.roll(pts, -1, axis=0) if closed else pts[1:]
-        cur = pts if closed else pts[:-1]
-        q, r = 0.75 * cur + 0.25 * nxt, 0.25 * cur + 0.75 * nxt
-        mid = np.stack([q, r], 1).reshape(-1, 2)
-        pts = mid if closed else np.vstack([pts[:1], mid, pts[-1:]])
-    return pts
+        k = len(m)
+        nxt = np.roll(m, -1, axis=0) if closed else m[1:]
+        cur = m if closed else m[:-1]
+        mid = np.stack([0.75 * cur + 0.25 * nxt, 0.25 * cur + 0.75 * nxt], 1).reshape(-1, n)
+        m = mid if closed else np.vstack([m[:1], mid, m[k - 1:]])
+    return m
+
+
+def _chaikin(pts, iters: int = 2, closed: bool = True) -> np.ndarray:
+    """Corner-cutting smoothing: control points -> a smooth outline (or open curve)."""
+    pts = np.asarray(pts, np.float32)
+    return _chaikin_matrix(len(pts), iters, closed) @ pts
 
 
 def _lip_curve(left: np.ndarray, right: np.ndarray, centre_y: float, power: float,
@@ -68,6 +80,12 @@ def _lip_curve(left: np.ndarray, right: np.ndarray, centre_y: float, power: floa
     mid = (left[1] + right[1]) / 2
     y = base_y + (centre_y - mid) * (1 - np.abs(s) ** power)
     return np.stack([x, y], 1)
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with a kernel of +-2.5 sigma (OpenCV's default is wider and slower)."""
+    k = 2 * int(math.ceil(2.5 * sigma)) + 1
+    return cv2.GaussianBlur(img, (k, k), sigma)
 
 
 class _Pose:
@@ -91,12 +109,15 @@ class _Pose:
 
     @staticmethod
     def depth(xy: np.ndarray) -> np.ndarray:
-        q = 1 - (xy[:, 0] * (1 / 1.15)) ** 2 - ((xy[:, 1] - 0.3) * (1 / 1.8)) ** 2
+        q = (xy - HEAD_C) * HEAD_K
+        q = 1 - (q * q).sum(1)
         return 0.9 * np.sqrt(np.maximum(q, 0.0))
 
     def __call__(self, xy, dz: float = 0.0) -> np.ndarray:
         xy = np.asarray(xy, np.float32).reshape(-1, 2)
-        return xy @ self.a[:2] + np.outer(self.depth(xy) + dz, self.a[2]) + self.b
+        out = xy @ self.a[:2]
+        out += (self.depth(xy) + dz)[:, None] * self.a[2] + self.b
+        return out
 
 
 class _Mask:
@@ -134,6 +155,7 @@ class _Canvas:
         self.broad = np.zeros((res, res), np.float32)  # blurred wide: sockets, folds
         self.fine = np.zeros((res, res), np.float32)  # blurred little: wrinkles, creases
         self.light = np.zeros((res, res), np.float32)  # highlights (cheeks, chin, nose tip)
+        self._strokes: list = []
 
     def px(self, xy, dz=0.0) -> np.ndarray:
         return np.round(self.pose(xy, dz) * FIX).astype(np.int32)
@@ -144,19 +166,19 @@ class _Canvas:
     def _draw(self, pts: list, margin: float, blur: float, draw) -> _Mask:
         """Rasterise into the points' bounding box (plus margin) only; blur in face units."""
         sigma = blur * self.pose.unit
-        allp = np.concatenate(pts)
-        pad = int(margin + 3 * sigma + 2) * (1 << SHIFT)
-        lo = np.maximum(allp.min(0) - pad, 0) >> SHIFT
-        hi = np.minimum((allp.max(0) + pad) >> SHIFT, self.res)
-        if (hi <= lo).any():
+        x, y, w, h = cv2.boundingRect(np.concatenate(pts) >> SHIFT)
+        pad = int(margin + 3 * sigma + 2)
+        x0, y0 = max(x - pad, 0), max(y - pad, 0)
+        x1, y1 = min(x + w + pad, self.res), min(y + h + pad, self.res)
+        if x1 <= x0 or y1 <= y0:
             return _Mask(np.zeros((0, 0), np.float32), 0, 0, self.res)
-        m = np.zeros((int(hi[1] - lo[1]), int(hi[0] - lo[0])), np.uint8)
-        off = (lo << SHIFT).astype(np.int32)
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        off = np.int32([x0 << SHIFT, y0 << SHIFT])
         draw(m, [p - off for p in pts])
         m = m.astype(np.float32) * (1 / 255)
         if sigma > 0.3:
-            m = cv2.GaussianBlur(m, (0, 0), sigma)
-        return _Mask(m, int(lo[1]), int(lo[0]), self.res)
+            m = _blur(m, sigma)
+        return _Mask(m, y0, x0, self.res)
 
     def mask(self, polys, dz=0.0, blur: float = 0.0) -> _Mask:
         """Filled polygons (face-frame points) -> soft mask."""
@@ -178,19 +200,34 @@ class _Canvas:
         m = mask.a[..., None] if alpha == 1.0 else mask.a[..., None] * alpha
         r += m * (c - r)
 
-    def shade_line(self, layer: str, pts, strength: float, width: float, dz=0.0) -> None:
-        # The layers are blurred before use, so no anti-aliasing is needed here.
+    # Shade strokes are queued and projected in one batch (many tiny strokes per face).
+    def shade_line(self, layer: str, pts, strength: float, width: float, dz: float = 0.0) -> None:
         if strength > 0.01:
-            cv2.polylines(getattr(self, layer), [self.px(pts, dz)], False, float(strength),
-                          self.thick(width), cv2.LINE_8, SHIFT)
+            self._strokes.append((layer, np.asarray(pts, np.float32).reshape(-1, 2), dz, strength, width))
 
-    def shade_ellipse(self, layer: str, centre, axes, strength: float, dz=0.0) -> None:
+    def shade_ellipse(self, layer: str, centre, axes, strength: float, dz: float = 0.0) -> None:
         if strength > 0.01:
-            c = self.pose(np.array([centre], np.float32), dz)[0]
-            a = (max(1, int(axes[0] * self.pose.unit * FIX)), max(1, int(axes[1] * self.pose.unit * FIX)))
-            cv2.ellipse(getattr(self, layer), (int(c[0] * FIX), int(c[1] * FIX)), a,
-                        math.degrees(math.atan2(self.pose.sr, self.pose.cr)), 0, 360,
-                        float(strength), -1, cv2.LINE_8, SHIFT)
+            self._strokes.append((layer, np.float32([centre]), dz, strength, axes))
+
+    def flush_strokes(self) -> None:
+        """Draw the queued strokes into their layers (no anti-aliasing: layers get blurred)."""
+        if not self._strokes:
+            return
+        pts = np.concatenate([s[1] for s in self._strokes])
+        dz = np.concatenate([np.full(len(s[1]), s[2], np.float32) for s in self._strokes])
+        allp = np.round(self.pose(pts, dz) * FIX).astype(np.int32)
+        angle = math.degrees(math.atan2(self.pose.sr, self.pose.cr))
+        i = 0
+        for layer, p, _, strength, size in self._strokes:
+            q, i = allp[i:i + len(p)], i + len(p)
+            if len(p) == 1:
+                ax = (max(1, int(size[0] * self.pose.unit * FIX)), max(1, int(size[1] * self.pose.unit * FIX)))
+                cv2.ellipse(getattr(self, layer), (int(q[0, 0]), int(q[0, 1])), ax, angle, 0, 360,
+                            float(strength), -1, cv2.LINE_8, SHIFT)
+            else:
+                cv2.polylines(getattr(self, layer), [q], False, float(strength), self.thick(size),
+                              cv2.LINE_8, SHIFT)
+        self._strokes = []
 
 
 class ProceduralBackend:
@@ -201,7 +238,7 @@ class ProceduralBackend:
     def __init__(self, size: int = 64, grey: bool = False):
         self.size, self.grey = int(size), bool(grey)
         # Supersample at least 2x and never below 128 px so 1-px strokes stay sub-pixel.
-        self.res = max(128, 2 * self.size)
+        self.res = max(96, round(1.5 * self.size))
 
     def __repr__(self) -> str:
         return f"ProceduralBackend(size={self.size}, grey={self.grey})"
@@ -211,33 +248,36 @@ class ProceduralBackend:
                rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         a = {k: float(aus.get(k, 0.0)) for k in (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20, 23,
                                                   24, 25, 26, 27)}
-        idn = _identity(rng)
+        # Separate streams: the draws that depend on the expression never shift identity,
+        # pose or any other nuisance, so the same rng with other AUs gives the same person.
+        scene, expr = rng.spawn(2)
+        idn = _identity(scene)
         res = self.res
-        yaw = float(np.clip(rng.normal(0, 0.22), -0.55, 0.55))
-        pitch = float(np.clip(rng.normal(0, 0.14), -0.35, 0.35))
-        roll = float(np.clip(rng.normal(0, 0.13), -0.4, 0.4))
-        scale = float(rng.uniform(0.36, 0.50))
-        pose = _Pose(scale * res, res * (0.5 + rng.normal(0, 0.035)),
-                     res * (0.40 + rng.normal(0, 0.035)), roll, yaw, pitch)
+        yaw = float(np.clip(scene.normal(0, 0.22), -0.55, 0.55))
+        pitch = float(np.clip(scene.normal(0, 0.14), -0.35, 0.35))
+        roll = float(np.clip(scene.normal(0, 0.13), -0.4, 0.4))
+        scale = float(scene.uniform(0.42, 0.56))
+        pose = _Pose(scale * res, res * (0.5 + scene.normal(0, 0.035)),
+                     res * (0.37 + scene.normal(0, 0.035)), roll, yaw, pitch)
         cv = _Canvas(res, pose)
-        geo = _geometry(idn, a, rng)
+        geo = _geometry(idn, a, scene)
 
-        light = _light(rng)
-        _background(cv, rng)
-        _hair_back(cv, idn, geo, rng)
-        _head(cv, idn, geo, rng)
+        light = _light(scene)
+        _background(cv, scene)
+        _hair_back(cv, idn, geo, scene)
+        _head(cv, idn, geo, scene)
         _shading(cv, idn, geo, a, light)
-        _eyes(cv, idn, geo, a, rng)
+        _eyes(cv, idn, geo, a)
         _nose(cv, idn, geo)
-        _mouth(cv, idn, geo, a, rng)
-        _beard(cv, idn, geo, rng)
+        _mouth(cv, idn, geo, a, expr)
+        _beard(cv, idn, geo, scene)
         _apply_layers(cv, idn, geo, light)
         _brows(cv, idn, geo)
-        _hair_front(cv, idn, geo, rng)
-        _glasses(cv, idn, geo, rng)
-        occluder = _occluder(cv, idn, geo, rng)
-        watermark = _watermark(cv, rng)
-        img, photo = _camera(cv.img, self.size, self.grey, rng)
+        _hair_front(cv, idn, geo, scene)
+        _glasses(cv, idn, geo, scene)
+        occluder = _occluder(cv, idn, geo, scene)
+        watermark = _watermark(cv, scene)
+        img, photo = _camera(cv.img, self.size, self.grey, scene)
 
         params = {
             "yaw": round(yaw, 4), "pitch": round(pitch, 4), "roll": round(roll, 4),
@@ -279,8 +319,8 @@ def _identity(rng: np.random.Generator) -> dict:
         "lip_l": u(0.055, 0.10) * (1.1 - 0.4 * age), "lip_red": u(0.0, 0.12), "bow": u(0.005, 0.02),
         "teeth": u(0.65, 0.95), "mouth_dark": u(0.03, 0.18),
         "glasses": rng.random() < 0.12,
-        "beard": "none" if beard_r < 0.80 else "stubble" if beard_r < 0.90 else
-                 "moustache" if beard_r < 0.94 else "full",
+        "beard": "none" if beard_r < 0.86 else "stubble" if beard_r < 0.93 else
+                 "moustache" if beard_r < 0.96 else "full",
         "asym": u(0.85, 1.15, 2),
     }
 
@@ -288,7 +328,7 @@ def _identity(rng: np.random.Generator) -> dict:
 def _geometry(idn: dict, a: dict, rng: np.random.Generator) -> dict:
     """All expression-dependent points, in the face frame (right side x > 0; left mirrored)."""
     g: dict = {}
-    jaw_drop = 0.24 * a[26] + 0.22 * a[27]
+    jaw_drop = 0.28 * a[26] + 0.26 * a[27]
     g["jaw_drop"] = jaw_drop
 
     # Brows: 7 points inner -> outer per side. AU1 lifts the inner, AU2 the outer end; AU4
@@ -329,7 +369,7 @@ def _geometry(idn: dict, a: dict, rng: np.random.Generator) -> dict:
     lip_l = max(0.015, idn["lip_l"] * (1 - 0.40 * a[23] - 0.55 * a[24] - 0.20 * a[12] - 0.30 * a[20]
                                         + 0.25 * a[17]))
     up_in = my - 0.005 - 0.07 * a[10] - 0.025 * a[9] - 0.012 * a[25]
-    lo_in = (my + 0.005 + 0.025 * a[25] + 0.85 * jaw_drop + 0.07 * a[16] - 0.04 * a[17] * (1 - a[25])
+    lo_in = (my + 0.005 + 0.05 * a[25] + 0.85 * jaw_drop + 0.07 * a[16] - 0.04 * a[17] * (1 - a[25])
              + 0.02 * a[12] * a[25])
     if a[25] < 0.12 and a[10] < 0.25 and a[16] < 0.3:  # lips together
         lo_in = up_in = my + 0.02 * a[16]
@@ -356,14 +396,14 @@ def _light(rng: np.random.Generator) -> tuple[float, float, float, float]:
 def _background(cv: _Canvas, rng: np.random.Generator) -> None:
     r = cv.res
     base = rng.uniform(0.05, 0.95) * rng.uniform(0.75, 1.25, 3)
-    low = cv2.resize(rng.uniform(-1, 1, (3, 3, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_CUBIC)
+    low = cv2.resize(rng.uniform(-1, 1, (3, 3, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_LINEAR)
     cv.img[:] = np.clip(base + low * rng.uniform(0.05, 0.35), 0, 1)
     for _ in range(rng.poisson(1.0)):  # clutter: soft rectangles (door frames, shelves, shoulders of others)
         x0, y0 = rng.integers(0, r, 2)
         w, h = rng.integers(r // 8, r // 2, 2)
         m = np.zeros((r, r), np.float32)
         cv2.rectangle(m, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), 1.0, -1)
-        cv.paint(cv2.GaussianBlur(m, (0, 0), r * 0.02), rng.uniform(0, 1, 3))
+        cv.paint(_Mask(_blur(m, r * 0.02)), rng.uniform(0, 1, 3))
 
 
 def _face_outline(idn: dict, jaw_drop: float) -> np.ndarray:
@@ -405,7 +445,7 @@ def _hair_texture(cv: _Canvas, idn: dict, rng: np.random.Generator) -> np.ndarra
     r = cv.res
     streak = cv2.resize(rng.uniform(0.6, 1.3, (6, 48)).astype(np.float32), (r, r),
                         interpolation=cv2.INTER_LINEAR)
-    glint = cv2.resize(rng.uniform(0.8, 1.2, (3, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_CUBIC)
+    glint = cv2.resize(rng.uniform(0.8, 1.2, (3, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_LINEAR)
     return np.clip(idn["hair"][None, None] * (streak * glint)[..., None] + 0.015, 0, 1)
 
 
@@ -416,7 +456,7 @@ def _head(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
     m = cv.mask([outline], blur=0.012)
     geo["face_mask"] = m
     # Skin: tone x low-frequency blotches x fine pores.
-    blotch = cv2.resize(rng.normal(0, 1, (5, 5, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_CUBIC)
+    blotch = cv2.resize(rng.normal(0, 1, (5, 5, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_LINEAR)
     pores = cv2.resize(rng.normal(0, 1, (r // 3, r // 3)).astype(np.float32), (r, r),
                        interpolation=cv2.INTER_LINEAR)
     tex = idn["skin"] * (1 + 0.05 * blotch + (0.02 + 0.04 * idn["age"]) * pores[..., None])
@@ -445,8 +485,8 @@ def _shading(cv: _Canvas, idn: dict, geo: dict, a: dict, light) -> None:
         mid = [s * (abs(c[0]) + 0.10 + 0.08 * a[12]), (ny + c[1]) / 2 - 0.02 * a[12]]
         bot = [s * (abs(c[0]) + 0.07), c[1] + 0.13]
         fold = _chaikin(np.array([top, mid, bot], np.float32), 2, closed=False)
-        cv.shade_line("broad", fold, min(depth, 0.7), 0.045)
-        cv.shade_line("fine", fold, min(depth, 0.7) * 0.6, 0.012)
+        cv.shade_line("broad", fold, min(depth, 0.7) * 0.8, 0.05)
+        cv.shade_line("fine", fold, min(depth, 0.7) * 0.3, 0.012)
         # Cheek apple: lifted and brightened by AU6 and AU12.
         lift = 0.6 * a[6] + 0.4 * a[12]
         cv.shade_ellipse("light", (s * 0.55, 0.38 - 0.08 * lift), (0.2, 0.13), 0.08 + 0.25 * lift)
@@ -491,7 +531,7 @@ def _shading(cv: _Canvas, idn: dict, geo: dict, a: dict, light) -> None:
         cv.shade_ellipse("broad", (s * 0.75, 0.75), (0.15, 0.3), 0.4 * geo["jaw_drop"] / 0.46)
 
 
-def _eyes(cv: _Canvas, idn: dict, geo: dict, a: dict, rng: np.random.Generator) -> None:
+def _eyes(cv: _Canvas, idn: dict, geo: dict, a: dict) -> None:
     ex, ew, up, lo = idn["eye_x"], idn["eye_w"], geo["eye_up"], geo["eye_lo"]
     t = np.linspace(0, 1, 11, dtype=np.float32)
     iris_col = np.array([0.08, 0.06, 0.05], np.float32) + idn["iris_c"] * np.array([0.3, 0.22, 0.15], np.float32)
@@ -505,24 +545,16 @@ def _eyes(cv: _Canvas, idn: dict, geo: dict, a: dict, rng: np.random.Generator) 
         m = cv.mask([eye], dz=-0.05)
         sclera = np.clip(idn["skin"] * 0.3 + idn["sclera"], 0, 1)
         cv.paint(m, sclera)
-        c = np.array([[s * ex + idn["gaze"][0], idn["gaze"][1] + 0.005]], np.float32)
-        ci = cv.pose(c, -0.05)[0]
-        rad = idn["iris"] * cv.pose.unit
-        im = np.zeros_like(m)
-        cv2.circle(im, (int(ci[0] * FIX), int(ci[1] * FIX)), int(rad * FIX), 1.0, -1, cv2.LINE_AA, SHIFT)
-        cv.paint(im * m, iris_col)
-        pm = np.zeros_like(m)
-        cv2.circle(pm, (int(ci[0] * FIX), int(ci[1] * FIX)), int(rad * 0.45 * FIX), 1.0, -1, cv2.LINE_AA, SHIFT)
-        cv.paint(pm * m, (0.02, 0.02, 0.02))
+        c = np.array([s * ex + idn["gaze"][0], idn["gaze"][1] + 0.005], np.float32)
+        cv.paint(m * cv.mask([c + CIRCLE * idn["iris"]], dz=-0.05).full(), iris_col)
+        cv.paint(m * cv.mask([c + CIRCLE * idn["iris"] * 0.45], dz=-0.05).full(), (0.02, 0.02, 0.02))
         # The lid's shadow on the eyeball, the lash line, the lower lid, the crease.
-        cv.paint(cv.line_mask([upper], 0.05, dz=-0.05, blur=0.012) * m * 0.6, iris_col * 0.4)
+        cv.paint(cv.line_mask([upper], 0.05, dz=-0.05, blur=0.012) * m, iris_col * 0.4, 0.6)
         cv.paint(cv.line_mask([upper], 0.028, dz=-0.04, blur=0.004), idn["brow_c"] * 0.4)
-        cv.paint(cv.line_mask([lower], 0.012, dz=-0.04, blur=0.004) * 0.45, idn["skin"] * 0.5)
+        cv.paint(cv.line_mask([lower], 0.012, dz=-0.04, blur=0.004), idn["skin"] * 0.5, 0.45)
         crease = upper[2:-2] - [0, 0.05 + 0.02 * a[5] - 0.02 * a[7]]
         cv.shade_line("fine", crease, 0.25 * (1 - 0.7 * a[5]), 0.015)
-        gl = cv.pose(c + [-0.025, -0.025], -0.05)[0]  # catch-light
-        cv2.circle(cv.img, (int(gl[0] * FIX), int(gl[1] * FIX)), max(1, int(rad * 0.22 * FIX)),
-                   (0.9, 0.9, 0.9), -1, cv2.LINE_AA, SHIFT)
+        cv.paint(cv.mask([c + [-0.025, -0.025] + CIRCLE * 0.018], dz=-0.05), (0.9, 0.9, 0.9), 0.8)  # catch-light
 
 
 def _brows(cv: _Canvas, idn: dict, geo: dict) -> None:
@@ -531,7 +563,7 @@ def _brows(cv: _Canvas, idn: dict, geo: dict) -> None:
     for b in geo["brows"]:
         polys.append(np.vstack([b - [0, 1] * th * 0.5, (b + [0, 1] * th * 0.5)[::-1]]))
     m = cv.mask(polys, dz=0.02, blur=0.012)
-    cv.paint(m * idn["brow_a"], idn["brow_c"])
+    cv.paint(m, idn["brow_c"], idn["brow_a"])
 
 
 def _nose(cv: _Canvas, idn: dict, geo: dict) -> None:
@@ -540,7 +572,7 @@ def _nose(cv: _Canvas, idn: dict, geo: dict) -> None:
         nostril = cv.mask([_chaikin(np.array([[s * nw * 0.25, ny], [s * nw * 0.55, ny - 0.035],
                                               [s * nw * 0.8, ny - 0.005], [s * nw * 0.55, ny + 0.02]],
                                              np.float32), 2)], dz=0.2, blur=0.008)
-        cv.paint(nostril * 0.8, idn["skin"] * 0.25)
+        cv.paint(nostril, idn["skin"] * 0.25, 0.8)
         wing = np.array([[s * nw * 0.75, ny - 0.13], [s * nw * 1.05, ny - 0.06], [s * nw * 0.95, ny + 0.01]])
         cv.shade_line("fine", wing, 0.35, 0.02, dz=0.12)
 
@@ -560,20 +592,21 @@ def _mouth(cv: _Canvas, idn: dict, geo: dict, a: dict, rng: np.random.Generator)
         # Teeth darken toward the corners (the buccal corridor).
         (cx0, _), (cx1, _) = cv.pose(np.array([geo["corners"][0], geo["corners"][1]]), 0.1)
         u = (np.arange(cv.res, dtype=np.float32) - (cx0 + cx1) / 2) / max(abs(cx1 - cx0) / 2, 1)
-        corridor = np.clip(1 - 0.8 * u ** 2, 0, 1)[None, :]
+        corridor = np.broadcast_to(np.clip(1 - 0.8 * u ** 2, 0, 1)[None, :], (cv.res, cv.res))
         teeth_h = 0.075
         upper_t = np.vstack([geo["up_in"], (geo["up_in"] + [0, teeth_h])[::-1]])
-        tm = cv.mask([upper_t], dz=0.1, blur=0.004) * m * corridor
+        mf = m.full()
+        tm = cv.mask([upper_t], dz=0.1, blur=0.004) * mf * corridor
         cv.paint(tm, np.full(3, idn["teeth"]) * [1, 0.97, 0.9])
         lower_vis = min(1.0, a[16] + 0.7 * a[20] + 0.4 * a[10] + rng.uniform(0, 0.4))
         lower_t = np.vstack([geo["lo_in"], (geo["lo_in"] - [0, 0.05])[::-1]])
-        tl = cv.mask([lower_t], dz=0.1, blur=0.004) * m * corridor * lower_vis
+        tl = cv.mask([lower_t], dz=0.1, blur=0.004) * mf * corridor * lower_vis
         cv.paint(tl, np.full(3, idn["teeth"] * 0.85) * [1, 0.97, 0.9])
         if geo["open"] > 0.12:  # tongue, low in a wide-open mouth
             lo = geo["lo_in"]
             tongue = np.array([[lo[3, 0], lo[3, 1] - 0.02], [0, lo[7, 1] - 0.09], [lo[-4, 0], lo[-4, 1] - 0.02],
                                [0, lo[7, 1] + 0.02]], np.float32)
-            cv.paint(cv.mask([_chaikin(tongue, 2)], dz=0.1, blur=0.01) * m * 0.8,
+            cv.paint(cv.mask([_chaikin(tongue, 2)], dz=0.1, blur=0.01) * mf, alpha=0.8, colour=
                      np.array([0.55, 0.25, 0.25]) * skin.mean() + 0.05)
     else:
         # Closed lips: a dark line between them, darker when pressed (AU24).
@@ -589,9 +622,9 @@ def _beard(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
     if kind == "none":
         return
     r = cv.res
-    noise = cv2.resize(rng.uniform(0.5, 1.0, (r // 2, r // 2)).astype(np.float32), (r, r))
+    noise = cv2.resize(rng.uniform(0.6, 1.0, (r // 6, r // 6)).astype(np.float32), (r, r))
     lips = np.vstack([geo["up_out"], geo["lo_out"][::-1]])
-    lips_m = cv.mask([lips], dz=0.12, blur=0.01)
+    lips_m = cv.mask([lips], dz=0.12, blur=0.01).full()
     ny = geo["nose_y"]
     c0, c1 = geo["corners"]
     moustache = np.array([[c0[0] - 0.05, c0[1] + 0.02], [c0[0], ny + 0.06], [c1[0], ny + 0.06],
@@ -603,37 +636,39 @@ def _beard(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
         lower = o[o[:, 1] > 0.35]
         lower = lower[np.argsort(np.arctan2(lower[:, 1] - 0.4, lower[:, 0]))]
         jaw = np.vstack([lower, [[lower[-1, 0] * 0.7, ny + 0.03], [lower[0, 0] * 0.7, ny + 0.03]]])
-        m = cv.mask([jaw], blur=0.03) * geo["face_mask"]
+        m = cv.mask([jaw], blur=0.03) * geo["face_mask"].full()
         alpha = rng.uniform(0.25, 0.5) if kind == "stubble" else rng.uniform(0.7, 0.95)
     cv.paint(m * (1 - lips_m) * noise * alpha, idn["hair"] * 0.8)
 
 
 def _apply_layers(cv: _Canvas, idn: dict, geo: dict, light) -> None:
     """Blur and apply the shade/highlight layers and Lambertian light on the head ellipsoid."""
-    unit = cv.pose.unit
-    broad = cv2.GaussianBlur(cv.broad, (0, 0), 0.035 * unit)
-    fine = cv2.GaussianBlur(cv.fine, (0, 0), 0.007 * unit)
-    hl = cv2.GaussianBlur(cv.light, (0, 0), 0.04 * unit)
-    # Head normals: invert placement and roll; an ellipsoid centred a little below the eyes.
-    r = cv.res
-    p = cv.pose
-    c = p(np.array([[0.0, 0.3]]), -0.9 * p.depth(np.array([[0.0, 0.3]])))[0]
-    yy, xx = np.mgrid[0:r, 0:r].astype(np.float32)
-    du, dv = (xx - c[0]) / unit, (yy - c[1]) / unit
-    fx, fy = du * p.cr + dv * p.sr, -du * p.sr + dv * p.cr
-    nx, ny = fx / (1.15 * idn["fw"]), fy / 1.8
+    cv.flush_strokes()
+    unit, r, p = cv.pose.unit, cv.res, cv.pose
+    broad = _blur(cv.broad, 0.035 * unit)
+    fine = _blur(cv.fine, 0.007 * unit)
+    hl = _blur(cv.light, 0.04 * unit)
+    # Head normals on a coarse grid (light varies slowly): undo placement and roll around the
+    # projected centre of the head ellipsoid.
+    c = p(np.float32([[0.0, 0.3]]), -0.9)[0]
+    n = r // 4
+    g = (np.arange(n, dtype=np.float32) + 0.5) * (r / n)
+    du, dv = (g[None, :] - c[0]) / unit, (g[:, None] - c[1]) / unit
+    nx = (du * p.cr + dv * p.sr) / (1.15 * idn["fw"])
+    ny = (-du * p.sr + dv * p.cr) / 1.8
     nz = np.sqrt(np.clip(1 - nx * nx - ny * ny, 0.0, 1.0))
     lx, ly, lz, amb = light
     lx, ly = lx * p.cr + ly * p.sr, -lx * p.sr + ly * p.cr
     lam = amb + (1 - amb) * np.clip(nx * lx + ny * ly + nz * lz, 0, 1)
-    face = geo["face_mask"]
-    shade = (1 - np.clip(broad, 0, 0.85)) * (1 - np.clip(fine, 0, 0.85))
-    # Light falls on the whole person (hair, ears, neck) too, less on the background.
+    lam = cv2.resize(lam, (r, r), interpolation=cv2.INTER_LINEAR)
+    face = geo["face_mask"].full()
+    shade = (1 - np.minimum(broad, 0.85)) * (1 - np.minimum(fine, 0.85))
+    # Light falls on the whole person (hair, ears, neck) too, and partly on the background;
+    # shading and highlights only on the face. out = img * gain + h, h the highlight's share.
     lit = 0.55 + 0.45 * lam
-    out = cv.img * (lit + face * (lam - lit))[..., None]
-    out = out * (1 + face * (shade - 1))[..., None]
-    out += (hl * face * lam)[..., None] * (1 - out) * 0.6
-    cv.img = out
+    gain = (lit + face * (lam - lit)) * (1 + face * (shade - 1))
+    h = 0.6 * hl * face * lam
+    cv.img = cv.img * (gain * (1 - h))[..., None] + h[..., None]
 
 
 def _hair_front(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
@@ -672,8 +707,7 @@ def _glasses(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> Non
         box = np.array([[s * ex - w, -h], [s * ex + w, -h * 1.1], [s * ex + w, h * 0.9], [s * ex - w, h]], np.float32)
         rims.append(_chaikin(box, 3))
     frame = rng.uniform(0.0, 0.35, 3) if rng.random() < 0.8 else rng.uniform(0.5, 1.0, 3)
-    lens = cv.mask(rims, dz=0.15)
-    cv.img += lens[..., None] * rng.uniform(0.0, 0.12)  # reflections wash the lens out a bit
+    cv.paint(cv.mask(rims, dz=0.15), (1, 1, 1), rng.uniform(0.0, 0.12))  # reflections on the lenses
     bars = [np.vstack([r, r[:1]]) for r in rims]
     bars += [np.array([[-ex + w, -h * 0.5], [0, -h * 0.8], [ex - w, -h * 0.5]]),
              np.array([[-ex - w, -h * 0.8], [-1.05 * idn["fw"], -0.08]]),
@@ -695,19 +729,19 @@ def _occluder(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> st
             fa = ang + (k - 1.5) * 0.22
             tip = (int(cx + math.cos(fa) * pw * 2.2), int(cy + math.sin(fa) * pw * 2.2))
             cv2.line(m, (int(cx), int(cy)), tip, 1.0, max(2, int(pw * 0.38)))
-        cv.paint(cv2.GaussianBlur(m, (0, 0), r * 0.01), idn["skin"] * rng.uniform(0.75, 1.05))
+        cv.paint(_Mask(_blur(m, r * 0.01)), idn["skin"] * rng.uniform(0.75, 1.05))
     elif kind == "bar":
         m = np.zeros((r, r), np.float32)
         x0, y0 = rng.integers(0, r, 2)
         cv2.rectangle(m, (int(x0), int(y0)), (int(x0 + rng.integers(r // 10, r // 2)),
                                               int(y0 + rng.integers(r // 10, r // 2))), 1.0, -1)
-        cv.paint(cv2.GaussianBlur(m, (0, 0), r * 0.005), rng.uniform(0, 1, 3))
+        cv.paint(_Mask(_blur(m, r * 0.005)), rng.uniform(0, 1, 3))
     elif kind == "blob":
         m = np.zeros((r, r), np.float32)
         c = rng.integers(0, r, 2)
         cv2.ellipse(m, (int(c[0]), int(c[1])), (int(rng.integers(r // 12, r // 4)), int(rng.integers(r // 12, r // 4))),
                     float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
-        cv.paint(cv2.GaussianBlur(m, (0, 0), r * 0.02), rng.uniform(0, 1, 3))
+        cv.paint(_Mask(_blur(m, r * 0.02)), rng.uniform(0, 1, 3))
     return kind
 
 
@@ -722,7 +756,7 @@ def _watermark(cv: _Canvas, rng: np.random.Generator) -> bool:
     org = (int(rng.uniform(-0.2, 0.5) * r), int(rng.uniform(0.2, 0.95) * r))
     cv2.putText(m, text, org, cv2.FONT_HERSHEY_SIMPLEX, r / 110 * rng.uniform(0.6, 1.2), 255,
                 max(1, r // 60), cv2.LINE_AA)
-    cv.paint(m.astype(np.float32) * (rng.uniform(0.3, 0.8) / 255), np.full(3, 1.0 if rng.random() < 0.7 else 0.0))
+    cv.paint(_Mask(m.astype(np.float32) * (rng.uniform(0.3, 0.8) / 255)), np.full(3, 1.0 if rng.random() < 0.7 else 0.0))
     return True
 
 
@@ -730,7 +764,7 @@ def _camera(img: np.ndarray, size: int, grey: bool, rng: np.random.Generator) ->
     """Optics and sensor: blur, downsample, tone, noise, JPEG; optional grey; mirror."""
     res = img.shape[0]
     blur = float(rng.uniform(0.25, 1.3))  # in output pixels
-    img = cv2.GaussianBlur(img, (0, 0), blur * res / size)
+    img = _blur(img, blur * res / size)
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     if grey:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
@@ -738,12 +772,19 @@ def _camera(img: np.ndarray, size: int, grey: bool, rng: np.random.Generator) ->
         sat = rng.uniform(0.6, 1.2)  # colour balance / saturation of the camera
         g = img.mean(axis=2, keepdims=True)
         img = (g + (img - g) * sat) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    gamma = float(np.exp(rng.normal(0, 0.25)))
-    contrast = float(rng.uniform(0.7, 1.5))
-    bright = float(rng.normal(0, 0.07))
+    # Web photos are mostly exposed to use the whole range: stretch the 1..99 % levels to a
+    # random range (partly), then tone: gamma, contrast, brightness.
+    lo, hi = np.percentile(img, (1, 99))
+    k = float(rng.uniform(0.4, 1.0))
+    target = rng.uniform(0.0, 0.15), rng.uniform(0.8, 1.0)
+    stretched = (img - lo) / max(hi - lo, 1e-3) * (target[1] - target[0]) + target[0]
+    img = img + k * (stretched - img)
+    gamma = float(np.exp(np.clip(rng.normal(0, 0.2), -0.4, 0.4)))
+    contrast = float(rng.uniform(0.75, 1.3))
+    bright = float(rng.normal(0, 0.05))
     img = np.clip(img, 0, 1) ** gamma
     img = (img - img.mean()) * contrast + img.mean() + bright
-    noise = float(rng.uniform(0, 0.04))
+    noise = float(rng.uniform(0, 0.025) ** 1.5 / 0.025 ** 0.5)  # mostly clean
     img = img + rng.normal(0, noise, img.shape).astype(np.float32)
     out = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     out = np.repeat(out, 3, axis=2) if grey else np.ascontiguousarray(out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from byel.synth.au import AUS
 from byel.synth.landmarks import FaceSet, load_faces
 
 # --- landmark groups (iBUG 68-point scheme, 0-based; "left" = image left) -----------------
@@ -58,11 +59,10 @@ BACKGROUND = 0.1  # weight of "no displacement": sets how fast a bump fades to n
 JITTER = 0.012  # IOD; warp noise on every control point, so no image leaves the warp untouched
 
 
-def au_displacements(aus: dict[int, float], gain: float = 1.0) -> np.ndarray:
+def au_displacements(aus: dict[int, float]) -> np.ndarray:
     """(N_CTRL, 2) control-point displacements in the face frame, IOD units: +u towards the
     image right, +v down. Magnitudes follow FACS descriptions at full (E) intensity."""
-    a = {au: gain * aus.get(au, 0.0) for au in (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20,
-                                                 23, 24, 25, 26, 27)}
+    a = {au: aus.get(au, 0.0) for au in AUS}
     d = np.zeros((N_CTRL, 2), np.float32)
     u, v = d[:, 0], d[:, 1]  # views
     out = SIDE  # multiply a u-displacement by this to point it away from the midline
@@ -125,10 +125,14 @@ def _blend_field(x: np.ndarray, centers: np.ndarray, sigma: np.ndarray,
     Overlapping bumps interpolate instead of adding up, so the field stays within the control
     displacements; an exact RBF interpolant was tried first and oscillated wildly between the
     closely spaced landmarks."""
-    x, centers = x.astype(np.float32), centers.astype(np.float32)
-    d2 = (x * x).sum(1)[:, None] + (centers * centers).sum(1)[None, :] - 2 * x @ centers.T
-    g = np.exp(-np.maximum(d2, 0) * (0.5 / sigma.astype(np.float32) ** 2)[None, :])
-    return (g @ values.astype(np.float32)) / (BACKGROUND + g.sum(1, keepdims=True))
+    # Plain broadcasting, not BLAS: these skinny products are slower through a threaded BLAS
+    # on a busy machine than done element-wise.
+    x, c = x.astype(np.float32), centers.astype(np.float32)
+    d2 = (x[:, :1] - c[None, :, 0]) ** 2 + (x[:, 1:] - c[None, :, 1]) ** 2
+    g = np.exp(-d2 * (0.5 / sigma.astype(np.float32) ** 2)[None, :])
+    v = values.astype(np.float32)
+    num = np.stack([(g * v[:, 0]).sum(1), (g * v[:, 1]).sum(1)], 1)
+    return num / (BACKGROUND + g.sum(1, keepdims=True))
 
 
 class WarpBackend:
@@ -148,7 +152,6 @@ class WarpBackend:
         self.stats = faces.stats
         # Warp at up to 4x the output size, then shrink: the same resampling path for all.
         self.work = max(self.size, min(4 * self.size, 256))
-        self.gain = 1.0
 
     # -- rendering -----------------------------------------------------------------------
     def render(self, emotion: str, aus: dict[int, float],
@@ -167,11 +170,10 @@ class WarpBackend:
         ey = np.array([-ex[1], ex[0]], np.float32)
         ctrl = _control_points(pts, iod, ex, ey)
 
-        disp = au_displacements(aus, self.gain)
+        disp = au_displacements(aus)
         disp += rng.normal(0, JITTER, disp.shape).astype(np.float32)
         disp_px = (disp[:, :1] * ex + disp[:, 1:] * ey) * iod
         target = ctrl + disp_px
-
 
         # Nuisance pose (roll, scale, shift, flip) is composed into the same backward map, so
         # the expression warp and the pose cost one resampling.
@@ -212,7 +214,8 @@ class WarpBackend:
         if img.shape[2] == 1:
             img = np.repeat(img, 3, axis=2)
         params = {"source": self.names[i], "roll": round(roll, 2), "scale": round(scale, 3),
-                  "shift_x": round(float(shift[0] / W), 3), "shift_y": round(float(shift[1] / W), 3),
+                  "shift_x": round(float(shift[0] / W), 3),
+                  "shift_y": round(float(shift[1] / W), 3),
                   "flip": int(flip), "cue_strength": round(cue, 3), **mouth, **params}
         return np.ascontiguousarray(img), params
 
@@ -233,8 +236,8 @@ def _mouth_interior(img, pts, iod, aus, rng):
     """Paint the cavity, teeth and tongue inside the parted inner lips."""
     inner = pts[60:68]
     gap = float(np.linalg.norm(pts[66] - pts[62]))
-    if gap < 0.02 * iod:
-        return img, {"mouth_open": 0.0}
+    if gap < 0.04 * iod:  # below this the lips touch, whatever the landmark noise says
+        return img, {"mouth_open": 0.0, "teeth_upper": 0.0}
     H, W = img.shape[:2]
     mask = _soft_poly((H, W), [inner], 0.012 * iod)
     lips = _soft_poly((H, W), [pts[48:60]], 0)
@@ -305,7 +308,8 @@ def _appearance_cues(img, pts, iod, aus, cue, rng):
     s = cue * 0.5 * a(4)
     mid = 0.5 * (pts[21] + pts[22])
     for off in (-0.06, 0.06):
-        line([mid + off * iod * ex - 0.05 * iod * ey, mid + off * 0.8 * iod * ex + 0.16 * iod * ey], s)
+        line([mid + off * iod * ex - 0.05 * iod * ey,
+              mid + off * 0.8 * iod * ex + 0.16 * iod * ey], s)
     # Nose wrinkles (9): short arcs across the bridge.
     s = cue * 0.45 * a(9)
     for f in (0.25, 0.5):

@@ -1,0 +1,65 @@
+"""Checkpoints are atomic, self-describing, loaded weights-only; numerical faults stop cleanly."""
+
+import pytest
+import torch
+
+import byel.methods.byel as byel_method
+from byel.checkpoint import atomic_torch_save, load_checkpoint
+from byel.cli import main
+from byel.errors import CheckpointError
+from conftest import write_image
+
+TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
+        for i in range(4):
+            write_image(root / name / f"{i}.png", value=30 * ci + i, size=32)
+    return root
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_checkpoint_is_self_describing(tmp_path, tiny_data):
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(tmp_path), *TINY]) == 0
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    meta = ckpt["byel"]
+    assert meta["kind"] == "pretrain" and meta["method"] == "byel" and meta["backbone"] == "smallnet"
+    assert meta["classes"] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+    assert meta["image_size"] == 32 and len(meta["mean"]) == 3 and meta["config"]["seed"] == 0
+    with pytest.raises(CheckpointError, match="pretrain checkpoint"):
+        load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", kinds=("finetune",))
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "epoch": 3}, foreign)
+    with pytest.raises(CheckpointError, match="not a byel checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(tmp_path, tiny_data, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(out), *TINY]) == 0
+    before = (out / "checkpoints" / "last.ckpt").read_bytes()
+    monkeypatch.setattr(byel_method, "byol_loss", lambda p, z: torch.tensor(float("nan")) + 0 * p.sum())
+    capsys.readouterr()
+    rc = main(["pretrain", "--data", str(tiny_data), "--out", str(out), "--epochs", "2", "--resume", *TINY])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("byel: error:")]
+    assert rc == 2 and len(errors) == 1 and "the loss became nan" in errors[0] and "Traceback" not in err
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
