@@ -174,6 +174,22 @@ def cmd_data_inspect(args) -> int:
     return 0
 
 
+def cmd_benchmark_ablation(args) -> int:
+    from byel.experiments import ABLATION_METHODS, run_ablation
+
+    evals = args.eval or [d for d in ("../shared/data/fer2013-publictest",) if Path(d).is_dir()]
+    if not evals:
+        raise ByelError("no evaluation set: pass --eval DIR (labelled real faces)")
+    for m in args.methods or []:
+        if m not in ABLATION_METHODS:
+            raise ByelError(f"unknown method {m!r}; choose from {', '.join(ABLATION_METHODS)}")
+    run_ablation(args.out, evals, preset=args.preset, seeds=args.seeds, methods=tuple(args.methods or ABLATION_METHODS),
+                 overrides=args.overrides, data=args.data, progress=not args.no_progress)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"results: {Path(args.out) / 'results.json'}\nchart:   {Path(args.out) / 'results.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="byel", description="BYEL: facial-expression recognition learned from synthetic faces only.")
     p.add_argument("--version", action="version", version=f"byel {__version__}")
@@ -230,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
     _config_args(de, "pretrain.epochs")
     de.set_defaults(func=cmd_demo)
+
+    be = sub.add_parser("benchmark", help="experiments: the ablation table on real faces")
+    bsub = be.add_subparsers(dest="benchmark_command", required=True, parser_class=Parser)
+    ab = bsub.add_parser("ablation", help="supervised / byol / byol-cls / byel on the same data and budget, over seeds")
+    ab.add_argument("--out", default="runs/ablation", help="results.json, results.md, results.png (resumable)")
+    ab.add_argument("--eval", nargs="+", help="labelled real sets (default: ../shared/data/fer2013-publictest if present)")
+    ab.add_argument("--preset", default="cpu-demo")
+    ab.add_argument("--seeds", type=int, default=3)
+    ab.add_argument("--methods", nargs="+", help="subset of supervised byol byol-cls byel")
+    ab.add_argument("--data", help="synthetic training data (default: generated once from the preset)")
+    ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ab.add_argument("--no-progress", action="store_true")
+    ab.set_defaults(func=cmd_benchmark_ablation)
 
     da = sub.add_parser("data", help="data utilities")
     dsub = da.add_subparsers(dest="data_command", required=True, parser_class=Parser)

@@ -459,7 +459,7 @@ def _head(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
     blotch = cv2.resize(rng.normal(0, 1, (5, 5, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_LINEAR)
     pores = cv2.resize(rng.normal(0, 1, (r // 3, r // 3)).astype(np.float32), (r, r),
                        interpolation=cv2.INTER_LINEAR)
-    tex = idn["skin"] * (1 + 0.05 * blotch + (0.02 + 0.04 * idn["age"]) * pores[..., None])
+    tex = idn["skin"] * (1 + 0.06 * blotch + (0.01 + 0.025 * idn["age"]) * pores[..., None])
     cv.paint(m, tex)
 
 

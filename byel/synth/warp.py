@@ -61,7 +61,8 @@ JITTER = 0.012  # IOD; warp noise on every control point, so no image leaves the
 
 def au_displacements(aus: dict[int, float]) -> np.ndarray:
     """(N_CTRL, 2) control-point displacements in the face frame, IOD units: +u towards the
-    image right, +v down. Magnitudes follow FACS descriptions at full (E) intensity."""
+    image right, +v down. Directions follow the FACS descriptions; magnitudes at intensity 1 were
+    tuned by the real-face transfer probe (larger smiles, brows and lip raises transferred better)."""
     a = {au: aus.get(au, 0.0) for au in AUS}
     d = np.zeros((N_CTRL, 2), np.float32)
     u, v = d[:, 0], d[:, 1]  # views
