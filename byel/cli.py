@@ -190,6 +190,48 @@ def cmd_benchmark_ablation(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from byel.predict import format_result, predict
+
+    result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
+                     batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+                     video_stride=args.video_stride, detector=args.detector, min_face=args.min_face)
+    print(format_result(result))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from byel.export import export
+
+    r = export(args.checkpoint, args.out, fmt=args.format)
+    print(f"exported {r['format']} model: {r['path']} (input: float RGB [0, 1], {r['image_size']} px)")
+    print(f"preprocessing and classes: {r['json']}; max |exported − PyTorch| = {r['parity_max_abs_diff']:.1e}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from byel.submit import format_result, submit
+
+    result = submit(args.checkpoint, args.frames, args.out, batch_size=args.batch_size, device=args.device,
+                    progress=not args.no_progress, codes=args.codes)
+    print(format_result(result))
+    return 0
+
+
+def cmd_plot_latents(args) -> int:
+    from byel.latents import plot_emotion_vectors, plot_latents
+
+    if args.data:
+        r = plot_latents(args.checkpoint, args.data, args.out, max_per_set=args.max_per_set, device=args.device)
+        print(f"latent projection: {r.get('png', args.out)}")
+    if args.emotion_vectors:
+        plot_emotion_vectors(args.checkpoint, args.emotion_vectors)
+        print(f"emotion-vector cosine similarities: {args.emotion_vectors}")
+    if not args.data and not args.emotion_vectors:
+        raise ByelError("nothing to plot: give --data SPEC (latents) and/or --emotion-vectors PNG")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="byel", description="BYEL: facial-expression recognition learned from synthetic faces only.")
     p.add_argument("--version", action="version", version=f"byel {__version__}")
@@ -246,6 +288,47 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
     _config_args(de, "pretrain.epochs")
     de.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("predict", help="expressions of the faces in photos, folders or videos → CSV")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
+    pr.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
+    pr.add_argument("--out", default="predictions.csv", help="CSV: file, frame, x, y, w, h, predicted, p_<class>…")
+    pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
+    pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn")
+    pr.add_argument("--detector", default="auto", help="auto | opencv-haar | dlib-hog")
+    pr.add_argument("--min-face", type=int, default=24, help="smallest face side in pixels")
+    pr.add_argument("--video-stride", type=int, default=1, help="use every k-th video frame")
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--no-progress", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="a standalone TorchScript or ONNX model with its preprocessing in JSON")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--out", required=True, help="model file; the JSON goes beside it as OUT.json")
+    ex.add_argument("--format", default="torchscript", help="torchscript | onnx (needs byel[onnx])")
+    ex.set_defaults(func=cmd_export)
+
+    su = sub.add_parser("submit", help="challenge files for an Aff-Wild2-style frame tree: one text file per video")
+    su.add_argument("--checkpoint", required=True)
+    su.add_argument("--frames", required=True, help="ROOT/<video>/<00001>.jpg")
+    su.add_argument("--out", required=True)
+    su.add_argument("--codes", default="byel", help="byel (header anger…surprise, labels 0–5) | affwild2 (official header, labels 1–6)")
+    su.add_argument("--batch-size", type=int, default=64)
+    su.add_argument("--device", default="cpu")
+    su.add_argument("--no-progress", action="store_true")
+    su.set_defaults(func=cmd_submit)
+
+    pl = sub.add_parser("plot", help="pictures of a model")
+    plsub = pl.add_subparsers(dest="plot_command", required=True, parser_class=Parser)
+    la = plsub.add_parser("latents", help="2-D projection of backbone features per data set; emotion-vector similarities")
+    la.add_argument("--checkpoint", required=True)
+    la.add_argument("--data", action="append", help="data spec (repeat: e.g. synthetic and real side by side)")
+    la.add_argument("--out", default="latents.png")
+    la.add_argument("--emotion-vectors", metavar="PNG", help="also plot cos(W_i, W_j) (stage-1 byel/byol-cls checkpoints)")
+    la.add_argument("--max-per-set", type=int, default=600)
+    la.add_argument("--device", default="cpu")
+    la.set_defaults(func=cmd_plot_latents)
 
     be = sub.add_parser("benchmark", help="experiments: the ablation table on real faces")
     bsub = be.add_subparsers(dest="benchmark_command", required=True, parser_class=Parser)

@@ -69,7 +69,7 @@ class AUSampler:
     leak: probability of adding one weak AU from another emotion (mixed expressions).
     """
 
-    intensity: tuple[float, float] = (0.3, 1.0)
+    intensity: tuple[float, float] = (0.4, 1.0)
     jitter: float = 0.25
     drop_core: float = 0.1
     leak: float = 0.3

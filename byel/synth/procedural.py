@@ -25,6 +25,8 @@ import math
 import cv2
 import numpy as np
 
+from byel.synth.au import AUS
+
 SHIFT = 4  # sub-pixel bits for OpenCV drawing
 FIX = float(1 << SHIFT)
 AA = cv2.LINE_AA
@@ -246,8 +248,8 @@ class ProceduralBackend:
     # ------------------------------------------------------------------------------------
     def render(self, emotion: str, aus: dict[int, float],
                rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-        a = {k: float(aus.get(k, 0.0)) for k in (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20, 23,
-                                                  24, 25, 26, 27)}
+        # The emotion name is deliberately unused: only the AU intensities shape the face.
+        a = {k: float(aus.get(k, 0.0)) for k in AUS}
         # Separate streams: the draws that depend on the expression never shift identity,
         # pose or any other nuisance, so the same rng with other AUs gives the same person.
         scene, expr = rng.spawn(2)
@@ -273,9 +275,9 @@ class ProceduralBackend:
         _beard(cv, idn, geo, scene)
         _apply_layers(cv, idn, geo, light)
         _brows(cv, idn, geo)
-        _hair_front(cv, idn, geo, scene)
-        _glasses(cv, idn, geo, scene)
-        occluder = _occluder(cv, idn, geo, scene)
+        _hair_front(cv, idn, scene)
+        _glasses(cv, idn, scene)
+        occluder = _occluder(cv, idn, scene)
         watermark = _watermark(cv, scene)
         img, photo = _camera(cv.img, self.size, self.grey, scene)
 
@@ -338,14 +340,14 @@ def _geometry(idn: dict, a: dict, rng: np.random.Generator) -> dict:
     for side, asym in zip((-1, 1), idn["asym"]):
         x = idn["brow_in"] + (idn["brow_out"] - idn["brow_in"]) * t - 0.06 * a[4] * (1 - t)
         y = (idn["brow_y"] - idn["brow_arch"] * np.sin(np.pi * np.clip(t * 1.25, 0, 1))
-             - asym * (0.17 * a[1] * (1 - t) ** 1.5 + 0.14 * a[2] * t ** 0.8)
-             + asym * 0.11 * a[4] * (1 - 0.55 * t) + 0.04 * a[9] * (1 - t) + 0.02 * a[7])
+             - asym * (0.22 * a[1] * (1 - t) ** 1.5 + 0.18 * a[2] * t ** 0.8)
+             + asym * 0.14 * a[4] * (1 - 0.55 * t) + 0.04 * a[9] * (1 - t) + 0.02 * a[7])
         brows.append(np.stack([side * x, y], 1))
     g["brows"] = brows
     g["brow_th"] = idn["brow_th"] * (1.15 - 0.75 * t)
 
     # Eyes: lid apertures above/below the eye's centre line.
-    h_up = idn["eye_h"] * (1 + 1.0 * a[5] - 0.40 * a[7] - 0.35 * a[6] - 0.25 * a[4] - 0.2 * a[9])
+    h_up = idn["eye_h"] * (1 + 1.3 * a[5] - 0.40 * a[7] - 0.35 * a[6] - 0.25 * a[4] - 0.2 * a[9])
     h_lo = idn["eye_hl"] * (1 - 0.55 * a[6] - 0.55 * a[7] + 0.35 * a[5])
     if rng.random() < 0.06:  # a blink or a downward look, for every class alike
         h_up *= rng.uniform(0.1, 0.5)
@@ -358,9 +360,9 @@ def _geometry(idn: dict, a: dict, rng: np.random.Generator) -> dict:
 
     # Mouth corners and the four lip lines (upper outer/inner, lower inner/outer).
     my = idn["mouth_y"]
-    mw = idn["mouth_w"] * (1 + 0.25 * a[12] + 0.32 * a[20] - 0.15 * a[23] - 0.10 * a[24]
+    mw = idn["mouth_w"] * (1 + 0.3 * a[12] + 0.35 * a[20] - 0.15 * a[23] - 0.10 * a[24]
                            + 0.05 * a[15] - (0.10 * a[26] + 0.12 * a[27]) * (1 - a[20]))
-    cy = my - 0.13 * a[12] + 0.11 * a[15] + 0.03 * a[20] + 0.025 * a[17] + 0.35 * jaw_drop
+    cy = my - 0.17 * a[12] + 0.14 * a[15] + 0.03 * a[20] + 0.025 * a[17] + 0.35 * jaw_drop
     # Asymmetry: one corner a little wider and, in a smile, a little higher than the other.
     corners = [np.array([s * mw * k ** 0.3, cy - 0.1 * (k - 1) * a[12]], np.float32)
                for s, k in zip((-1, 1), idn["asym"])]
@@ -456,7 +458,9 @@ def _head(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
     m = cv.mask([outline], blur=0.012)
     geo["face_mask"] = m
     # Skin: tone x low-frequency blotches x fine pores.
-    blotch = cv2.resize(rng.normal(0, 1, (5, 5, 3)).astype(np.float32), (r, r), interpolation=cv2.INTER_LINEAR)
+    # Blotches vary mostly in brightness, a little in hue.
+    blotch = rng.normal(0, 1, (5, 5, 1)).astype(np.float32) + rng.normal(0, 0.3, (5, 5, 3)).astype(np.float32)
+    blotch = cv2.resize(blotch, (r, r), interpolation=cv2.INTER_LINEAR)
     pores = cv2.resize(rng.normal(0, 1, (r // 3, r // 3)).astype(np.float32), (r, r),
                        interpolation=cv2.INTER_LINEAR)
     tex = idn["skin"] * (1 + 0.06 * blotch + (0.01 + 0.025 * idn["age"]) * pores[..., None])
@@ -476,8 +480,11 @@ def _shading(cv: _Canvas, idn: dict, geo: dict, a: dict, light) -> None:
     side = -1 if light[0] > 0 else 1
     cv.shade_line("broad", np.array([[side * 0.11, -0.05], [side * 0.14, 0.25], [side * (nw + 0.02), ny - 0.05]]),
                   idn["nose_shade"] * (0.5 + abs(light[0])), 0.07, dz=0.15)
+    cv.shade_line("broad", np.array([[-side * 0.1, 0.0], [-side * 0.13, 0.25], [-side * (nw + 0.02), ny - 0.05]]),
+                  idn["nose_shade"] * 0.4, 0.05, dz=0.15)
     cv.shade_ellipse("broad", (0, ny + 0.06), (nw * 0.9, 0.045), 0.35)
-    cv.shade_ellipse("light", (0, ny - 0.1), (0.06, 0.05), 0.25, dz=0.35)
+    cv.shade_line("light", np.array([[0, -0.05], [0, ny - 0.15]]), 0.25, 0.06, dz=0.3)  # bridge
+    cv.shade_ellipse("light", (0, ny - 0.08), (0.07, 0.06), 0.35, dz=0.35)  # tip
     # Nasolabial folds: deepen with AU6/9/10/12, bow outward with AU12.
     depth = 0.10 + 0.3 * age + 0.45 * a[12] + 0.2 * a[6] + 0.35 * a[10] + 0.3 * a[9] + 0.12 * a[20]
     for s, c in zip((-1, 1), geo["corners"]):
@@ -526,9 +533,6 @@ def _shading(cv: _Canvas, idn: dict, geo: dict, a: dict, light) -> None:
     sulcus = np.array([[lo[3, 0] * 0.7, lo[7, 1] + 0.07], [0, lo[7, 1] + 0.09], [lo[-4, 0] * 0.7, lo[7, 1] + 0.07]])
     cv.shade_line("broad", sulcus, 0.25 + 0.35 * a[17], 0.04)
     cv.shade_ellipse("light", (0, chin - 0.17 - 0.04 * a[17]), (0.16, 0.08), 0.1 + 0.25 * a[17])
-    # A jaw drop hollows the cheeks.
-    for s in (-1, 1):
-        cv.shade_ellipse("broad", (s * 0.75, 0.75), (0.15, 0.3), 0.4 * geo["jaw_drop"] / 0.46)
 
 
 def _eyes(cv: _Canvas, idn: dict, geo: dict, a: dict) -> None:
@@ -606,8 +610,8 @@ def _mouth(cv: _Canvas, idn: dict, geo: dict, a: dict, rng: np.random.Generator)
             lo = geo["lo_in"]
             tongue = np.array([[lo[3, 0], lo[3, 1] - 0.02], [0, lo[7, 1] - 0.09], [lo[-4, 0], lo[-4, 1] - 0.02],
                                [0, lo[7, 1] + 0.02]], np.float32)
-            cv.paint(cv.mask([_chaikin(tongue, 2)], dz=0.1, blur=0.01) * mf, alpha=0.8, colour=
-                     np.array([0.55, 0.25, 0.25]) * skin.mean() + 0.05)
+            tongue_col = np.array([0.55, 0.25, 0.25]) * skin.mean() + 0.05
+            cv.paint(cv.mask([_chaikin(tongue, 2)], dz=0.1, blur=0.01) * mf, tongue_col, 0.8)
     else:
         # Closed lips: a dark line between them, darker when pressed (AU24).
         cv.paint(cv.line_mask([geo["up_in"]], 0.012 + 0.008 * a[24], dz=0.12, blur=0.004) * (0.6 + 0.3 * a[24]),
@@ -671,7 +675,7 @@ def _apply_layers(cv: _Canvas, idn: dict, geo: dict, light) -> None:
     cv.img = cv.img * (gain * (1 - h))[..., None] + h[..., None]
 
 
-def _hair_front(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
+def _hair_front(cv: _Canvas, idn: dict, rng: np.random.Generator) -> None:
     style = idn["hair_style"]
     if style == "bald":
         return
@@ -697,7 +701,7 @@ def _hair_front(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> 
     cv.paint(m, _hair_texture(cv, idn, rng))
 
 
-def _glasses(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
+def _glasses(cv: _Canvas, idn: dict, rng: np.random.Generator) -> None:
     if not idn["glasses"]:
         return
     ex, ew = idn["eye_x"], idn["eye_w"]
@@ -715,7 +719,7 @@ def _glasses(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> Non
     cv.paint(cv.line_mask(bars, rng.uniform(0.015, 0.045), dz=0.15, blur=0.005), frame)
 
 
-def _occluder(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> str:
+def _occluder(cv: _Canvas, idn: dict, rng: np.random.Generator) -> str:
     kind = OCCLUDERS[rng.choice(len(OCCLUDERS), p=OCCLUDER_P)]
     r = cv.res
     if kind == "hand":

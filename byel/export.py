@@ -1,0 +1,167 @@
+"""Export a fine-tuned model as a standalone file that needs neither byel nor Lightning.
+
+The exported model takes float32 images of shape (N, 3, S, S), RGB, values in [0, 1]
+(S = the checkpoint's image size, e.g. 64) and returns the six class probabilities (N, 6)
+in the order of ``classes``. Mean/std normalisation is baked in; resizing is NOT: resize
+faces to S x S yourself (area/antialiased downscaling, as byel does). A JSON file beside the
+model (``<out>.json``, e.g. ``model.pt.json``) records classes, input shape, channel order,
+value range, mean/std, byel version and the source checkpoint.
+
+Formats: ``torchscript`` (``torch.jit.load(path)``, always available) and ``onnx``
+(needs the ``onnx`` package to export and ``onnxruntime`` to check it; dynamic batch axis).
+Every export is checked against the PyTorch model on a random batch; the largest absolute
+difference is returned (``parity_max_abs_diff``) and an export that disagrees is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from byel import __version__
+from byel.classes import CLASSES
+from byel.errors import ByelError
+
+FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
+PARITY_TOLERANCE = 1e-4
+ONNX_OPSET = 17
+
+
+class StandaloneClassifier(nn.Module):
+    """(N, 3, S, S) float RGB in [0, 1] -> (N, 6) softmax probabilities. Eval mode only."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, mean, std):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone((images - self.mean) / self.std)).softmax(-1)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def onnx_available() -> str | None:
+    """None when ONNX export and checking work here, else why not (one line)."""
+    missing = []
+    for mod in ("onnx", "onnxruntime"):
+        try:
+            __import__(mod)
+        except Exception:  # ImportError, or a broken binary wheel
+            missing.append(mod)
+    return f"ONNX export needs {' and '.join(missing)}: pip install onnx onnxruntime" if missing else None
+
+
+def _reference(model, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(model.preprocess(x)).softmax(-1)
+
+
+def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript") -> dict:
+    """Write a standalone model of a fine-tuned checkpoint (see the module doc) and its JSON.
+
+    ``out_path`` without a suffix gets ``.pt`` (torchscript) or ``.onnx``. Returns the paths,
+    the input size and the parity check's ``parity_max_abs_diff``. Raises CheckpointError for a
+    wrong checkpoint and ByelError for an unknown format or when ONNX is not installed."""
+    from byel.evaluate import load_classifier  # late: Lightning import
+
+    if fmt not in FORMATS:
+        raise ByelError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if fmt == "onnx" and (why := onnx_available()):
+        raise ByelError(why)
+    model = load_classifier(checkpoint, "cpu")
+    cfg = model.cfg
+    size = cfg.data.image_size
+    out = Path(out_path)
+    if not out.suffix:
+        out = out.with_suffix(FORMATS[fmt])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    standalone = StandaloneClassifier(model.backbone, model.head, cfg.aug.mean, cfg.aug.std).eval()
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(2, 3, size, size, generator=gen)
+    check = torch.rand(5, 3, size, size, generator=gen)  # another batch size: dynamic batch axis
+    expected = _reference(model, check)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(standalone, example, check_trace=False)
+            traced = torch.jit.freeze(traced.eval()) if hasattr(torch.jit, "freeze") else traced
+            traced.save(str(tmp))
+            got = torch.jit.load(str(tmp))(check)
+        else:
+            _export_onnx(standalone, example, tmp)
+            got = torch.from_numpy(run_onnx(tmp, check.numpy()))
+        diff = float((got.detach() - expected).abs().max())
+        if not diff <= PARITY_TOLERANCE:  # also catches NaN
+            raise ByelError(f"exported {fmt} model disagrees with the PyTorch model (max abs diff {diff:.2e})")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    ckpt = Path(checkpoint)
+    meta = {
+        "format": fmt,
+        "file": out.name,
+        "classes": list(CLASSES),
+        "input": {
+            "name": "images", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW",
+            "channel_order": "RGB", "value_range": [0.0, 1.0],
+            "resize": f"resize faces to {size}x{size} before calling (area / antialiased when shrinking)",
+        },
+        "output": {"name": "probabilities", "shape": ["N", len(CLASSES)],
+                   "meaning": "softmax probabilities in the order of classes"},
+        "normalisation": {"mean": list(cfg.aug.mean), "std": list(cfg.aug.std),
+                          "applied_inside": True, "formula": "(x - mean) / std per channel"},
+        "image_size": size,
+        "byel_version": __version__,
+        "torch_version": torch.__version__,
+        "method": cfg.method.name,
+        "backbone": cfg.model.backbone,
+        "config_digest": cfg.digest(),
+        "source_checkpoint": str(ckpt.resolve()),
+        "source_checkpoint_sha256": _sha256(ckpt),
+        "parity_max_abs_diff": diff,
+    }
+    if fmt == "onnx":
+        meta["onnx_opset"] = ONNX_OPSET
+    json_path = out.with_name(out.name + ".json")
+    json_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return {"path": str(out), "json": str(json_path), "format": fmt, "image_size": size,
+            "parity_max_abs_diff": diff}
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    import warnings
+
+    kwargs = dict(input_names=["images"], output_names=["probabilities"], opset_version=ONNX_OPSET,
+                  dynamic_axes={"images": {0: "N"}, "probabilities": {0: "N"}})
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (example,), str(path), dynamo=False, **kwargs)
+        except TypeError:  # torch without the dynamo switch
+            torch.onnx.export(module, (example,), str(path), **kwargs)
+
+
+def run_onnx(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Probabilities from an exported ONNX model with onnxruntime (CPU)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: images.astype(np.float32)})[0]

@@ -1,0 +1,188 @@
+"""Challenge submission files for an Aff-Wild2-style frame tree (ABAW expression track layout).
+
+Input: ``FRAMES_ROOT/<video>/<00001>.jpg`` — face crops (e.g. Aff-Wild2 ``cropped_aligned``),
+one folder per video, frames named by their 1-based frame number. No face detection is done.
+
+Output: ``OUT_DIR/<video>.txt`` per video::
+
+    anger,disgust,fear,happiness,sadness,surprise     <- header: the class names, in index order
+    3                                                 <- frame 1: predicted class index 0-5
+    3                                                 <- frame 2
+    ...
+
+Index mapping (``codes="byel"``, the default): 0 anger, 1 disgust, 2 fear, 3 happiness,
+4 sadness, 5 surprise — the position of the class in the header. Note that the official
+Aff-Wild2 EXPR files use another coding (header ``Neutral,Anger,Disgust,Fear,Happiness,Sadness,
+Surprise,Other``, anger = 1 ... surprise = 6); ``codes="affwild2"`` writes that header and those
+codes instead (this model never predicts Neutral 0 or Other 7).
+
+Line k + 1 of a file is frame k, for k = 1 .. the highest frame number found, so a file has
+(highest frame number) + 1 lines. A frame whose file is missing (a gap in the numbering) or
+cannot be decoded gets the prediction of its nearest readable frame (the earlier one on a tie);
+these are counted per video and in total. A video with no readable frame gets no file and is
+reported. Files whose names are not frame numbers are ignored and counted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from byel.classes import CLASSES
+from byel.errors import ByelError, DataError
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+HEADERS = {
+    "byel": ",".join(CLASSES),
+    "affwild2": "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other",
+}
+CODE_OFFSET = {"byel": 0, "affwild2": 1}  # class index i is written as i + offset
+
+
+def scan_frames(frames_root: str | Path) -> tuple[dict[str, dict[int, str]], dict[str, int]]:
+    """{video: {frame number: path}} of a frame tree, plus counts of ignored entries."""
+    root = Path(frames_root)
+    if not root.exists():
+        raise DataError(f"frames folder not found: {frames_root}")
+    if not root.is_dir():
+        raise DataError(f"expected a folder of per-video frame folders, got a file: {frames_root}")
+    videos: dict[str, dict[int, str]] = {}
+    ignored = {"not_a_frame_number": 0, "duplicate_frame_number": 0}
+    for vdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        frames: dict[int, str] = {}
+        for f in sorted(vdir.iterdir()):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if f.suffix.lower() not in IMAGE_EXTS or not f.stem.isdigit() or int(f.stem) < 1:
+                ignored["not_a_frame_number"] += 1
+                continue
+            n = int(f.stem)
+            if n in frames:  # 00001.jpg and 00001.png: keep the first (sorted), count the rest
+                ignored["duplicate_frame_number"] += 1
+                continue
+            frames[n] = str(f)
+        if frames:
+            videos[vdir.name] = frames
+    if not videos:
+        loose = any(p.is_file() and p.suffix.lower() in IMAGE_EXTS for p in root.iterdir())
+        hint = " (images lie directly in it: put each video's frames in its own sub-folder)" if loose else ""
+        raise DataError(f"no frame folders FRAMES_ROOT/<video>/<00001>.jpg under {frames_root}{hint}")
+    return videos, {k: v for k, v in ignored.items() if v}
+
+
+def fill_nearest(labels: dict[int, int], last: int) -> tuple[list[int], int]:
+    """Labels for frames 1..last: known ones as they are, the others from the nearest known
+    frame (earlier one on a tie). Returns (labels, number filled)."""
+    known = np.array(sorted(labels), dtype=np.int64)
+    if known.size == 0:
+        raise ValueError("no known frame")
+    frames = np.arange(1, last + 1)
+    pos = np.searchsorted(known, frames)  # index of the first known frame >= frame
+    before = np.where(pos > 0, known[np.maximum(pos - 1, 0)], -(10 ** 12))
+    after = np.where(pos < known.size, known[np.minimum(pos, known.size - 1)], 10 ** 12)
+    nearest = np.where(frames - before <= after - frames, before, after)
+    nearest = np.where(after == frames, frames, nearest)  # a known frame keeps its own label
+    out = [labels[int(n)] for n in nearest]
+    return out, int(last - sum(1 for n in labels if n <= last))
+
+
+def submit(
+    checkpoint: str | Path,
+    frames_root: str | Path,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+    codes: str = "byel",
+) -> dict:
+    """Write ``out_dir/<video>.txt`` for every video folder under ``frames_root`` (format in the
+    module doc). Returns totals and per-video counts: frames (lines after the header),
+    predicted (frames read and classified), filled_missing, filled_unreadable."""
+    from tqdm.auto import tqdm
+
+    from byel.data.sources import Unusable, decode_image
+    from byel.evaluate import load_classifier, predict_probs  # late: Lightning import
+
+    if codes not in HEADERS:
+        raise ByelError(f"unknown label coding {codes!r}; choose {' or '.join(HEADERS)}")
+    if batch_size < 1:
+        raise ByelError(f"batch size must be >= 1, got {batch_size}")
+    model = load_classifier(checkpoint, device)
+    size = model.cfg.data.image_size
+    videos, ignored = scan_frames(frames_root)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    per_video: dict[str, dict] = {}
+    problems: list[tuple[str, str]] = []
+    bar = tqdm(total=sum(len(f) for f in videos.values()), unit="frame", desc="submit",
+               disable=not progress, leave=False)
+    try:
+        for video, frames in videos.items():
+            labels: dict[int, int] = {}
+            unreadable = 0
+            numbers = sorted(frames)
+            for s in range(0, len(numbers), batch_size):
+                chunk, images = [], []
+                for n in numbers[s:s + batch_size]:
+                    try:
+                        images.append(decode_image(frames[n], size))
+                        chunk.append(n)
+                    except Unusable as e:
+                        unreadable += 1
+                        problems.append((frames[n], e.reason))
+                if images:
+                    probs = predict_probs(model, np.stack(images), batch_size)
+                    labels.update(zip(chunk, probs.argmax(1).tolist()))
+                bar.update(len(numbers[s:s + batch_size]))
+            last = numbers[-1]
+            if not labels:
+                problems.append((str(Path(frames_root) / video), "no readable frame: no file written"))
+                per_video[video] = {"frames": last, "predicted": 0, "filled_missing": 0,
+                                    "filled_unreadable": 0, "written": False}
+                continue
+            filled_labels, filled = fill_nearest(labels, last)
+            missing = last - len(frames)
+            offset = CODE_OFFSET[codes]
+            path = out / f"{video}.txt"
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(HEADERS[codes] + "\n" + "".join(f"{c + offset}\n" for c in filled_labels))
+            os.replace(tmp, path)
+            per_video[video] = {"frames": last, "predicted": len(labels), "filled_missing": missing,
+                                "filled_unreadable": unreadable, "written": True}
+    finally:
+        bar.close()
+    written = [v for v, r in per_video.items() if r["written"]]
+    if not written:
+        raise DataError(f"no readable frame in any video under {frames_root}")
+    return {
+        "out_dir": str(out),
+        "codes": codes,
+        "header": HEADERS[codes],
+        "videos": len(written),
+        "videos_without_frames": [v for v, r in per_video.items() if not r["written"]],
+        "frames": sum(per_video[v]["frames"] for v in written),
+        "predicted": sum(r["predicted"] for r in per_video.values()),
+        "filled_missing": sum(per_video[v]["filled_missing"] for v in written),
+        "filled_unreadable": sum(per_video[v]["filled_unreadable"] for v in written),
+        "ignored": ignored,
+        "per_video": per_video,
+        "problems": problems,
+    }
+
+
+def format_result(r: dict) -> str:
+    """Human-readable summary for the CLI."""
+    line = (f"{r['videos']} videos, {r['frames']} frame lines ({r['predicted']} frames classified, "
+            f"{r['filled_missing']} missing and {r['filled_unreadable']} unreadable frames filled from the "
+            f"nearest readable frame) -> {r['out_dir']}")
+    extra = []
+    if r["videos_without_frames"]:
+        extra.append(f"no file for {len(r['videos_without_frames'])} videos without a readable frame: "
+                     + ", ".join(r["videos_without_frames"][:5]))
+    if r["ignored"]:
+        extra.append("ignored: " + ", ".join(f"{k} {v}" for k, v in r["ignored"].items()))
+    return "\n".join([line, *extra])
