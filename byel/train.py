@@ -62,11 +62,11 @@ def _precision(value: str) -> str:
 def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | None = None, **extra) -> L.Trainer:
     t = cfg.trainer
     ckpt_dir = out_dir / "checkpoints"
-    if monitor:  # keep the best epoch by the monitored metric, plus last.ckpt for resume
-        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_last=True)
-    else:
-        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True)
-    callbacks = [checkpoint]
+    # last.ckpt after every epoch (what --resume continues from), overwritten in place (atomically).
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_epochs=1, enable_version_counter=False)]
+    if monitor:  # and the best epoch by the monitored metric
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max",
+                                         enable_version_counter=False))
     if t.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps // 4)))
     loggers = []
