@@ -34,6 +34,7 @@ def metadata(kind: str, cfg) -> dict[str, Any]:
         "backbone": cfg.model.backbone,
         "classes": list(CLASSES),
         "image_size": cfg.data.image_size,
+        "normalize": cfg.aug.normalize,
         "mean": list(cfg.aug.mean),
         "std": list(cfg.aug.std),
         "config": cfg.to_dict(),

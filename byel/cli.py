@@ -232,6 +232,21 @@ def cmd_plot_latents(args) -> int:
     return 0
 
 
+def cmd_benchmark_speed(args) -> int:
+    from byel.speed import run_speed
+
+    sizes = {}
+    for item in args.batch_size or []:
+        name, _, bs = item.partition("=")
+        if not bs.isdigit():
+            raise ByelError(f"--batch-size wants PRESET=N, got {item!r}")
+        sizes[name] = int(bs)
+    if args.device == "cpu":
+        sizes.setdefault("paper", 16)  # a ResNet-50 step at batch 256 takes minutes on a laptop CPU
+    run_speed(args.presets, args.steps, sizes, args.json, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="byel", description="BYEL: facial-expression recognition learned from synthetic faces only.")
     p.add_argument("--version", action="version", version=f"byel {__version__}")
@@ -342,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--no-progress", action="store_true")
     ab.set_defaults(func=cmd_benchmark_ablation)
+
+    sp = bsub.add_parser("speed", help="step throughput vs a plain-PyTorch loop, FLOP/s vs matmul peak, loader, memory")
+    sp.add_argument("--presets", nargs="+", default=["cpu-demo", "paper"])
+    sp.add_argument("--steps", type=int, default=8, help="timed steps per measurement (after 2 warm-up steps)")
+    sp.add_argument("--batch-size", action="append", metavar="PRESET=N",
+                    help="measure a preset at another batch size (default: paper=16 on CPU)")
+    sp.add_argument("--device", default="cpu", help="cpu or cuda")
+    sp.add_argument("--json", help="also write the results here")
+    sp.set_defaults(func=cmd_benchmark_speed)
 
     da = sub.add_parser("data", help="data utilities")
     dsub = da.add_subparsers(dest="data_command", required=True, parser_class=Parser)

@@ -36,14 +36,13 @@ ONNX_OPSET = 17
 class StandaloneClassifier(nn.Module):
     """(N, 3, S, S) float RGB in [0, 1] -> (N, 6) softmax probabilities. Eval mode only."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, mean, std):
+    def __init__(self, backbone: nn.Module, head: nn.Module, normalize: nn.Module):
         super().__init__()
-        self.backbone, self.head = backbone, head
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        # The model's own normalisation module (dataset mean/std or per-image), not a copy of it.
+        self.backbone, self.head, self.normalize = backbone, head, normalize
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone((images - self.mean) / self.std)).softmax(-1)
+        return self.head(self.backbone(self.normalize(images))).softmax(-1)
 
 
 def _sha256(path: Path) -> str:
@@ -89,7 +88,7 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     if not out.suffix:
         out = out.with_suffix(FORMATS[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
-    standalone = StandaloneClassifier(model.backbone, model.head, cfg.aug.mean, cfg.aug.std).eval()
+    standalone = StandaloneClassifier(model.backbone, model.head, model.preprocess.normalize).eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.rand(2, 3, size, size, generator=gen)
     check = torch.rand(5, 3, size, size, generator=gen)  # another batch size: dynamic batch axis
@@ -124,8 +123,10 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
         },
         "output": {"name": "probabilities", "shape": ["N", len(CLASSES)],
                    "meaning": "softmax probabilities in the order of classes"},
-        "normalisation": {"mean": list(cfg.aug.mean), "std": list(cfg.aug.std),
-                          "applied_inside": True, "formula": "(x - mean) / std per channel"},
+        "normalisation": {"kind": cfg.aug.normalize, "mean": list(cfg.aug.mean), "std": list(cfg.aug.std),
+                          "applied_inside": True,
+                          "formula": "(x - mean) / std per channel" if cfg.aug.normalize == "dataset"
+                          else "(x - mean(x)) / (std(x) + 1e-3) over each image's pixels"},
         "image_size": size,
         "byel_version": __version__,
         "torch_version": torch.__version__,

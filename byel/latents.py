@@ -37,7 +37,7 @@ def load_backbone(checkpoint: str | Path, device: str = "cpu"):
     m = cfg.model
     backbone = create_backbone(m.backbone, width=m.width, small_input=m.small_input)
     backbone.load_state_dict(backbone_state(ckpt))
-    pre = EvalTransform(cfg.aug.mean, cfg.aug.std, cfg.data.image_size)
+    pre = EvalTransform(cfg.aug, cfg.data.image_size)
     return backbone.to(device).eval(), pre.to(device), cfg
 
 

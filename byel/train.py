@@ -59,12 +59,14 @@ def _precision(value: str) -> str:
     return "32-true"
 
 
-def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | None = None, **extra) -> L.Trainer:
+def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | None = None,
+                  checkpoints: bool = True, **extra) -> L.Trainer:
     t = cfg.trainer
     ckpt_dir = out_dir / "checkpoints"
-    # last.ckpt after every epoch (what --resume continues from), overwritten in place (atomically).
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_epochs=1, enable_version_counter=False)]
-    if monitor:  # and the best epoch by the monitored metric
+    callbacks = []
+    if checkpoints:  # last.ckpt after every epoch (what --resume continues from), replaced atomically
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_epochs=1, enable_version_counter=False))
+    if checkpoints and monitor:  # and the best epoch by the monitored metric
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max",
                                          enable_version_counter=False))
     if t.progress:
@@ -74,6 +76,7 @@ def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | No
         loggers.append(CSVLogger(out_dir, name="logs"))  # logs/version_N: a resumed run never overwrites
     if t.logger in ("tensorboard", "both"):
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
+    callbacks += extra.pop("callbacks", [])
     return L.Trainer(
         accelerator=t.accelerator,
         devices=_devices(t.devices),
@@ -90,6 +93,7 @@ def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | No
         deterministic=t.deterministic,
         gradient_clip_val=cfg.optim.grad_clip or None,
         plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=checkpoints,
         default_root_dir=out_dir,
         **extra,
     )
@@ -145,6 +149,7 @@ def finetune_config(cfg: Config, init_ckpt: dict) -> Config:
         setattr(cfg.model, key, pre["model"][key])
     cfg.data.image_size = pre["data"]["image_size"]
     cfg.aug.mean, cfg.aug.std = tuple(pre["aug"]["mean"]), tuple(pre["aug"]["std"])
+    cfg.aug.normalize = pre["aug"].get("normalize", "dataset")
     return cfg
 
 

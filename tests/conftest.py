@@ -38,6 +38,17 @@ def write_image(path: Path, value: int = 128, size: int = 40, channels: int = 3)
     return path
 
 
+SIX = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+
+
+def write_class_folders(root: Path, per_class: int, size: int = 32) -> Path:
+    """A small labelled folder root/<class>/<i>.png with class-dependent brightness."""
+    for ci, name in enumerate(SIX):
+        for i in range(per_class):
+            write_image(root / name / f"{i}.png", value=(20 + 35 * ci + 7 * i) % 220, size=size)
+    return root
+
+
 @pytest.fixture
 def fer_sample() -> Path:
     return FER_SAMPLE

@@ -18,5 +18,5 @@ def test_two_views_differ_and_eval_is_deterministic():
     x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
     aug = TrainAugment(AugConfig(), 32)
     assert not torch.equal(aug(x), aug(x))
-    ev = EvalTransform((0.5,) * 3, (0.5,) * 3, 24)
+    ev = EvalTransform(AugConfig(), 24)
     assert torch.equal(ev(x), ev(x)) and ev(x).shape == (4, 3, 24, 24)

@@ -7,18 +7,14 @@ import byel.methods.byel as byel_method
 from byel.checkpoint import atomic_torch_save, load_checkpoint
 from byel.cli import main
 from byel.errors import CheckpointError
-from conftest import write_image
+from conftest import write_class_folders
 
 TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
-        for i in range(4):
-            write_image(root / name / f"{i}.png", value=30 * ci + i, size=32)
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("tiny"), 4)
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -5,14 +5,11 @@ import sys
 
 import torch
 
-from conftest import write_image
+from conftest import write_class_folders
 
 
 def test_ddp_two_cpu_processes(tmp_path):
-    data = tmp_path / "synth"
-    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
-        for i in range(8):
-            write_image(data / name / f"{i}.png", value=20 + 35 * ci + i, size=32)
+    data = write_class_folders(tmp_path / "synth", 8)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "byel", "pretrain", "--data", str(data), "--out", str(out), "--preset", "smoke",
            "--no-progress", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--batch-size", "8"]

@@ -6,7 +6,7 @@ import torch
 
 from byel.errors import ByelError, DataError
 from byel.latents import cosine_matrix, plot_emotion_vectors, plot_latents
-from conftest import FER_SAMPLE, write_image
+from conftest import FER_SAMPLE, write_class_folders, write_image
 from test_predict import make_checkpoints
 
 
@@ -17,11 +17,7 @@ def ckpts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
-        for i in range(5):
-            write_image(root / name / f"{i}.png", value=20 + 35 * ci + i, size=32)
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("synth"), 5)
 
 
 def test_latent_plot_synthetic_and_real(tmp_path, ckpts, synth_dir):

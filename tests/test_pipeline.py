@@ -8,7 +8,7 @@ import torch
 
 from byel.cli import main
 from byel.methods import METHODS
-from conftest import write_image
+from conftest import write_class_folders
 
 TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 
@@ -16,11 +16,7 @@ TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     """A small labelled 'synthetic' folder: 8 images per class with class-dependent brightness."""
-    root = tmp_path_factory.mktemp("synth")
-    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
-        for i in range(8):
-            write_image(root / name / f"{i}.png", value=20 + 35 * ci + i, size=32)
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("synth"), 8)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from conftest import write_image
+from conftest import write_class_folders
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -48,10 +48,7 @@ def _equal(a, b, path=""):
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    data = tmp_path / "data"
-    for ci, name in enumerate(["anger", "disgust", "fear", "happiness", "sadness", "surprise"]):
-        for i in range(40):
-            write_image(data / name / f"{i}.png", value=(37 * ci + 11 * i) % 200, size=32)
+    data = write_class_folders(tmp_path / "data", 40)
 
     full = tmp_path / "full"
     subprocess.run(_cmd(data, full), check=True, env=ENV, capture_output=True, timeout=300)

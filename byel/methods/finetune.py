@@ -19,7 +19,7 @@ class FineTune(ByelModule):
     def __init__(self, config: dict):
         super().__init__(config)
         self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, NUM_CLASSES))
-        self.preprocess = EvalTransform(self.cfg.aug.mean, self.cfg.aug.std, self.cfg.data.image_size)
+        self.preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size)
         self.val_f1 = MulticlassF1Score(NUM_CLASSES, average="macro")
         self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
 
