@@ -82,3 +82,14 @@ def test_resume_continues_and_refuses_another_model(tmp_path, synth_dir, capsys)
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "3", "--resume",
                  "--backbone", "resnet18", *TINY]) == 2
     assert "model" in capsys.readouterr().err
+
+
+def test_training_on_a_folder_with_corrupt_files_lists_them(tmp_path, imagefolder_tree, capsys):
+    out = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(imagefolder_tree), "--out", str(out), *TINY, "--batch-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "unusable file(s) skipped" in err and "neutral" in err
+    log = (out / "data-problems.txt").read_text()
+    for name in ("garbage.jpg", "truncated.jpg", "empty.png", "notes.txt"):
+        assert name in log
+    assert (out / "checkpoints" / "last.ckpt").exists()
