@@ -126,8 +126,10 @@ def _check_batches(n: int, batch_size: int, what: str) -> None:
         log.warning("%s has %d images, fewer than the batch size %d", what, n, batch_size)
 
 
-def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False) -> Path:
-    """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint."""
+def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False,
+             callbacks: list | None = None) -> Path:
+    """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint.
+    `callbacks`: extra Lightning callbacks (e.g. for monitoring)."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +139,7 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
     model = create_method(cfg.to_dict())
     dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
                          num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
-    trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs)
+    trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
     trainer.fit(model, datamodule=dm, ckpt_path=_resume_path(cfg, out_dir, resume, "pretrain"))
     return out_dir / "checkpoints" / "last.ckpt"
 
