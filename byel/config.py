@@ -46,6 +46,7 @@ class OptimConfig:
     warmup_epochs: float = 10
     min_lr_ratio: float = 0.0  # cosine decays to lr·min_lr_ratio
     grad_clip: float = 0.0  # 0 = off
+    nonfinite: str = "stop"  # a NaN/Inf loss: stop (keep the last good checkpoint) | skip the step
 
 
 @dataclass
@@ -299,6 +300,7 @@ def validate(cfg: Config) -> None:
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "generate.backend": (cfg.generate.backend, ["procedural", "warp"]),
         "aug.normalize": (cfg.aug.normalize, ["dataset", "per-image"]),
+        "optim.nonfinite": (cfg.optim.nonfinite, ["stop", "skip"]),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:

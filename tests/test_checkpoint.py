@@ -59,3 +59,21 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(tmp_path, tiny_d
     errors = [line for line in err.splitlines() if line.startswith("byel: error:")]
     assert rc == 2 and len(errors) == 1 and "the loss became nan" in errors[0] and "Traceback" not in err
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_nan_loss_can_skip_the_step_instead(tmp_path, tiny_data, monkeypatch):
+    calls = {"n": 0}
+    real = byel_method.byol_loss
+
+    def sometimes_nan(p, z):
+        calls["n"] += 1
+        return real(p, z) * (float("nan") if calls["n"] in (1, 2) else 1.0)  # the first step's two terms
+
+    monkeypatch.setattr(byel_method, "byol_loss", sometimes_nan)
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data", str(tiny_data), "--out", str(out), "--set", "optim.nonfinite=skip",
+                 "--epochs", "2", *TINY]) == 0
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    # Lightning still counts the skipped step (it calls the optimiser, which finds no gradients)
+    assert ckpt["global_step"] == 2 and calls["n"] > 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

@@ -76,14 +76,21 @@ class ByelModule(L.LightningModule):
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
 
-    def on_before_backward(self, loss: torch.Tensor) -> None:
-        # Stop before a NaN/Inf reaches the weights: the last checkpoint on disk stays good.
-        if not torch.isfinite(loss).all():
-            raise NumericalError(
-                f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                "stopped before updating the weights — lower the learning rate or set optim.grad_clip, "
-                "then --resume from the last checkpoint"
-            )
+    def guard(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Every training_step returns through here. A NaN/Inf loss either stops the run before
+        the weights change (the last checkpoint on disk stays good) or, with
+        optim.nonfinite=skip, skips that step (Lightning skips a step whose loss is None)."""
+        if torch.isfinite(loss).all():
+            return loss
+        if self.cfg.optim.nonfinite == "skip":
+            self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
+            self.log("train/skipped_steps", float(self.skipped_steps))
+            return None
+        raise NumericalError(
+            f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+            "stopped before updating the weights — lower the learning rate, set optim.grad_clip or "
+            "optim.nonfinite=skip, then --resume from the last checkpoint"
+        )
 
 
 class PretrainMethod(ByelModule):

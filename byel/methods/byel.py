@@ -56,4 +56,4 @@ class BYEL(MomentumMethod):
         logs.update({"train/loss": loss, "train/byol": byol})
         self.log_dict(logs, prog_bar=False)
         self.log("loss", loss, prog_bar=True, logger=False)
-        return loss
+        return self.guard(loss)

@@ -38,7 +38,7 @@ class FineTune(ByelModule):
         loss = classification_loss(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", (logits.argmax(1) == y).float().mean())
-        return loss
+        return self.guard(loss)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch

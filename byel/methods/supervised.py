@@ -23,4 +23,4 @@ class Supervised(PretrainMethod):
         acc = (logits[0].argmax(1) == y).float().mean()
         self.log_dict({"train/loss": loss, "train/ce": loss, "train/acc": acc}, prog_bar=False)
         self.log("loss", loss, prog_bar=True, logger=False)
-        return loss
+        return self.guard(loss)
