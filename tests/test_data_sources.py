@@ -17,7 +17,7 @@ from byel.data import load, parse_spec, sources, write_problem_log
 from byel.data.inspect import inspect
 from byel.errors import DataError
 
-FER_PUBLICTEST = Path("/work/shared/data/fer2013-publictest")
+FER_PUBLICTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013-publictest"  # ../shared beside the checkout
 
 
 def counts(s, **nonzero):
