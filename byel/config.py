@@ -57,7 +57,7 @@ class AugConfig:
     jitter_p: float = 0.3
     grayscale_p: float = 0.2
     blur_p: float = 0.2
-    normalize: str = "dataset"  # dataset (mean/std below) | per-image (zero mean, unit variance per image)
+    normalize: str = "dataset"  # dataset (mean/std below) | per-image (zero mean, unit variance) | equalize (histogram equalisation per image)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -299,7 +299,7 @@ def validate(cfg: Config) -> None:
         "optim.optimizer": (cfg.optim.optimizer, ["lars", "sgd", "adam", "adamw"]),
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "generate.backend": (cfg.generate.backend, ["procedural", "warp"]),
-        "aug.normalize": (cfg.aug.normalize, ["dataset", "per-image"]),
+        "aug.normalize": (cfg.aug.normalize, ["dataset", "per-image", "equalize"]),
         "optim.nonfinite": (cfg.optim.nonfinite, ["stop", "skip"]),
     }
     for key, (value, valid) in choices.items():

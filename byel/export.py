@@ -31,6 +31,11 @@ from byel.errors import ByelError
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 PARITY_TOLERANCE = 1e-4
 ONNX_OPSET = 17
+NORMALISATION_FORMULAS = {
+    "dataset": "(x - mean) / std per channel",
+    "per-image": "(x - mean(x)) / (std(x) + 1e-3) over each image's pixels",
+    "equalize": "histogram equalisation per image and channel: (mid-rank cdf(x) - 0.5) * sqrt(12)",
+}
 
 
 class StandaloneClassifier(nn.Module):
@@ -125,8 +130,7 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
                    "meaning": "softmax probabilities in the order of classes"},
         "normalisation": {"kind": cfg.aug.normalize, "mean": list(cfg.aug.mean), "std": list(cfg.aug.std),
                           "applied_inside": True,
-                          "formula": "(x - mean) / std per channel" if cfg.aug.normalize == "dataset"
-                          else "(x - mean(x)) / (std(x) + 1e-3) over each image's pixels"},
+                          "formula": NORMALISATION_FORMULAS[cfg.aug.normalize]},
         "image_size": size,
         "byel_version": __version__,
         "torch_version": torch.__version__,

@@ -95,10 +95,7 @@ def plot_latents(
     marked by set; a t-SNE panel when scikit-learn imports. Returns the PNG path, per-set sizes,
     PCA explained variance, and ``centroid_gap``: for each set after the first, the distance of
     its feature centroid from the first set's, in units of the first set's RMS spread."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from byel.plots import plt, save_figure
 
     if not data_specs:
         raise DataError("give at least one data set (e.g. the synthetic training folder and a real one)")
@@ -191,10 +188,7 @@ def plot_latents(
     fig.suptitle(f"backbone features of {Path(str(checkpoint)).name} ({cfg.model.backbone}, "
                  f"{allf.shape[1]}-d){gap_txt}", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    out = save_figure(fig, out_png, dpi=110)
     return {
         "png": str(out),
         "sets": {s["name"]: {"spec": s["spec"], "n": int(len(s["feats"])),
@@ -228,10 +222,7 @@ def cosine_matrix(W: np.ndarray) -> np.ndarray:
 def plot_emotion_vectors(checkpoint: str | Path, out_png: str | Path) -> np.ndarray:
     """Heat-map of the cosine similarities between the emotion vectors (columns of W) of a
     stage-1 byel / byol-cls checkpoint; returns the (6, 6) matrix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from byel.plots import plt, save_figure
 
     W = emotion_vectors(checkpoint)
     cos = cosine_matrix(W.astype(np.float64))
@@ -248,8 +239,5 @@ def plot_emotion_vectors(checkpoint: str | Path, out_png: str | Path) -> np.ndar
     ax.set_title(f"emotion vectors W of {Path(str(checkpoint)).name} ({W.shape[0]}-d)\n"
                  f"off-diagonal |cos|: mean {np.abs(off).mean():.3f}, max {np.abs(off).max():.3f}", fontsize=9)
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png)
     return cos

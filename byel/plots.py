@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write a figure atomically (temporary file, then rename: a crash never leaves half a PNG)
+    and free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
@@ -29,11 +45,7 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: str | Path, t
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def ablation_bars(summary: dict, methods: list[str], eval_sets: list[str], path: str | Path) -> Path:
@@ -50,7 +62,4 @@ def ablation_bars(summary: dict, methods: list[str], eval_sets: list[str], path:
         ax.set_title(Path(spec.split(":")[-1]).name, fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

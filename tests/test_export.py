@@ -13,9 +13,10 @@ from byel.export import export, onnx_available, run_onnx
 from test_predict import make_checkpoints
 
 
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    return make_checkpoints(tmp_path_factory.mktemp("ckpt"))
+@pytest.fixture(scope="module", params=["dataset", "per-image", "equalize"])
+def ckpts(request, tmp_path_factory):
+    """Every input normalisation must travel inside the exported model."""
+    return make_checkpoints(tmp_path_factory.mktemp("ckpt"), {"aug.normalize": request.param})
 
 
 @pytest.fixture(scope="module")

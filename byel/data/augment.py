@@ -43,8 +43,32 @@ class PerImageStandardize(nn.Module):
         return (x - mean) / (std + 1e-3)
 
 
+class PerImageEqualize(nn.Module):
+    """Histogram equalisation of each image and channel (the classic FER pre-processing, as
+    OpenCV's equalizeHist on 256 levels), scaled to zero mean and unit variance: every image,
+    rendered or photographed, gets the same flat intensity histogram, so only the spatial pattern
+    of light and dark is left to learn from. Each level maps to the middle of its step in the
+    cumulative histogram, so flat regions stay flat. Histogram + gather (no sort): exports to ONNX."""
+
+    LEVELS = 256
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = (x.clamp(0, 1) * (self.LEVELS - 1)).round().long().flatten(2)
+        hist = torch.zeros(q.shape[0], q.shape[1], self.LEVELS, dtype=x.dtype, device=x.device)
+        hist = hist.scatter_add(-1, q, torch.ones_like(q, dtype=x.dtype))
+        mid_cdf = (hist.cumsum(-1) - 0.5 * hist) / q.shape[-1]  # mid-rank of each level, in (0, 1)
+        return ((mid_cdf.gather(-1, q) - 0.5) * 12.0 ** 0.5).view_as(x)  # uniform(0,1) has std 1/sqrt(12)
+
+
+NORMALIZERS = ("dataset", "per-image", "equalize")
+
+
 def normalizer(cfg: AugConfig) -> nn.Module:
-    return PerImageStandardize() if cfg.normalize == "per-image" else Normalize(cfg.mean, cfg.std)
+    if cfg.normalize == "per-image":
+        return PerImageStandardize()
+    if cfg.normalize == "equalize":
+        return PerImageEqualize()
+    return Normalize(cfg.mean, cfg.std)
 
 
 class TrainAugment(nn.Module):
