@@ -31,7 +31,7 @@ def run(backend: str, args, seed: int, real, real_unl) -> dict:
     t0 = time.time()
     gen = generate(out / "data", backend=backend, per_class=args.per_class, size=args.size, seed=seed,
                    workers=args.workers, sources=args.sources if backend == "warp" else None,
-                   grey=args.grey, progress=False)
+                   grey=args.grey, warp_strength=args.warp_strength, progress=False)
     data = load(f"imagefolder:{out / 'data'}", args.size, progress=False)
     cfg = load_config(args.preset, {
         "seed": seed, "finetune.epochs": args.epochs, "finetune.lr": args.lr, "finetune.dropout": 0.3,
@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--preset", default="cpu-demo")
     ap.add_argument("--grey", action="store_true")
+    ap.add_argument("--warp-strength", type=float, default=1.0, help="multiple of the FACS displacement magnitudes")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="runs/bench-transfer")
@@ -78,6 +79,7 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\nreal set: {args.real} ({len(real.labels)} images, six classes); chance macro-F1 ≈ 0.167")
+    print(f"warp strength {args.warp_strength}")
     print(f"train: {args.per_class}/class at {args.size} px, {args.epochs} epochs, smallnet from scratch, seeds {args.seeds}")
     print("| backend | macro-F1 | macro-F1 with AdaBN | accuracy | accuracy with AdaBN |")
     print("|---|---|---|---|---|")

@@ -112,7 +112,7 @@ def cmd_generate(args) -> int:
     summary = generate(
         args.out, backend=args.backend, per_class=args.per_class, size=args.size, seed=args.seed,
         workers=args.workers, sources=args.sources, grey=args.grey, classes=args.classes,
-        progress=not args.no_progress,
+        warp_strength=args.warp_strength, progress=not args.no_progress,
     )
     print(f"wrote {summary['n_images']} images to {args.out} ({summary['images_per_s']:.0f} images/s)")
     print(f"manifest: {summary['manifest']}\npreview:  {summary['preview']}")
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="worker processes")
     g.add_argument("--sources", help="warp: folder of unlabelled (neutral) face images")
     g.add_argument("--grey", action="store_true", help="grey output (3 equal channels)")
+    g.add_argument("--warp-strength", type=float, default=1.0,
+                   help="warp: multiple of the FACS displacement magnitudes (default 1)")
     g.add_argument("--classes", nargs="+", help="a subset of the six classes")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_generate)

@@ -31,6 +31,8 @@ def run_ablation(
     progress: bool = False,
 ) -> list[dict]:
     """Run (or resume) the ablation; returns every run's record and writes results.json/.md/.png."""
+    import torch
+
     from byel.data.sources import load
     from byel.evaluate import adapt_batchnorm, load_classifier, predict_probs, scores
     from byel.synth.generate import generate
@@ -49,7 +51,8 @@ def run_ablation(
         if not (Path(data) / "manifest.csv").exists():
             g = base.generate
             generate(data, backend=g.backend, per_class=g.per_class, size=base.data.image_size, seed=0,
-                     workers=g.workers, sources=g.sources, grey=g.grey, progress=progress)
+                     workers=g.workers, sources=g.sources, grey=g.grey, warp_strength=g.warp_strength,
+                     progress=progress)
     train = load(data, base.data.image_size, progress=progress)
     reals = {spec: load(spec, base.data.image_size, progress=progress) for spec in eval_sets}
 
@@ -66,7 +69,7 @@ def run_ablation(
             best = finetune(cfg, last, train.images, train.labels, run_dir / "finetune")
             model = load_classifier(best)
             record = {"method": method, "seed": seed, "preset": preset, "config_digest": cfg.digest(),
-                      "steps": int(__import__("torch").load(last, weights_only=True)["global_step"]),
+                      "steps": int(torch.load(last, weights_only=True)["global_step"]),
                       "eval": {}}
             for spec, real in reals.items():
                 plain = scores(predict_probs(model, real.images), real.labels)

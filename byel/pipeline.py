@@ -42,7 +42,8 @@ def run_demo(
     else:
         _say(f"1/4 generating {per_class} synthetic faces per class ({backend}, {cfg.data.image_size} px)")
         generate(synth, backend=backend, per_class=per_class, size=cfg.data.image_size, seed=cfg.seed,
-                 workers=g.workers, sources=sources, grey=g.grey, progress=progress)
+                 workers=g.workers, sources=sources, grey=g.grey, warp_strength=g.warp_strength,
+                 progress=progress)
     times["generate_s"] = time.time() - t0
     data = load(f"imagefolder:{synth}", cfg.data.image_size, progress=progress)
 

@@ -130,3 +130,29 @@ def test_unreadable_file_is_skipped_and_counted(tmp_path):
     img, _ = b.render("sadness", AUSampler().sample("sadness", np.random.default_rng(0)),
                       np.random.default_rng(0))
     assert img.shape == (48, 48, 3)
+
+
+def test_strength_scales_the_expression(backend):
+    """A stronger warp moves the same face further from its neutral render; strength 1 is the default."""
+    import copy
+
+    aus = AUSampler(intensity=(1.0, 1.0), drop_core=0.0, leak=0.0).sample("surprise", np.random.default_rng(0))
+    neutral, _ = backend.render("surprise", {au: 0.0 for au in AUS}, np.random.default_rng(3))
+    diffs = []
+    for strength in (1.0, 2.5):
+        b = copy.copy(backend)
+        b.strength = strength
+        img, _ = b.render("surprise", aus, np.random.default_rng(3))
+        diffs.append(np.abs(img.astype(int) - neutral.astype(int)).mean())
+    assert backend.strength == 1.0 and diffs[1] > 1.15 * diffs[0]  # 1.27 measured; 1.0 if ignored
+
+
+@pytest.mark.parametrize("strength", [0.0, -1.0])
+def test_nonpositive_strength_is_refused(tmp_path, strength):
+    from byel.errors import ConfigError
+    from byel.synth.generate import generate
+
+    with pytest.raises(ConfigError, match="warp strength"):
+        generate(tmp_path / "out", backend="warp", sources=FIXTURES, per_class=1, size=32,
+                 warp_strength=strength, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -35,11 +35,13 @@ _STATE: dict = {}
 
 def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size: int = 64,
              seed: int = 0, workers: int = 1, sources=None, grey: bool = False, classes=None,
-             progress: bool = True) -> dict:
+             warp_strength: float = 1.0, progress: bool = True) -> dict:
     """Render `per_class` faces for each class and return a summary dict (see module doc)."""
     names = _check(backend, per_class, size, workers, sources, classes)
+    if not warp_strength > 0:
+        raise ConfigError(f"warp strength must be a positive multiple of the FACS magnitudes, got {warp_strength}")
     out = Path(out_dir)
-    renderer = _make_backend(backend, size, grey, seed, sources, progress)
+    renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength)
     out.mkdir(parents=True, exist_ok=True)
     for c in names:
         (out / c).mkdir(exist_ok=True)
@@ -81,6 +83,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     }
     if hasattr(renderer, "stats"):
         summary["sources"] = renderer.stats
+        summary["warp_strength"] = renderer.strength
     return summary
 
 
@@ -107,7 +110,7 @@ def _check(backend, per_class, size, workers, sources, classes) -> list[str]:
     return sorted(names, key=CLASSES.index)
 
 
-def _make_backend(backend, size, grey, seed, sources, progress):
+def _make_backend(backend, size, grey, seed, sources, progress, warp_strength=1.0):
     if backend == "procedural":
         from byel.synth.procedural import ProceduralBackend
 
@@ -116,7 +119,7 @@ def _make_backend(backend, size, grey, seed, sources, progress):
         from byel.synth.warp import WarpBackend
     except ImportError as e:
         raise ByelError("the warp backend needs the optional extra: pip install 'byel[warp]'") from e
-    return WarpBackend(sources, size=size, grey=grey, seed=seed, progress=progress)
+    return WarpBackend(sources, size=size, grey=grey, seed=seed, progress=progress, strength=warp_strength)
 
 
 def _init_worker(renderer, out_dir: str, seed: int) -> None:

@@ -142,8 +142,11 @@ class WarpBackend:
     name = "warp"
 
     def __init__(self, sources, size: int = 64, grey: bool = False, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, strength: float = 1.0):
         self.size = int(size)
+        # Multiplies every AU displacement: the FACS magnitudes (strength 1) move features by
+        # only a pixel or two at 48 px, below what a network picks up through blur and noise.
+        self.strength = float(strength)
         self.grey = bool(grey)
         self.seed = seed  # rendering randomness comes from render()'s rng; kept for the manifest
         faces: FaceSet = load_faces(sources, progress=progress)
@@ -171,7 +174,7 @@ class WarpBackend:
         ey = np.array([-ex[1], ex[0]], np.float32)
         ctrl = _control_points(pts, iod, ex, ey)
 
-        disp = au_displacements(aus)
+        disp = au_displacements(aus) * self.strength
         disp += rng.normal(0, JITTER, disp.shape).astype(np.float32)
         disp_px = (disp[:, :1] * ex + disp[:, 1:] * ey) * iod
         target = ctrl + disp_px
@@ -221,7 +224,7 @@ class WarpBackend:
         return np.ascontiguousarray(img), params
 
     def __repr__(self) -> str:
-        return f"WarpBackend({self.stats['n_used']} faces, size={self.size})"
+        return f"WarpBackend({self.stats['n_used']} faces, size={self.size}, strength={self.strength})"
 
 
 def _soft_poly(shape, polys, blur: float) -> np.ndarray:
