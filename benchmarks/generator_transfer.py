@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--preset", default="cpu-demo")
     ap.add_argument("--grey", action="store_true")
-    ap.add_argument("--warp-strength", type=float, default=1.0, help="multiple of the FACS displacement magnitudes")
+    ap.add_argument("--warp-strength", type=float, default=2.0, help="multiple of the FACS displacement magnitudes")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="runs/bench-transfer")

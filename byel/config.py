@@ -91,7 +91,7 @@ class GenerateConfig:
     per_class: int = 2000
     grey: bool = False
     sources: str | None = None  # warp backend: folder of unlabelled neutral faces
-    warp_strength: float = 1.0  # warp backend: multiple of the FACS displacement magnitudes
+    warp_strength: float = 2.0  # warp backend: multiple of the FACS displacement magnitudes
     workers: int = 2
 
 

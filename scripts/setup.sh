@@ -9,4 +9,4 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
 fi
 # [warp] adds dlib's 68-point landmarks for the warp generator backend (non-commercial model terms).
-"$PY" -m pip install --quiet -e ".[dev,warp,onnx]"
+"$PY" -m pip install --quiet -e ".[dev,warp,onnx,plots]"

@@ -1,5 +1,7 @@
 """byel.latents: PCA pictures of backbone features and the emotion-vector heat-map."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -32,6 +34,7 @@ def test_latent_plot_synthetic_and_real(tmp_path, ckpts, synth_dir):
     assert [v["labelled"] for v in r["sets"].values()] == [True, True, False]
     assert len(r["pca_explained_variance"]) == 2 and sum(r["pca_explained_variance"]) <= 1 + 1e-9
     assert set(r["centroid_gap"]) == {"fer_sample", "frames"}
+    assert r["tsne"] == (importlib.util.find_spec("sklearn") is not None)  # scripts/setup.sh installs it
     # a stage-1 checkpoint works too (its online backbone)
     r = plot_latents(ckpts[0], [str(synth_dir)], tmp_path / "pre.png")
     assert [v["n"] for v in r["sets"].values()] == [30] and r["centroid_gap"] == {}

@@ -15,7 +15,7 @@ pytest.importorskip("cv2")
 from byel.errors import DataError  # noqa: E402
 from byel.synth import landmarks as lm  # noqa: E402
 from byel.synth.au import AUS, AUSampler  # noqa: E402
-from byel.synth.warp import WarpBackend  # noqa: E402
+from byel.synth.warp import DEFAULT_STRENGTH, WarpBackend  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "neutral"
 
@@ -133,7 +133,7 @@ def test_unreadable_file_is_skipped_and_counted(tmp_path):
 
 
 def test_strength_scales_the_expression(backend):
-    """A stronger warp moves the same face further from its neutral render; strength 1 is the default."""
+    """A stronger warp moves the same face further from its neutral render."""
     import copy
 
     aus = AUSampler(intensity=(1.0, 1.0), drop_core=0.0, leak=0.0).sample("surprise", np.random.default_rng(0))
@@ -144,7 +144,8 @@ def test_strength_scales_the_expression(backend):
         b.strength = strength
         img, _ = b.render("surprise", aus, np.random.default_rng(3))
         diffs.append(np.abs(img.astype(int) - neutral.astype(int)).mean())
-    assert backend.strength == 1.0 and diffs[1] > 1.15 * diffs[0]  # 1.27 measured; 1.0 if ignored
+    assert backend.strength == DEFAULT_STRENGTH == 2.0
+    assert diffs[1] > 1.15 * diffs[0]  # 1.27 measured; 1.0 if ignored
 
 
 @pytest.mark.parametrize("strength", [0.0, -1.0])

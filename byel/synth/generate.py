@@ -24,6 +24,7 @@ from byel.classes import CLASSES, canonical
 from byel.errors import ByelError, ConfigError
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
+from byel.synth.warp import DEFAULT_STRENGTH
 
 BACKENDS = ("procedural", "warp")
 PREVIEW_PER_CLASS = 8
@@ -35,7 +36,7 @@ _STATE: dict = {}
 
 def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size: int = 64,
              seed: int = 0, workers: int = 1, sources=None, grey: bool = False, classes=None,
-             warp_strength: float = 1.0, progress: bool = True) -> dict:
+             warp_strength: float = DEFAULT_STRENGTH, progress: bool = True) -> dict:
     """Render `per_class` faces for each class and return a summary dict (see module doc)."""
     names = _check(backend, per_class, size, workers, sources, classes)
     if not warp_strength > 0:
@@ -110,7 +111,7 @@ def _check(backend, per_class, size, workers, sources, classes) -> list[str]:
     return sorted(names, key=CLASSES.index)
 
 
-def _make_backend(backend, size, grey, seed, sources, progress, warp_strength=1.0):
+def _make_backend(backend, size, grey, seed, sources, progress, warp_strength):
     if backend == "procedural":
         from byel.synth.procedural import ProceduralBackend
 
