@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.config import load_config
+from byel.config import GenerateConfig, load_config
 from byel.data.sources import load
 from byel.evaluate import adapt_batchnorm, load_classifier, predict_probs, scores
 from byel.synth.generate import generate
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--preset", default="cpu-demo")
     ap.add_argument("--grey", action="store_true")
-    ap.add_argument("--warp-strength", type=float, default=2.0, help="multiple of the FACS displacement magnitudes")
+    ap.add_argument("--warp-strength", type=float, default=GenerateConfig.warp_strength, help="multiple of the FACS displacement magnitudes")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="runs/bench-transfer")

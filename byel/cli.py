@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from byel import __version__
+from byel.config import GenerateConfig
 from byel.errors import ByelError
 
 # CLI shortcut -> config key. Everything else is reachable with --set section.key=value.
@@ -261,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="worker processes")
     g.add_argument("--sources", help="warp: folder of unlabelled (neutral) face images")
     g.add_argument("--grey", action="store_true", help="grey output (3 equal channels)")
-    g.add_argument("--warp-strength", type=float, default=2.0,
-                   help="warp: multiple of the FACS displacement magnitudes (default 2)")
+    g.add_argument("--warp-strength", type=float, default=GenerateConfig.warp_strength,
+                   help=f"warp: multiple of the FACS displacement magnitudes (default {GenerateConfig.warp_strength:g})")
     g.add_argument("--classes", nargs="+", help="a subset of the six classes")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_generate)

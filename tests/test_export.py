@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from byel.classes import CLASSES
+from byel.config import NORMALIZERS
 from byel.errors import ByelError, CheckpointError
 from byel.evaluate import load_classifier
 from byel.export import export, onnx_available, run_onnx
 from test_predict import make_checkpoints
 
 
-@pytest.fixture(scope="module", params=["dataset", "per-image", "equalize"])
+@pytest.fixture(scope="module", params=NORMALIZERS)
 def ckpts(request, tmp_path_factory):
     """Every input normalisation must travel inside the exported model."""
     return make_checkpoints(tmp_path_factory.mktemp("ckpt"), {"aug.normalize": request.param})

@@ -60,9 +60,6 @@ class PerImageEqualize(nn.Module):
         return ((mid_cdf.gather(-1, q) - 0.5) * 12.0 ** 0.5).view_as(x)  # uniform(0,1) has std 1/sqrt(12)
 
 
-NORMALIZERS = ("dataset", "per-image", "equalize")
-
-
 def normalizer(cfg: AugConfig) -> nn.Module:
     if cfg.normalize == "per-image":
         return PerImageStandardize()

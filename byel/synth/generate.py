@@ -38,9 +38,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
              seed: int = 0, workers: int = 1, sources=None, grey: bool = False, classes=None,
              warp_strength: float = DEFAULT_STRENGTH, progress: bool = True) -> dict:
     """Render `per_class` faces for each class and return a summary dict (see module doc)."""
-    names = _check(backend, per_class, size, workers, sources, classes)
-    if not warp_strength > 0:
-        raise ConfigError(f"warp strength must be a positive multiple of the FACS magnitudes, got {warp_strength}")
+    names = _check(backend, per_class, size, workers, sources, classes, warp_strength)
     out = Path(out_dir)
     renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +86,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     return summary
 
 
-def _check(backend, per_class, size, workers, sources, classes) -> list[str]:
+def _check(backend, per_class, size, workers, sources, classes, warp_strength) -> list[str]:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if not isinstance(per_class, (int, np.integer)) or per_class <= 0:
@@ -97,6 +95,8 @@ def _check(backend, per_class, size, workers, sources, classes) -> list[str]:
         raise ConfigError(f"size must be at least 16 pixels, got {size}")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if not warp_strength > 0:
+        raise ConfigError(f"warp strength must be a positive multiple of the FACS magnitudes, got {warp_strength}")
     if backend == "warp" and not sources:
         raise ConfigError("the warp backend needs --sources DIR: a folder of (neutral) face images")
     if not classes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from byel.config import GenerateConfig
 from byel.synth.au import AUS
 from byel.synth.landmarks import FaceSet, load_faces
 
@@ -57,9 +58,7 @@ SIGMA[CHEEK] = 0.30
 SIGMA[FOREHEAD] = 0.35
 BACKGROUND = 0.1  # weight of "no displacement": sets how fast a bump fades to nothing
 JITTER = 0.012  # IOD; warp noise on every control point, so no image leaves the warp untouched
-# Default multiple of the FACS magnitudes: at strength 1 the features move by only a pixel or two
-# at 48 px; 2 transferred better to real faces (README, "Generators: transfer to real faces").
-DEFAULT_STRENGTH = 2.0
+DEFAULT_STRENGTH = GenerateConfig.warp_strength  # multiple of the FACS magnitudes (see there)
 
 
 def au_displacements(aus: dict[int, float]) -> np.ndarray:
