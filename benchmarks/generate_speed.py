@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from byel.cli import run_guarded
 from byel.synth.generate import generate
 
 TARGET = {"procedural": 200.0}  # images/s at 64 px on a 2-core CPU (the generator issue's bar)
@@ -60,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_guarded(main))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from byel.cli import run_guarded
 from byel.config import GenerateConfig, load_config
 from byel.data.sources import load
 from byel.evaluate import adapt_batchnorm, load_classifier, predict_probs, scores
@@ -92,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_guarded(main))

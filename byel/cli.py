@@ -384,8 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_guarded(lambda: args.func(args))
+
+
+def run_guarded(func) -> int:
+    """Run func() and turn the errors a user can cause into one line on stderr and an exit code
+    (used by the `byel` command and by the scripts in benchmarks/)."""
     try:
-        return args.func(args)
+        return func() or 0
     except ByelError as e:
         print(f"byel: error: {e}", file=sys.stderr)
         return e.exit_code
