@@ -82,14 +82,17 @@ def test_rerun_with_fewer_images_removes_stale_ones(tmp_path):
     assert [p.name for p in (tmp_path / "fear").iterdir()] == ["fear_000000.png"]
 
 
-def test_grey_output_has_equal_channels(tmp_path):
+def test_grey_output_is_one_channel_png_read_as_equal_channels(tmp_path):
     import cv2
+
+    from byel.data.sources import load
 
     generate(tmp_path, per_class=2, size=24, grey=True, progress=False)
     for p in tmp_path.rglob("*_00000*.png"):
-        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-        assert img.shape == (24, 24, 3)
-        assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+        assert cv2.imread(str(p), cv2.IMREAD_UNCHANGED).shape == (24, 24)
+    images = load(f"imagefolder:{tmp_path}", 24, cache=False, progress=False).images
+    assert images.shape == (12, 24, 24, 3)
+    assert (images[..., 0] == images[..., 1]).all() and (images[..., 1] == images[..., 2]).all()
 
 
 @pytest.mark.parametrize("kwargs, words", [
