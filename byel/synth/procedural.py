@@ -249,8 +249,9 @@ class _Canvas:
         if r.size == 0:
             return
         c = mask.region(colour) if isinstance(colour, np.ndarray) and colour.ndim == 3 else self.tone(colour)
-        m = mask.a[..., None] if alpha == 1.0 else mask.a[..., None] * alpha
-        r += m * (c - r)
+        d = c - r  # r += alpha * m * (c - r), with one temporary
+        d *= mask.a[..., None] if alpha == 1.0 else mask.a[..., None] * np.float32(alpha)
+        r += d
 
     # Shade strokes are queued and projected in one batch (many tiny strokes per face).
     def shade_line(self, layer: str, pts, strength: float, width: float, dz: float = 0.0) -> None:
@@ -463,16 +464,19 @@ def _light(rng: np.random.Generator) -> tuple[float, float, float, float]:
 
 def _background(cv: _Canvas, rng: np.random.Generator) -> None:
     r = cv.res
-    base = cv.tone(rng.uniform(0.05, 0.95) * rng.uniform(0.75, 1.25, 3))
-    low = cv.tone(rng.uniform(-1, 1, (3, 3, 3)))
-    low = cv2.resize(low, (r, r), interpolation=cv2.INTER_LINEAR).reshape(cv.img.shape)
-    np.clip(base + low * np.float32(rng.uniform(0.05, 0.35)), 0, 1, out=cv.img)
+    # A smooth gradient: a 3x3 field around a base colour, upsampled (the whole frame in one op).
+    base = rng.uniform(0.05, 0.95) * rng.uniform(0.75, 1.25, 3)
+    field = np.clip(base + rng.uniform(-1, 1, (3, 3, 3)) * rng.uniform(0.05, 0.35), 0, 1)
+    cv.img[:] = cv2.resize(cv.tone(field), (r, r), interpolation=cv2.INTER_LINEAR).reshape(cv.img.shape)
+    pad = int(r * 0.05) + 1
     for _ in range(rng.poisson(1.0)):  # clutter: soft rectangles (door frames, shelves, shoulders of others)
         x0, y0 = rng.integers(0, r, 2)
         w, h = rng.integers(r // 8, r // 2, 2)
-        m = np.zeros((r, r), np.float32)
-        cv2.rectangle(m, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), 1.0, -1)
-        cv.paint(_Mask(_blur(m, r * 0.02)), rng.uniform(0, 1, 3))
+        x1, y1 = min(x0 + w, r), min(y0 + h, r)
+        bx, by = max(x0 - pad, 0), max(y0 - pad, 0)  # only the rectangle and its blurred rim
+        m = np.zeros((min(y1 + pad, r) - by, min(x1 + pad, r) - bx), np.float32)
+        m[y0 - by:y1 - by + 1, x0 - bx:x1 - bx + 1] = 1.0
+        cv.paint(_Mask(_blur(m, r * 0.02), int(by), int(bx), r), rng.uniform(0, 1, 3))
 
 
 def _face_outline(idn: dict, jaw_drop: float) -> np.ndarray:
@@ -491,11 +495,13 @@ def _hair_back(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> N
     chin = idn["chin_y"] + geo["jaw_drop"]
     neck = np.array([[-0.55, 0.6], [0.55, 0.6], [0.62, chin + 0.5], [1.9, chin + 0.9], [2.2, 4],
                      [-2.2, 4], [-1.9, chin + 0.9], [-0.62, chin + 0.5]], np.float32)
-    cv.paint(cv.mask([neck], dz=-0.6, blur=0.01), idn["skin"] * 0.72)
     cloth = np.array([[-2.5, chin + 0.75], [-0.7, chin + 0.6], [0, chin + 0.95], [0.7, chin + 0.6],
                       [2.5, chin + 0.75], [2.5, 4], [-2.5, 4]], np.float32)
-    if rng.random() < 0.85:
-        cv.paint(cv.mask([cloth], dz=-0.6, blur=0.01), rng.uniform(0.05, 0.9, 3))
+    dressed = rng.random() < 0.85
+    neck_m, *cloth_m = cv.masks([([neck], -0.6, None, 0.01)] + ([([cloth], -0.6, None, 0.01)] if dressed else []))
+    cv.paint(neck_m, idn["skin"] * 0.72)
+    if dressed:
+        cv.paint(cloth_m[0], rng.uniform(0.05, 0.9, 3))
     if idn["hair_style"] == "long":
         back = np.array([[-1.35, -1.4], [0, -1.95], [1.35, -1.4], [1.5, 0.4], [1.45, chin + 0.6],
                          [0.7, chin + 0.3], [-0.7, chin + 0.3], [-1.45, chin + 0.6], [-1.5, 0.4]],
@@ -526,12 +532,13 @@ def _head(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
     # Skin: tone x low-frequency blotches x fine pores.
     # Blotches vary mostly in brightness, a little in hue.
     skin = idn["skin"]
+    # Built on a third-resolution grid and upsampled once.
+    n = r // 3
     blotch = rng.normal(0, 1, (5, 5, 1)) + rng.normal(0, 0.3, (5, 5, 3))
-    blotch = cv2.resize(cv.tone(skin * (1 + 0.06 * blotch)), (r, r), interpolation=cv2.INTER_LINEAR)
-    pores = cv2.resize(rng.normal(0, 1, (r // 3, r // 3)).astype(np.float32), (r, r),
-                       interpolation=cv2.INTER_LINEAR)
-    tex = blotch.reshape(cv.img.shape) + (0.01 + 0.025 * idn["age"]) * pores[..., None] * cv.tone(skin)
-    cv.paint(m, tex)
+    blotch = cv2.resize(cv.tone(skin * (1 + 0.06 * blotch)), (n, n), interpolation=cv2.INTER_LINEAR)
+    pores = rng.normal(0, 1, (n, n, 1)).astype(np.float32) * ((0.01 + 0.025 * idn["age"]) * cv.tone(skin))
+    tex = cv2.resize(blotch.reshape(n, n, -1) + pores, (r, r), interpolation=cv2.INTER_LINEAR)
+    cv.paint(m, tex.reshape(cv.img.shape))
 
 
 def _shading(cv: _Canvas, idn: dict, geo: dict, a: dict, light) -> None:

@@ -1,0 +1,32 @@
+"""The benchmark scripts run end to end on a tiny budget and answer bad input with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_generate_speed_prints_a_row_per_measurement(tmp_path):
+    p = _run("generate_speed.py", "--sizes", "16", "--workers", "1", "--per-class", "2",
+             "--tones", "grey", "colour", "--json", str(tmp_path / "speed.json"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [(r["tone"], r["size"], r["workers"], r["images"]) for r in rows] == [("grey", 16, 1, 12), ("colour", 16, 1, 12)]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert "| procedural | grey | 16 | 1 |" in p.stdout
+
+
+def test_benchmarks_answer_a_missing_folder_with_one_line(tmp_path):
+    p = _run("generator_transfer.py", "--real", str(tmp_path / "nowhere"), "--backends", "procedural",
+             cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("byel: error:") and len(p.stderr.strip().splitlines()) == 1
