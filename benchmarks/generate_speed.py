@@ -17,6 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from byel.cli import run_guarded
 from byel.synth.generate import generate
 
@@ -30,6 +32,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=600, help="images per class per measurement")
     ap.add_argument("--sources", help="neutral faces: also measure the warp backend")
     ap.add_argument("--tones", nargs="+", choices=["grey", "colour"], default=["grey", "colour"])
+    ap.add_argument("--repeats", type=int, default=3, help="runs per row; the table shows their median")
     ap.add_argument("--json", default="runs/generate-speed.json")
     args = ap.parse_args()
 
@@ -41,20 +44,26 @@ def main() -> None:
             for size in args.sizes:
                 base = None
                 for w in workers:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        s = generate(Path(tmp) / "out", backend=backend, per_class=args.per_class, size=size,
-                                     seed=0, workers=w, sources=args.sources if backend == "warp" else None,
-                                     grey=tone == "grey", progress=False)
-                    rate = s["images_per_s"]
+                    rates = []
+                    for _ in range(args.repeats):
+                        with tempfile.TemporaryDirectory() as tmp:
+                            s = generate(Path(tmp) / "out", backend=backend, per_class=args.per_class, size=size,
+                                         seed=0, workers=w, sources=args.sources if backend == "warp" else None,
+                                         grey=tone == "grey", progress=False)
+                        rates.append(s["images_per_s"])
+                    rate = float(np.median(rates))  # other load on the machine only ever slows a run down
                     base = base or rate  # the first (fewest workers) is the reference
                     rows.append({"backend": backend, "tone": tone, "size": size, "workers": w,
                                  "images": s["n_images"], "images_per_s": round(rate, 1),
+                                 "runs_images_per_s": [round(r, 1) for r in rates],
                                  "speedup_vs_fewest_workers": round(rate / base, 2)})
-                    print(f"{backend} {tone} {size} px, {w} worker(s): {rate:.1f} images/s", flush=True)
+                    print(f"{backend} {tone} {size} px, {w} worker(s): {rate:.1f} images/s "
+                          f"(median of {', '.join(f'{r:.1f}' for r in rates)})", flush=True)
 
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=2))
-    print(f"\n{os.cpu_count()} CPU cores; {args.per_class} images per class per row; JSON: {args.json}")
+    print(f"\n{os.cpu_count()} CPU cores; {args.per_class} images per class per run, median of {args.repeats} runs"
+          f" per row; JSON: {args.json}")
     print("| backend | tone | px | workers | images/s | speed-up vs fewest workers | target |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

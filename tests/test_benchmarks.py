@@ -17,7 +17,7 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_generate_speed_prints_a_row_per_measurement(tmp_path):
     p = _run("generate_speed.py", "--sizes", "16", "--workers", "1", "--per-class", "2",
-             "--tones", "grey", "colour", "--json", str(tmp_path / "speed.json"), cwd=tmp_path)
+             "--tones", "grey", "colour", "--repeats", "1", "--json", str(tmp_path / "speed.json"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
     assert [(r["tone"], r["size"], r["workers"], r["images"]) for r in rows] == [("grey", 16, 1, 12), ("colour", 16, 1, 12)]

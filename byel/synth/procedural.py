@@ -31,7 +31,7 @@ SHIFT = 4  # sub-pixel bits for OpenCV drawing
 FIX = float(1 << SHIFT)
 AA = cv2.LINE_AA
 HEAD_C, HEAD_K = np.float32([0.0, 0.3]), np.float32([1 / 1.15, 1 / 1.8])  # head ellipsoid
-HEAD_CK = HEAD_C * HEAD_K
+HEAD_CK, DEPTH_W = HEAD_C * HEAD_K, np.float32([0.81, 0.81])
 LUMA = np.float32([[0.299], [0.587], [0.114]])  # RGB -> grey, OpenCV's weights
 # Curve parameters used for every face (np.linspace costs as much as drawing a small mask).
 LIP_S = np.linspace(-1.0, 1.0, 15, dtype=np.float32)  # along a lip, corner to corner
@@ -119,8 +119,11 @@ class _Pose:
 
     @staticmethod
     def depth(xy: np.ndarray) -> np.ndarray:
+        """0.9 * sqrt(1 - |q|^2) on the head ellipsoid, in few (in-place) numpy calls."""
         q = xy * HEAD_K - HEAD_CK
-        return 0.9 * np.sqrt(np.maximum(1 - (q * q).sum(1), 0.0))
+        q *= q
+        z = 0.81 - q @ DEPTH_W
+        return np.sqrt(np.maximum(z, 0.0, out=z), out=z)
 
     def __call__(self, xy, dz: float | np.ndarray = 0.0) -> np.ndarray:
         xy = np.asarray(xy, np.float32).reshape(-1, 2)
@@ -202,7 +205,8 @@ class _Canvas:
         """
         pts = [np.asarray(p, np.float32).reshape(-1, 2) for polys, *_ in shapes for p in polys]
         dz = [d for polys, d, *_ in shapes for _ in polys]
-        allp = self.px(np.concatenate(pts), np.repeat(np.float32(dz), [len(p) for p in pts]))
+        dz = dz[0] if min(dz) == max(dz) else np.repeat(np.float32(dz), [len(p) for p in pts])
+        allp = self.px(np.concatenate(pts) if len(pts) > 1 else pts[0], dz)
         unit = self.pose.unit
         pad = max((self.thick(w) / 2 if w else 0) + 3 * b * unit for _, _, w, b in shapes)
         pad = int(pad + 3)
