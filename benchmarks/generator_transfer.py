@@ -5,6 +5,7 @@ without and with real-domain BatchNorm adaptation (AdaBN on the unlabelled real 
     python benchmarks/generator_transfer.py --real ../shared/data/fer2013-publictest \
         --sources ../shared/data/fer2013-train-neutral --per-class 600 --epochs 8 --seeds 0
 
+`--backends mix` trains on --per-class faces from each backend together (twice the images).
 Prints a markdown table and writes results JSON. Training uses byel's own fine-tuning code from
 scratch (no stage 1), model selection on a held-out synthetic split: no real label is used
 except for the final scores.
@@ -27,23 +28,36 @@ from byel.synth.generate import generate
 from byel.train import finetune
 
 
+def make_data(backend: str, args, seed: int, out: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """Generate --per-class faces per class with one backend ("mix": with each of the two, and
+    train on both sets together) and load them; also return the generation speed."""
+    images, labels, rates = [], [], []
+    for b in ("procedural", "warp") if backend == "mix" else (backend,):
+        folder = out / ("data" if backend != "mix" else f"data-{b}")
+        gen = generate(folder, backend=b, per_class=args.per_class, size=args.size, seed=seed,
+                       workers=args.workers, sources=args.sources if b == "warp" else None,
+                       grey=args.grey, warp_strength=args.warp_strength, progress=False)
+        data = load(f"imagefolder:{folder}", args.size, progress=False)
+        images.append(data.images)
+        labels.append(data.labels)
+        rates.append(gen["images_per_s"])
+    return np.concatenate(images), np.concatenate(labels), float(np.mean(rates))
+
+
 def run(backend: str, args, seed: int, real, real_unl) -> dict:
     out = Path(args.out) / f"{backend}-s{seed}"
     t0 = time.time()
-    gen = generate(out / "data", backend=backend, per_class=args.per_class, size=args.size, seed=seed,
-                   workers=args.workers, sources=args.sources if backend == "warp" else None,
-                   grey=args.grey, warp_strength=args.warp_strength, progress=False)
-    data = load(f"imagefolder:{out / 'data'}", args.size, progress=False)
+    images, labels, rate = make_data(backend, args, seed, out)
     cfg = load_config(args.preset, {
         "seed": seed, "finetune.epochs": args.epochs, "finetune.lr": args.lr, "finetune.dropout": 0.3,
         "trainer.progress": False, "trainer.logger": "none", "data.image_size": args.size,
     })
-    best = finetune(cfg, None, data.images, data.labels, out / "model")
+    best = finetune(cfg, None, images, labels, out / "model")
     model = load_classifier(best)
     plain = scores(predict_probs(model, real.images), real.labels)
     adapted = scores(predict_probs(adapt_batchnorm(model, real_unl), real.images), real.labels)
-    return {"backend": backend, "seed": seed, "n_train": int(len(data.labels)),
-            "generate_images_per_s": round(gen["images_per_s"], 1),
+    return {"backend": backend, "seed": seed, "n_train": int(len(labels)),
+            "generate_images_per_s": round(rate, 1),
             "macro_f1": plain["macro_f1"], "accuracy": plain["accuracy"], "per_class_f1": plain["per_class_f1"],
             "adabn_macro_f1": adapted["macro_f1"], "adabn_accuracy": adapted["accuracy"],
             "adabn_per_class_f1": adapted["per_class_f1"], "seconds": round(time.time() - t0, 1)}
@@ -53,7 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders)")
     ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (omit to skip warp)")
-    ap.add_argument("--backends", nargs="+", default=["procedural", "warp"])
+    ap.add_argument("--backends", nargs="+", default=["procedural", "warp"], choices=["procedural", "warp", "mix"],
+                    help="mix: --per-class faces from each backend, trained on together")
     ap.add_argument("--per-class", type=int, default=600)
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=8)
@@ -70,8 +85,8 @@ def main() -> None:
     real_unl = real.images  # AdaBN sees the real images without their labels
     results = []
     for backend in args.backends:
-        if backend == "warp" and not args.sources:
-            print("skipping warp: no --sources")
+        if backend in ("warp", "mix") and not args.sources:
+            print(f"skipping {backend}: no --sources")
             continue
         for seed in args.seeds:
             r = run(backend, args, seed, real, real_unl)
