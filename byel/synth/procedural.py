@@ -725,7 +725,7 @@ def _beard(cv: _Canvas, idn: dict, geo: dict, rng: np.random.Generator) -> None:
         lower = o[o[:, 1] > 0.35]
         lower = lower[np.argsort(np.arctan2(lower[:, 1] - 0.4, lower[:, 0]))]
         jaw = np.vstack([lower, [[lower[-1, 0] * 0.7, ny + 0.03], [lower[0, 0] * 0.7, ny + 0.03]]])
-        m = cv.mask([jaw], blur=0.03) * geo["face_mask"].full()
+        m = cv.mask([jaw], blur=0.03) * geo["face_mask"]
         alpha = rng.uniform(0.25, 0.5) if kind == "stubble" else rng.uniform(0.7, 0.95)
     cv.paint(m * (1 - lips_m) * noise * alpha, idn["hair"] * 0.8)
 
