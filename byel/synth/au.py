@@ -99,7 +99,7 @@ class AUSampler:
         # Mouth opening AUs nest: 27 implies 26 implies 25.
         out[26] = max(out[26], 0.8 * out[27])
         out[25] = max(out[25], 0.8 * out[26])
-        return {au: float(np.clip(v, 0.0, 1.0)) for au, v in out.items()}
+        return {au: min(max(float(v), 0.0), 1.0) for au, v in out.items()}  # np.clip is slow on scalars
 
 
 def as_vector(aus: dict[int, float]) -> np.ndarray:
