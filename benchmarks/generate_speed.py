@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from byel.cli import run_guarded
+from byel.errors import ConfigError
 from byel.synth.generate import generate
 
 TARGET = {"procedural": 200.0}  # images/s at 64 px on a 2-core CPU (the generator issue's bar)
@@ -31,12 +32,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     ap.add_argument("--per-class", type=int, default=600, help="images per class per measurement")
     ap.add_argument("--sources", help="neutral faces: also measure the warp backend")
+    ap.add_argument("--backends", nargs="+", choices=["procedural", "warp"],
+                    help="default: procedural, and warp when --sources is given")
     ap.add_argument("--tones", nargs="+", choices=["grey", "colour"], default=["grey", "colour"])
     ap.add_argument("--repeats", type=int, default=3, help="runs per row; the table shows their median")
     ap.add_argument("--json", default="runs/generate-speed.json")
     args = ap.parse_args()
 
-    backends = ["procedural"] + (["warp"] if args.sources else [])
+    backends = args.backends or ["procedural"] + (["warp"] if args.sources else [])
+    if "warp" in backends and not args.sources:
+        raise ConfigError("measuring the warp backend needs --sources DIR (neutral faces)")
     workers = sorted(set(args.workers))
     rows = []
     for backend in backends:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,8 +27,11 @@ def test_generate_speed_prints_a_row_per_measurement(tmp_path):
     assert "| procedural | grey | 16 | 1 |" in p.stdout
 
 
-def test_benchmarks_answer_a_missing_folder_with_one_line(tmp_path):
-    p = _run("generator_transfer.py", "--real", str(tmp_path / "nowhere"), "--backends", "procedural",
-             cwd=tmp_path)
+@pytest.mark.parametrize("script, args", [
+    ("generator_transfer.py", ["--real", "nowhere", "--backends", "procedural"]),  # missing folder
+    ("generate_speed.py", ["--backends", "warp", "--sizes", "16"]),  # warp without --sources
+])
+def test_benchmarks_answer_bad_input_with_one_line(tmp_path, script, args):
+    p = _run(script, *args, cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().startswith("byel: error:") and len(p.stderr.strip().splitlines()) == 1
