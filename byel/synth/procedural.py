@@ -130,14 +130,15 @@ class _Pose:
         z = 0.81 - q @ DEPTH_W
         return np.sqrt(np.maximum(z, 0.0, out=z), out=z)
 
+    def _project(self, xy: np.ndarray, dz, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return xy @ a[:2] + (self.depth(xy) + dz)[:, None] * a[2] + b
+
     def __call__(self, xy, dz: float | np.ndarray = 0.0) -> np.ndarray:
-        xy = np.asarray(xy, np.float32).reshape(-1, 2)
-        return xy @ self.a[:2] + (self.depth(xy) + dz)[:, None] * self.a[2] + self.b
+        return self._project(np.asarray(xy, np.float32).reshape(-1, 2), dz, self.a, self.b)
 
     def fixed(self, xy: np.ndarray, dz: float | np.ndarray = 0.0) -> np.ndarray:
         """Like calling the pose, in OpenCV's sub-pixel integer coordinates (SHIFT bits)."""
-        out = xy @ self.a_fix[:2] + (self.depth(xy) + dz)[:, None] * self.a_fix[2] + self.b_fix
-        return out.round().astype(np.int32)
+        return self._project(xy, dz, self.a_fix, self.b_fix).round().astype(np.int32)
 
 
 class _Mask:
