@@ -42,6 +42,8 @@ def main() -> None:
     backends = args.backends or ["procedural"] + (["warp"] if args.sources else [])
     if "warp" in backends and not args.sources:
         raise ConfigError("measuring the warp backend needs --sources DIR (neutral faces)")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
     workers = sorted(set(args.workers))
     rows = []
     for backend in backends:

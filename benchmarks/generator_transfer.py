@@ -23,6 +23,7 @@ import numpy as np
 from byel.cli import run_guarded
 from byel.config import GenerateConfig, load_config
 from byel.data.sources import load
+from byel.errors import ConfigError
 from byel.evaluate import adapt_batchnorm, load_classifier, predict_probs, scores
 from byel.synth.generate import generate
 from byel.train import finetune
@@ -66,9 +67,10 @@ def run(backend: str, args, seed: int, real, real_unl) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders)")
-    ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (omit to skip warp)")
-    ap.add_argument("--backends", nargs="+", default=["procedural", "warp"], choices=["procedural", "warp", "mix"],
-                    help="mix: --per-class faces from each backend, trained on together")
+    ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (warp and mix need it; without it the default measures procedural only)")
+    ap.add_argument("--backends", nargs="+", choices=["procedural", "warp", "mix"],
+                    help="default: procedural, and warp when --sources is given; "
+                         "mix: --per-class faces from each backend, trained on together")
     ap.add_argument("--per-class", type=int, default=600)
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=8)
@@ -80,14 +82,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="runs/bench-transfer")
     args = ap.parse_args()
+    backends = args.backends or ["procedural"] + (["warp"] if args.sources else [])
+    if {"warp", "mix"} & set(backends) and not args.sources:
+        raise ConfigError("the warp and mix backends need --sources DIR (neutral faces)")
 
     real = load(args.real, args.size, progress=False)
     real_unl = real.images  # AdaBN sees the real images without their labels
     results = []
-    for backend in args.backends:
-        if backend in ("warp", "mix") and not args.sources:
-            print(f"skipping {backend}: no --sources")
-            continue
+    for backend in backends:
         for seed in args.seeds:
             r = run(backend, args, seed, real, real_unl)
             results.append(r)

@@ -29,7 +29,9 @@ def test_generate_speed_prints_a_row_per_measurement(tmp_path):
 
 @pytest.mark.parametrize("script, args", [
     ("generator_transfer.py", ["--real", "nowhere", "--backends", "procedural"]),  # missing folder
+    ("generator_transfer.py", ["--real", "nowhere", "--backends", "mix"]),  # mix without --sources
     ("generate_speed.py", ["--backends", "warp", "--sizes", "16"]),  # warp without --sources
+    ("generate_speed.py", ["--repeats", "0", "--sizes", "16"]),
 ])
 def test_benchmarks_answer_bad_input_with_one_line(tmp_path, script, args):
     p = _run(script, *args, cwd=tmp_path)
