@@ -27,6 +27,18 @@ def test_generate_speed_prints_a_row_per_measurement(tmp_path):
     assert "| procedural | grey | 16 | 1 |" in p.stdout
 
 
+def test_generator_transfer_trains_and_scores_with_the_chosen_normalisation(tmp_path):
+    p = _run("generator_transfer.py", "--real", str(ROOT / "tests" / "fixtures" / "fer_sample"),
+             "--backends", "procedural", "--per-class", "12", "--size", "32", "--epochs", "1",
+             "--preset", "smoke", "--normalize", "equalize", "--workers", "1", "--out", "bench", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (r,) = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert (r["backend"], r["n_train"], r["normalize"]) == ("procedural", 72, "equalize")
+    assert 0 <= r["macro_f1"] <= 1 and 0 <= r["adabn_macro_f1"] <= 1
+    assert "normalize: equalize" in (tmp_path / "bench" / "procedural-s0" / "model" / "config.yaml").read_text()
+    assert "| procedural |" in p.stdout
+
+
 @pytest.mark.parametrize("script, args", [
     ("generator_transfer.py", ["--real", "nowhere", "--backends", "procedural"]),  # missing folder
     ("generator_transfer.py", ["--real", "nowhere", "--backends", "mix"]),  # mix without --sources
