@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.cli import run_guarded
+from byel.cli import Parser, run_guarded
 from byel.errors import ConfigError
 from byel.synth.generate import generate
 
@@ -27,7 +27,7 @@ TARGET = {"procedural": 200.0}  # images/s at 64 px on a 2-core CPU (the generat
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[48, 64])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     ap.add_argument("--per-class", type=int, default=600, help="images per class per measurement")

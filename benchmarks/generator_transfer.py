@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.cli import run_guarded
+from byel.cli import Parser, run_guarded
 from byel.config import NORMALIZERS, GenerateConfig, load_config
 from byel.data.sources import load
 from byel.errors import ConfigError
@@ -66,7 +66,7 @@ def run(backend: str, args, seed: int, real, real_unl) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders)")
     ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (warp and mix need it; without it the default measures procedural only)")
     ap.add_argument("--backends", nargs="+", choices=["procedural", "warp", "mix"],

@@ -49,3 +49,14 @@ def test_benchmarks_answer_bad_input_with_one_line(tmp_path, script, args):
     p = _run(script, *args, cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().startswith("byel: error:") and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("script, args", [
+    ("generator_transfer.py", ["--real", "x", "--normalize", "bogus"]),
+    ("generator_transfer.py", ["--real", "x", "--backends", "bogus"]),
+    ("generate_speed.py", ["--bogus"]),
+])
+def test_benchmarks_answer_a_wrong_option_with_one_line(tmp_path, script, args):
+    p = _run(script, *args, cwd=tmp_path)
+    assert p.returncode == 2
+    assert f"{script}: error:" in p.stderr and len(p.stderr.strip().splitlines()) == 1
