@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up, then run the whole test suite.
+# Set up (the project's .venv unless a virtual environment is active), then run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-exec "${PYTHON:-python3}" -m pytest "$@"
+source scripts/setup.sh
+exec "$PY" -m pytest "$@"
