@@ -19,7 +19,17 @@ elif [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
 else
   if [ ! -x .venv/bin/python ]; then
     echo "setup: creating the virtual environment .venv" >&2
-    python3 -m venv .venv
+    if ! python3 -m venv .venv 2>/dev/null; then
+      # Debian/Ubuntu ship venv's pip bootstrap separately (python3-venv).
+      rm -rf .venv
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y -qq "python3-venv" >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+        python3 -m venv .venv
+      else
+        echo "setup: error: python3 cannot create a virtual environment; install python3-venv (Debian/Ubuntu) or set PYTHON=/path/to/python" >&2
+        exit 1
+      fi
+    fi
   fi
   PY=$PWD/.venv/bin/python
 fi
