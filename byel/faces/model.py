@@ -1,0 +1,49 @@
+"""The vendored MediaPipe Face Landmarker bundle: find it, check it, open its three TFLite models."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+from byel.errors import ByelError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "face_landmarker" / "face_landmarker.task"
+SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite", "face_blendshapes.tflite")
+
+
+def model_path(path: str | Path | None = None) -> Path:
+    return Path(path).expanduser() if path else DEFAULT_MODEL
+
+
+@lru_cache(maxsize=4)
+def read_models(path: str | Path | None = None) -> dict[str, bytes]:
+    """The three .tflite files of a face_landmarker.task, by name. Raises ByelError (one line,
+    naming the file) when it is missing, is not the expected bundle, or is damaged."""
+    p = model_path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ByelError(f"face landmarker model {p} cannot be read ({e.strerror or e}); "
+                        "reinstall byel (the model ships inside it)") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != SHA256:
+        raise ByelError(f"face landmarker model {p} is corrupt or not MediaPipe's face_landmarker.task "
+                        f"v2 (sha256 {digest[:12]}…, expected {SHA256[:12]}…); reinstall byel")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {name: z.read(name) for name in MEMBERS}
+
+
+def interpreter(content: bytes, threads: int = 1):
+    """A TFLite interpreter (ai-edge-litert) over a model held in memory, tensors allocated."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ByelError("face geometry needs Google's TFLite runtime: pip install ai-edge-litert "
+                        "(wheels for Linux, Windows and Apple-silicon macOS; none for Intel macOS)") from None
+    it = Interpreter(model_content=content, num_threads=threads)
+    it.allocate_tensors()
+    return it
