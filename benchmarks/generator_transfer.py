@@ -1,6 +1,7 @@
 """Transfer of each generator backend to real faces: the same small supervised model, trained on
 the same number of synthetic images with the same budget, scored on real labelled faces
-without and with real-domain BatchNorm adaptation (AdaBN on the unlabelled real images).
+without and with real-domain BatchNorm adaptation (AdaBN, byel.adapt: on the scored real images
+without their labels, or on the unlabelled images of --adapt-bn SPEC).
 
     python benchmarks/generator_transfer.py --real ../shared/data/fer2013-publictest \
         --sources ../shared/data/fer2013-train-neutral --per-class 600 --epochs 8 --seeds 0
@@ -24,7 +25,9 @@ from byel.cli import Parser, run_guarded
 from byel.config import NORMALIZERS, GenerateConfig, load_config
 from byel.data.sources import load
 from byel.errors import ConfigError
-from byel.evaluate import adapt_batchnorm, load_classifier, predict_probs, scores
+from byel.adapt import adaptation_set, adapt_batchnorm
+from byel.evaluate import load_classifier, predict_probs
+from byel.metrics import METRIC_DEFINITION, scores
 from byel.synth.generate import generate
 from byel.train import finetune
 
@@ -45,7 +48,7 @@ def make_data(backend: str, args, seed: int, out: Path) -> tuple[np.ndarray, np.
     return np.concatenate(images), np.concatenate(labels), float(np.mean(rates))
 
 
-def run(backend: str, args, seed: int, real, real_unl) -> dict:
+def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> dict:
     out = Path(args.out) / f"{backend}-s{seed}"
     t0 = time.time()
     images, labels, rate = make_data(backend, args, seed, out)
@@ -57,12 +60,14 @@ def run(backend: str, args, seed: int, real, real_unl) -> dict:
     best = finetune(cfg, None, images, labels, out / "model")
     model = load_classifier(best)
     plain = scores(predict_probs(model, real.images), real.labels)
-    adapted = scores(predict_probs(adapt_batchnorm(model, real_unl), real.images), real.labels)
+    adapted = scores(predict_probs(adapt_batchnorm(model, adapt[0]), real.images), real.labels)
     return {"backend": backend, "seed": seed, "n_train": int(len(labels)), "normalize": args.normalize,
             "generate_images_per_s": round(rate, 1),
             "macro_f1": plain["macro_f1"], "accuracy": plain["accuracy"], "per_class_f1": plain["per_class_f1"],
+            "confusion_matrix": plain["confusion_matrix"],
             "adabn_macro_f1": adapted["macro_f1"], "adabn_accuracy": adapted["accuracy"],
-            "adabn_per_class_f1": adapted["per_class_f1"], "seconds": round(time.time() - t0, 1)}
+            "adabn_per_class_f1": adapted["per_class_f1"], "adabn_confusion_matrix": adapted["confusion_matrix"],
+            "adabn": adapt[1], "metric_definition": METRIC_DEFINITION, "seconds": round(time.time() - t0, 1)}
 
 
 def main() -> None:
@@ -79,6 +84,8 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu-demo")
     ap.add_argument("--normalize", default="dataset", choices=list(NORMALIZERS),
                     help="input normalisation (default dataset: the README table's; cpu-demo itself now uses equalize)")
+    ap.add_argument("--adapt-bn", metavar="SPEC",
+                    help="AdaBN on the unlabelled images of SPEC (default: the scored --real images without their labels)")
     ap.add_argument("--grey", action="store_true")
     ap.add_argument("--warp-strength", type=float, default=GenerateConfig.warp_strength, help="multiple of the FACS displacement magnitudes")
     ap.add_argument("--workers", type=int, default=2)
@@ -90,16 +97,18 @@ def main() -> None:
         raise ConfigError("the warp and mix backends need --sources DIR (neutral faces)")
 
     real = load(args.real, args.size, progress=False)
-    real_unl = real.images  # AdaBN sees the real images without their labels
+    adapt = adaptation_set(args.adapt_bn, real.images, args.size)  # the scored images, labels unused, by default
     results = []
     for backend in backends:
         for seed in args.seeds:
-            r = run(backend, args, seed, real, real_unl)
+            r = run(backend, args, seed, real, adapt)
             results.append(r)
             print(f"{backend} seed {seed}: macro-F1 {r['macro_f1']:.4f}, with AdaBN {r['adabn_macro_f1']:.4f} ({r['seconds']} s)", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\nreal set: {args.real} ({len(real.labels)} images, six classes); chance macro-F1 ≈ 0.167")
+    print(f"AdaBN on {adapt[1]['n_adapt_images']} unlabelled images: "
+          + ("the scored real images" if adapt[1]["data"] == "evaluated" else adapt[1]["data"]))
     print(f"warp strength {args.warp_strength}, input normalisation {args.normalize}")
     print(f"train: {args.per_class}/class at {args.size} px, {args.epochs} epochs, the {args.preset} preset's backbone from scratch, seeds {args.seeds}")
     print("| backend | macro-F1 | macro-F1 with AdaBN | accuracy | accuracy with AdaBN |")

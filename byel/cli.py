@@ -185,7 +185,7 @@ def cmd_benchmark_ablation(args) -> int:
         if m not in ABLATION_METHODS:
             raise ByelError(f"unknown method {m!r}; choose from {', '.join(ABLATION_METHODS)}")
     run_ablation(args.out, evals, preset=args.preset, seeds=args.seeds, methods=tuple(args.methods or ABLATION_METHODS),
-                 overrides=args.overrides, data=args.data, progress=not args.no_progress)
+                 overrides=args.overrides, data=args.data, adapt_bn=args.adapt_bn, progress=not args.no_progress)
     print((Path(args.out) / "results.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}\nchart:   {Path(args.out) / 'results.png'}")
     return 0
@@ -289,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
     ev.add_argument("--data", required=True, help="labelled images: root/<class>/* (aliases ok) or any data spec")
     ev.add_argument("--report", help="JSON report path (default: RUN/eval/<data>.json); a PNG goes beside it")
-    ev.add_argument("--adapt-bn", metavar="DIR", help="also report scores after BatchNorm adaptation on these unlabelled images")
+    ev.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
+                    help="also report scores after BatchNorm adaptation (AdaBN): alone, on the evaluated images "
+                         "without their labels; with SPEC, on the unlabelled images of SPEC instead")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--no-progress", action="store_true")
@@ -301,8 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--backend", help="generator backend (default: the preset's, procedural)")
     de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
     de.add_argument("--per-class", type=int, help="synthetic images per class (default: the preset's)")
-    de.add_argument("--adapt-bn", action="store_true",
-                    help="also report scores with BatchNorm adapted on the (unlabelled) real images")
+    de.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
+                    help="also report scores after BatchNorm adaptation (AdaBN): alone, on the evaluated real "
+                         "images without their labels; with SPEC, on the unlabelled images of SPEC instead")
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
     _config_args(de, "pretrain.epochs")
     de.set_defaults(func=cmd_demo)
@@ -357,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seeds", type=int, default=3)
     ab.add_argument("--methods", nargs="+", help="subset of supervised byol byol-cls byel")
     ab.add_argument("--data", help="synthetic training data (default: generated once from the preset)")
+    ab.add_argument("--adapt-bn", metavar="SPEC",
+                    help="AdaBN on the unlabelled images of SPEC (default: each evaluation set's own scored images)")
     ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--no-progress", action="store_true")
     ab.set_defaults(func=cmd_benchmark_ablation)

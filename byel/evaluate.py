@@ -1,28 +1,23 @@
-"""Evaluation on (real) labelled faces: macro-F1, accuracy, per-class F1 (torchmetrics), a JSON
+"""Evaluation on (real) labelled faces: macro-F1, accuracy, per-class F1 (byel.metrics), a JSON
 report and a confusion-matrix PNG — optionally also after real-domain BatchNorm adaptation
-(AdaBN: BN statistics re-estimated on *unlabelled* images; no label is used)."""
+(AdaBN, byel.adapt: BN statistics re-estimated on *unlabelled* images; no label is used)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-)
 from tqdm.auto import tqdm
 
 from byel import __version__
+from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.checkpoint import load_checkpoint
 from byel.classes import CLASSES, NUM_CLASSES
 from byel.methods import FineTune
+from byel.metrics import METRIC_DEFINITION, scores
 from byel.plots import confusion_matrix_png
 
 
@@ -50,47 +45,19 @@ def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, pr
     return torch.cat(out).numpy() if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
-@torch.no_grad()
-def adapt_batchnorm(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> FineTune:
-    """AdaBN (Li et al. 2016): a copy of `model` whose BatchNorm running statistics are the
-    exact averages over `images` (unlabelled). Weights are untouched."""
-    adapted = copy.deepcopy(model)
-    bns = [m for m in adapted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative moving average = the plain mean over all batches
-    adapted.train()
-    for s in _batches(len(images), batch_size, "adapt BN", progress):
-        batch = images[s : s + batch_size]
-        if len(batch) > 1:
-            adapted(adapted.preprocess(torch.from_numpy(batch).to(adapted.device)))
-    for bn in bns:
-        bn.momentum = 0.1
-    return adapted.eval()
-
-
-def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """macro-F1, accuracy, per-class F1 and the confusion matrix (torchmetrics)."""
-    p, y = torch.from_numpy(probs), torch.from_numpy(labels.astype(np.int64))
-    per_class = multiclass_f1_score(p, y, NUM_CLASSES, average="none")
-    return {
-        "macro_f1": float(multiclass_f1_score(p, y, NUM_CLASSES, average="macro")),
-        "accuracy": float(multiclass_accuracy(p, y, NUM_CLASSES, average="micro")),
-        "per_class_f1": {c: float(v) for c, v in zip(CLASSES, per_class)},
-        "confusion_matrix": multiclass_confusion_matrix(p, y, NUM_CLASSES).tolist(),
-    }
-
-
 def evaluate(
     checkpoint: str | Path,
     data: str,
     report: str | Path | None = None,
-    adapt_bn: str | None = None,
+    adapt_bn: str | bool | None = None,
     batch_size: int = 256,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Evaluate a fine-tuned checkpoint on a labelled data spec; write the JSON report and PNG."""
+    """Evaluate a fine-tuned checkpoint on a labelled data spec; write the JSON report and PNG.
+
+    adapt_bn: also score after AdaBN — True: adapted on the evaluated images without their
+    labels (the scored images only); a data spec: on the unlabelled images it holds."""
     from byel.data.sources import load  # late: keeps `import byel.evaluate` light
 
     model = load_classifier(checkpoint, device)
@@ -109,19 +76,19 @@ def evaluate(
         "skipped": dict(test.skipped),
         "dropped": dict(test.dropped),
         "classes": list(CLASSES),
+        "metric_definition": METRIC_DEFINITION,
         **scores(predict_probs(model, test.images, batch_size, progress), test.labels),
     }
     result["confusion_png"] = str(confusion_matrix_png(
         np.array(result["confusion_matrix"]), list(CLASSES), report.with_suffix(".png"),
         f"{Path(str(checkpoint)).name} on {data}\nmacro-F1 {result['macro_f1']:.3f}  acc {result['accuracy']:.3f}"))
     if adapt_bn:
-        unl = load(adapt_bn, size, unlabelled=True, progress=progress)
-        adapted = adapt_batchnorm(model, unl.images, batch_size, progress)
-        result["adabn"] = {"data": adapt_bn, "n_adapt_images": int(len(unl.images)),
-                           **scores(predict_probs(adapted, test.images, batch_size, progress), test.labels)}
+        images, used = adaptation_set(adapt_bn, test.images, size, progress)
+        adapted = adapt_batchnorm(model, images, batch_size, progress)
+        result["adabn"] = {**used, **scores(predict_probs(adapted, test.images, batch_size, progress), test.labels)}
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
             np.array(result["adabn"]["confusion_matrix"]), list(CLASSES), report.with_name(report.stem + "_adabn.png"),
-            f"{Path(str(checkpoint)).name} on {data}, BN adapted on {adapt_bn}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
+            f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
     cfg = model.cfg
     result["provenance"] = {
         "byel_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
@@ -143,5 +110,10 @@ def format_result(result: dict) -> str:
     for name, r in rows:
         per = "  ".join(f"{c[:4]} {r['per_class_f1'][c]:.2f}" for c in CLASSES)
         lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}")
+    if "adabn" in result:
+        a = result["adabn"]
+        lines.append(f"  AdaBN: BatchNorm statistics of {a['n_adapt_images']} unlabelled images ("
+                     + ("the evaluated images" if a["data"] == "evaluated" else a["data"])
+                     + (", transductive" if a["transductive"] else "") + ")")
     lines.append(f"  chance macro-F1 ≈ {1 / NUM_CLASSES:.3f}")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ def run_demo(
     real: str | None = None,
     backend: str | None = None,
     sources: str | None = None,
-    adapt_bn: bool = False,
+    adapt_bn: bool | str | None = False,  # True: on the evaluated images (labels unused); a spec: on its images
     per_class: int | None = None,
     resume: bool = False,
 ) -> dict:
@@ -65,7 +65,7 @@ def run_demo(
     result = None
     if real:
         _say(f"4/4 evaluating on real faces: {real}")
-        result = evaluate(best, real, out / "eval" / "real.json", adapt_bn=real if adapt_bn else None, progress=progress)
+        result = evaluate(best, real, out / "eval" / "real.json", adapt_bn=adapt_bn or None, progress=progress)
     else:
         _say("4/4 no --real folder given: skipping the evaluation on real faces")
     times["evaluate_s"] = time.time() - t

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,17 @@ def test_generator_transfer_trains_and_scores_with_the_chosen_normalisation(tmp_
     assert p.returncode == 0, p.stderr
     (r,) = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert (r["backend"], r["n_train"], r["normalize"]) == ("procedural", 72, "equalize")
-    assert 0 <= r["macro_f1"] <= 1 and 0 <= r["adabn_macro_f1"] <= 1
+    skm = pytest.importorskip("sklearn.metrics")
+    for pre in ("", "adabn_"):  # the scores follow from the saved confusion matrix
+        cm = np.array(r[pre + "confusion_matrix"])
+        y, p_ = np.repeat(np.repeat(np.arange(6), 6), cm.flatten()), np.repeat(np.tile(np.arange(6), 6), cm.flatten())
+        assert len(y) == 120
+        assert r[pre + "macro_f1"] == pytest.approx(
+            skm.f1_score(y, p_, labels=range(6), average="macro", zero_division=0), abs=1e-9)
+        assert r[pre + "accuracy"] == pytest.approx(skm.accuracy_score(y, p_), abs=1e-9)
+    # AdaBN adapted on exactly the 120 scored real images, not the folder's 20 neutral ones too
+    assert r["adabn"] == {"data": "evaluated", "n_adapt_images": 120, "transductive": True}
+    assert f"| procedural | {r['macro_f1']:.3f} | {r['adabn_macro_f1']:.3f} | {r['accuracy']:.3f} |" in p.stdout
     assert "normalize: equalize" in (tmp_path / "bench" / "procedural-s0" / "model" / "config.yaml").read_text()
     assert "| procedural |" in p.stdout
 

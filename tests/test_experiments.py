@@ -1,34 +1,99 @@
-"""`byel benchmark ablation` on a tiny budget: the result files' schema and the resume-skip logic."""
+"""`byel benchmark ablation` on a tiny budget: the numbers in the result files, and resuming
+keyed on the resolved config."""
 
 import json
+import re
 
-import byel.experiments as experiments
+import numpy as np
+import pytest
+
 from byel.cli import main
+from byel.experiments import write_table
 
 
-def test_ablation_schema_and_resume(tmp_path, fer_sample, monkeypatch, capsys):
+def _rows(md: str, spec: str) -> dict[str, list[str]]:
+    """The table rows of one evaluation set in results.md: method -> cells."""
+    block = md.split(f"**{spec}**", 1)[1].split("\n\n", 2)[1]
+    return {cells[0]: cells[1:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()[2:])}
+
+
+def _from_confusion(cm):
+    skm = pytest.importorskip("sklearn.metrics")
+    cm = np.array(cm)
+    y = np.repeat(np.repeat(np.arange(6), 6), cm.flatten())  # true class of every image
+    p = np.repeat(np.tile(np.arange(6), 6), cm.flatten())  # predicted class
+    return (skm.f1_score(y, p, labels=range(6), average="macro", zero_division=0),
+            skm.accuracy_score(y, p), skm.f1_score(y, p, labels=range(6), average=None, zero_division=0))
+
+
+def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch):
     out = tmp_path / "abl"
     argv = ["benchmark", "ablation", "--out", str(out), "--eval", str(fer_sample), "--preset", "smoke",
             "--seeds", "1", "--methods", "supervised", "byel", "--set", "generate.per_class=8", "--no-progress"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert [(r["method"], r["seed"]) for r in results] == [("supervised", 0), ("byel", 0)]
+    md = (out / "results.md").read_text()
+    rows = _rows(md, str(fer_sample))
     for r in results:
         assert r["steps"] == results[0]["steps"] > 0  # same budget for every method
         ev = r["eval"][str(fer_sample)]
-        assert {"macro_f1", "accuracy", "per_class_f1", "adabn", "n_images"} <= set(ev) and ev["n_images"] == 120
-        assert 0 <= ev["adabn"]["macro_f1"] <= 1 and r["wall_s"] > 0
-    md = (out / "results.md").read_text()
-    assert "| byel |" in md and "Δ vs supervised" in md and "chance" in md
+        assert ev["n_images"] == 120
+        # AdaBN adapted on exactly the scored images
+        assert (ev["adabn"]["data"], ev["adabn"]["n_adapt_images"], ev["adabn"]["transductive"]) == ("evaluated", 120, True)
+        for s in (ev, ev["adabn"]):  # every reported number follows from the confusion matrix
+            assert np.array(s["confusion_matrix"]).sum() == 120
+            f1, acc, per = _from_confusion(s["confusion_matrix"])
+            assert s["macro_f1"] == pytest.approx(f1, abs=1e-9) and s["accuracy"] == pytest.approx(acc, abs=1e-9)
+            assert list(s["per_class_f1"].values()) == pytest.approx(per, abs=1e-9)
+        # results.md shows the same numbers (one seed: the value itself)
+        assert rows[r["method"]][0] == f"{ev['macro_f1']:.3f}" and rows[r["method"]][2] == f"{ev['adabn']['macro_f1']:.3f}"
+        assert rows[r["method"]][4] == "1"
+    assert "chance" in md and "generate.per_class=8" in md
     assert (out / "results.png").stat().st_size > 5000
-
-    # A second call finds both runs done and trains nothing.
-    def no_training(*a, **k):
-        raise AssertionError("a finished run was trained again")
 
     import byel.train
 
+    real_pretrain = byel.train.pretrain
+    trained = []
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    # The same settings again: both runs are found and nothing is trained.
     monkeypatch.setattr(byel.train, "pretrain", no_training)
     assert main(argv) == 0
     assert json.loads((out / "results.json").read_text()) == results
-    assert experiments.ABLATION_METHODS == ("supervised", "byol", "byol-cls", "byel")
+
+    # Other settings into the same folder: a new run, in a new folder; the table shows only it.
+    monkeypatch.setattr(byel.train, "pretrain", lambda *a, **k: trained.append(a[3]) or real_pretrain(*a, **k))
+    other = [a for a in argv if a != "byel"] + ["--set", "finetune.lr=0.003"]
+    assert main(other) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert len(after) == 3 and after[:2] == results
+    new = after[2]
+    assert new["method"] == "supervised" and new["config_digest"] != results[0]["config_digest"]
+    assert len(trained) == 1 and new["config_digest"] in str(trained[0])
+    assert len(list((out / "runs").iterdir())) == 3
+    rows = _rows((out / "results.md").read_text(), str(fer_sample))
+    assert set(rows) == {"supervised"} and rows["supervised"][0] == f"{new['eval'][str(fer_sample)]['macro_f1']:.3f}"
+
+
+def test_table_is_mean_and_std_of_the_results(tmp_path):
+    """results.md: mean ± sample std over seeds, and the difference of means to supervised."""
+    spec = "real"
+    f1 = {"supervised": [0.20, 0.25, 0.30], "byel": [0.31, 0.22, 0.40]}
+    ada = {"supervised": [0.24, 0.26, 0.19], "byel": [0.33, 0.35, 0.29]}
+    results = [{"method": m, "seed": s, "preset": "smoke", "overrides": [],
+                "eval": {spec: {"macro_f1": f1[m][s], "adabn": {"macro_f1": ada[m][s], "data": "evaluated"}}}}
+               for m in f1 for s in range(3)]
+    rows = _rows(write_table(results, tmp_path, [spec]).read_text(), spec)
+    for m in f1:
+        cells = rows[m]
+        for k, v in ((0, f1[m]), (2, ada[m])):
+            mean, std = re.fullmatch(r"(\S+) ± (\S+)", cells[k]).groups()
+            assert (float(mean), float(std)) == (round(np.mean(v), 3), round(np.std(v, ddof=1), 3))
+        assert float(cells[1]) == pytest.approx(np.mean(f1[m]) - np.mean(f1["supervised"]), abs=6e-4)
+        assert float(cells[3]) == pytest.approx(np.mean(ada[m]) - np.mean(ada["supervised"]), abs=6e-4)
+        assert cells[4] == "3"

@@ -24,7 +24,7 @@ def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, m
     pre, ft = tmp_path / "pre", tmp_path / "ft"
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(pre), "--method", method, *TINY]) == 0
     ckpt = torch.load(pre / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["byel"]["method"] == method and ckpt["global_step"] == 3  # 48 images / batch 16
+    assert ckpt["byel"]["method"] == method and ckpt["global_step"] == 2  # 48 images, 42 after the held-out split / batch 16
     assert (pre / "config.yaml").exists()
     assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir),
                  "--out", str(ft), *TINY]) == 0
@@ -35,29 +35,58 @@ def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, m
     assert not torch.equal(pre_w, ft_w) and torch.allclose(pre_w, ft_w, atol=0.05)
 
 
-def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample):
+def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, monkeypatch):
+    import byel.evaluate
+    from byel.adapt import adapt_batchnorm
+    from byel.data.sources import load
+    from byel.evaluate import load_classifier, predict_probs
+
     pre, ft = tmp_path / "pre", tmp_path / "ft"
     main(["pretrain", "--data", str(synth_dir), "--out", str(pre), *TINY])
     main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir), "--out", str(ft), *TINY])
     report = tmp_path / "eval" / "real.json"
-    rc = main(["evaluate", "--checkpoint", str(ft / "checkpoints" / "best.ckpt"), "--data", str(fer_sample),
-               "--report", str(report), "--adapt-bn", str(fer_sample), "--no-progress"])
+    best = ft / "checkpoints" / "best.ckpt"
+    seen = []  # the images AdaBN adapts on
+    monkeypatch.setattr(byel.evaluate, "adapt_batchnorm",
+                        lambda model, images, *a, **k: seen.append(images) or adapt_batchnorm(model, images, *a, **k))
+    rc = main(["evaluate", "--checkpoint", str(best), "--data", str(fer_sample),
+               "--report", str(report), "--adapt-bn", "--no-progress"])
     assert rc == 0
     r = json.loads(report.read_text())
-    for key in ("macro_f1", "accuracy", "per_class_f1", "n_images", "skipped", "checkpoint", "data"):
+    for key in ("macro_f1", "accuracy", "per_class_f1", "n_images", "skipped", "checkpoint", "data", "metric_definition"):
         assert key in r
     assert r["n_images"] == 120 and r["skipped"] == {"neutral": 20}
     assert set(r["per_class_f1"]) == {"anger", "disgust", "fear", "happiness", "sadness", "surprise"}
-    assert 0 <= r["macro_f1"] <= 1 and np.array(r["confusion_matrix"]).sum() == 120
     assert report.with_suffix(".png").stat().st_size > 10_000
-    assert "adabn" in r and r["adabn"]["n_adapt_images"] == 140
+    # The numbers are the model's: predict again and score with scikit-learn.
+    skm = pytest.importorskip("sklearn.metrics")
+    model = load_classifier(best)
+    test = load(str(fer_sample), model.cfg.data.image_size, progress=False)
+    for name, m in (("plain", model), ("adabn", adapt_batchnorm(model, test.images))):
+        s = r if name == "plain" else r["adabn"]
+        pred = predict_probs(m, test.images).argmax(1)
+        assert s["confusion_matrix"] == skm.confusion_matrix(test.labels, pred, labels=range(6)).tolist()
+        assert s["macro_f1"] == pytest.approx(
+            skm.f1_score(test.labels, pred, labels=range(6), average="macro", zero_division=0), abs=1e-9)
+        assert s["accuracy"] == pytest.approx(skm.accuracy_score(test.labels, pred), abs=1e-9)
+    # By default AdaBN adapts on exactly the scored images (not the 20 skipped neutral ones).
+    (images,) = seen
+    assert np.array_equal(images, test.images)
+    assert {k: r["adabn"][k] for k in ("data", "n_adapt_images", "transductive")} == \
+        {"data": "evaluated", "n_adapt_images": 120, "transductive": True}
+    # An explicit spec: its unlabelled images (here the whole folder, neutral included).
+    main(["evaluate", "--checkpoint", str(best), "--data", str(fer_sample), "--report", str(report),
+          "--adapt-bn", str(fer_sample), "--no-progress"])
+    r = json.loads(report.read_text())
+    assert len(seen[1]) == r["adabn"]["n_adapt_images"] == 140
+    assert r["adabn"]["data"] == str(fer_sample) and r["adabn"]["transductive"] is True
 
 
 def test_resume_continues_and_refuses_another_model(tmp_path, synth_dir, capsys):
     out = tmp_path / "pre"
     main(["pretrain", "--data", str(synth_dir), "--out", str(out), *TINY])
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "2", "--resume", *TINY]) == 0
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     capsys.readouterr()
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "3", "--resume",
                  "--backbone", "resnet18", *TINY]) == 2

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy
 
 from byel.classes import NUM_CLASSES
 from byel.data.augment import EvalTransform
 from byel.losses import classification_loss
+from byel.metrics import MacroF1
 from byel.methods.base import ByelModule
 
 
@@ -20,7 +21,7 @@ class FineTune(ByelModule):
         super().__init__(config)
         self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, NUM_CLASSES))
         self.preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size)
-        self.val_f1 = MulticlassF1Score(NUM_CLASSES, average="macro")
+        self.val_f1 = MacroF1()  # byel.metrics: the same macro-F1 as every report
         self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
