@@ -45,6 +45,7 @@ def run_ablation(
 
     from byel.adapt import adaptation_set, adapt_batchnorm
     from byel.data.sources import load
+    from byel.data.split import holdout_split, save_split
     from byel.errors import ByelError
     from byel.evaluate import load_classifier, predict_probs
     from byel.metrics import scores
@@ -69,6 +70,10 @@ def run_ablation(
                      progress=progress)
     train = load(data, base.data.image_size, progress=progress)
     data_id = None if generated else train.spec  # a generated set is fixed by the config already
+    # One held-out split (by person) for every method and seed, kept out of both stages.
+    tr, va, split = holdout_split(train, base.data.val_fraction, base.seed)
+    save_split(split, out)
+    fit, val = (train.images[tr], train.labels[tr]), (train.images[va], train.labels[va])
     reals = {spec: load(spec, base.data.image_size, progress=progress) for spec in eval_sets}
     adapt = {spec: adaptation_set(adapt_bn, real.images, base.data.image_size, progress) for spec, real in reals.items()}
 
@@ -84,9 +89,9 @@ def run_ablation(
             if record is None:
                 run_dir = out / "runs" / f"{method}-s{seed}-{run_id}"
                 t0 = time.time()
-                last = pretrain(cfg, train.images, train.labels, run_dir / "pretrain",
+                last = pretrain(cfg, *fit, run_dir / "pretrain",
                                 resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists())
-                best = finetune(cfg, last, train.images, train.labels, run_dir / "finetune")
+                best = finetune(cfg, last, *fit, run_dir / "finetune", val=val)
                 record = {"method": method, "seed": seed, "preset": preset, "overrides": list(overrides or []),
                           "config_digest": digest, "run_id": run_id, "train_data": data_id or "generated",
                           "steps": int(torch.load(last, weights_only=True)["global_step"]),

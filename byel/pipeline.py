@@ -26,6 +26,7 @@ def run_demo(
     resume: bool = False,
 ) -> dict:
     from byel.data.sources import load
+    from byel.data.split import holdout_split, save_split
     from byel.evaluate import evaluate, format_result
     from byel.synth.generate import generate
     from byel.train import finetune, pretrain, world_rank
@@ -46,17 +47,24 @@ def run_demo(
                  progress=progress)
     times["generate_s"] = time.time() - t0
     data = load(f"imagefolder:{synth}", cfg.data.image_size, progress=progress)
+    # Held out before stage 1, by person, and used by neither stage: fine-tuning's model selection.
+    # Recorded in the stage-1 run, where `byel finetune --checkpoint` finds it too.
+    tr, va, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
+    split_file = save_split(split, out / "pretrain")
+    train = (data.images[tr], data.labels[tr])
 
     t = time.time()
     pre_last = out / "pretrain" / "checkpoints" / "last.ckpt"
-    _say(f"2/4 pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, {len(data.labels)} images)")
-    pretrain(cfg, data.images, data.labels, out / "pretrain", resume=resume and pre_last.exists())
+    _say(f"2/4 pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, {len(tr)} images; "
+         f"{len(va)} held out by {split['grouped_by']})")
+    pretrain(cfg, *train, out / "pretrain", resume=resume and pre_last.exists())
     times["pretrain_s"] = time.time() - t
 
     t = time.time()
     ft_last = out / "finetune" / "checkpoints" / "last.ckpt"
     _say(f"3/4 fine-tuning ({cfg.finetune.epochs} epochs; model selection on a held-out synthetic split)")
-    best = finetune(cfg, pre_last, data.images, data.labels, out / "finetune", resume=resume and ft_last.exists())
+    best = finetune(cfg, pre_last, *train, out / "finetune", val=(data.images[va], data.labels[va]),
+                    resume=resume and ft_last.exists())
     times["finetune_s"] = time.time() - t
     if world_rank() != 0:  # under DDP every rank runs this script; one reports
         return {}
@@ -75,6 +83,8 @@ def run_demo(
         "config": str(out / "pretrain" / "config.yaml"),
         "synthetic": str(synth),
         "preview": str(synth / "preview.png"),
+        "held_out": {"file": str(split_file),
+                     **{k: split[k] for k in ("fraction", "seed", "grouped_by", "n_train", "n_held_out")}},
         "pretrain_checkpoint": str(pre_last),
         "finetune_checkpoint": str(best),
         "evaluation": result,
@@ -91,6 +101,8 @@ def run_demo(
         f"fine-tune {times['finetune_s']:.0f} s, evaluate {times['evaluate_s']:.0f} s)",
         "artefacts:",
         f"  synthetic faces      {synth}  (preview: {summary['preview']})",
+        f"  held-out split       {split_file}  ({split['n_held_out']} images, fraction {split['fraction']}, "
+        f"seed {split['seed']}, by {split['grouped_by']}; in neither training stage)",
         f"  pre-train checkpoint {pre_last}",
         f"  fine-tuned model     {best}",
         f"  training logs        {out / 'pretrain' / 'logs'}, {out / 'finetune' / 'logs'}",

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from byel.classes import CLASSES
+from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 HEADERS = {
     "byel": ",".join(CLASSES),
     "affwild2": "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other",

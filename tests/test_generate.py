@@ -42,16 +42,37 @@ def test_manifest_columns_and_rows(small):
     with open(out / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     cols = list(rows[0])
-    assert cols[:4] == ["file", "class", "backend", "seed"]
-    assert cols[4:4 + len(AUS)] == [f"au{au:02d}" for au in AUS]
+    assert cols[:5] == ["file", "class", "group", "backend", "seed"]
+    assert cols[5:5 + len(AUS)] == [f"au{au:02d}" for au in AUS]
     assert {"yaw", "roll", "jpeg", "flip"} <= set(cols)
     assert len(rows) == 18
     assert [r["class"] for r in rows] == [c for c in CLASSES for _ in range(3)]
     for r in rows:
         assert (out / r["file"]).exists()
         assert r["backend"] == "procedural" and r["seed"] == "7"
+        assert r["group"] == r["file"].split("/")[1][:-4]  # each procedural image draws its own identity
         assert all(0.0 <= float(r[f"au{au:02d}"]) <= 1.0 for au in AUS)
     assert not list(out.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("unlabelled", [False, True])
+def test_output_loads_without_problems(small, unlabelled):
+    """manifest.csv and preview.png beside the class folders are generate's, not unusable data."""
+    from byel.data.sources import load
+
+    out, _ = small
+    data = load(str(out), 32, cache=False, progress=False, unlabelled=unlabelled)
+    assert data.problems == [] and data.dropped == {} and data.notes == []
+    assert len(data) == 18 and not any(p.endswith((".csv", "preview.png")) for p in data.paths)
+
+
+def test_one_list_of_image_extensions():
+    from byel import predict, submit
+    from byel.data import formats, sources
+    from byel.synth import landmarks
+
+    assert predict.IMAGE_EXTS is submit.IMAGE_EXTS is sources.IMAGE_EXTS is landmarks.IMAGE_EXTS \
+        is formats.IMAGE_EXTS
 
 
 def test_same_seed_is_byte_identical_across_workers(small, tmp_path):

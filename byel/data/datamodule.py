@@ -33,18 +33,6 @@ def _identity(batch):
     return batch
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held_out) with `fraction` of every class held out (at least one each)."""
-    rng = np.random.default_rng(seed)
-    train, held = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = max(1, int(round(fraction * len(idx)))) if len(idx) > 1 else 0
-        held.append(idx[:k])
-        train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
-
-
 def balanced_weights(labels: np.ndarray) -> torch.Tensor:
     """Per-sample weights so each class is drawn equally often."""
     counts = np.bincount(labels, minlength=labels.max() + 1).astype(np.float64)

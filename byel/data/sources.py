@@ -40,10 +40,10 @@ from tqdm import tqdm
 
 from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, canonical
 from byel.data import cache as cache_store
+from byel.data.formats import IMAGE_EXTS, MANIFEST, PREVIEW
 from byel.errors import DataError
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 FER_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 
 # FER2013 emotion codes 0-5 follow CLASSES (angry, disgust, fear, happy, sad, surprise); 6 neutral.
@@ -405,12 +405,18 @@ def _add_file(e: os.DirEntry, label: int, items: list, tally: _Tally) -> None:
 
 def _scan_imagefolder(args: dict, unlabelled: bool, *, numeric: bool) -> _Scan:
     root, tally, items = args["path"], _Tally(), []
+    # `byel generate` output: its manifest and preview sheet sit beside the class folders.
+    ours = {os.path.join(root, n) for n in (MANIFEST, PREVIEW)} \
+        if os.path.isfile(os.path.join(root, MANIFEST)) else set()
     if unlabelled:
         for e in _walk(root, tally):
-            _add_file(e, -1, items, tally)
+            if e.path not in ours:
+                _add_file(e, -1, items, tally)
         return _files_scan(items, tally)
     unknown: dict[str, int] = {}
     for e in _entries(root, tally):
+        if e.path in ours:
+            continue
         if e.is_dir():
             label = _class_index(e.name, numeric=numeric)
             if label is not None:

@@ -1,6 +1,7 @@
 """`byel generate`: write labelled synthetic expression faces, a manifest and a preview sheet.
 
-Layout: OUT/<class>/<class>_<i:06d>.png, OUT/manifest.csv, OUT/preview.png.
+Layout: OUT/<class>/<class>_<i:06d>.png, OUT/manifest.csv, OUT/preview.png. The loader knows the
+last two as generate's own files (byel.data.formats), so OUT can be trained on directly.
 
 Reproducibility: image i of class c is drawn from np.random.default_rng([seed, c, i]) alone,
 with c the class's index among all six (so a `classes` subset gives the same images), hence
@@ -21,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from byel.classes import CLASSES, canonical
+from byel.data.formats import MANIFEST, PREVIEW
 from byel.errors import ByelError, ConfigError
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
@@ -68,12 +70,12 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     seconds = time.perf_counter() - t0
 
     rows.sort(key=lambda r: (CLASSES.index(r["class"]), r["file"]))
-    manifest = _write_manifest(out / "manifest.csv", rows, backend, seed)
+    manifest = _write_manifest(out / MANIFEST, rows, backend, seed)
     _remove_stale(out, names, per_class)
     preview = contact_sheet(
         {c: [cv2.imread(str(out / c / f"{c}_{i:06d}.png"))[..., ::-1]
              for i in range(min(per_class, PREVIEW_PER_CLASS))] for c in names},
-        out / "preview.png", per_row=PREVIEW_PER_CLASS)
+        out / PREVIEW, per_row=PREVIEW_PER_CLASS)
     summary = {
         "n_images": len(rows), "per_class": {c: per_class for c in names}, "backend": backend,
         "size": size, "seed": seed, "grey": grey, "seconds": round(seconds, 3),
@@ -142,7 +144,9 @@ def _render_chunk(tasks: list[tuple[int, int]]) -> list[dict]:
         pixels = img[..., 0] if renderer.grey else np.ascontiguousarray(img[..., ::-1])
         if not cv2.imwrite(str(out / rel), pixels, PNG_PARAMS):
             raise ByelError(f"cannot write {out / rel}")
-        row = {"file": rel, "class": name}
+        # Images of one group show one person. Warp: the source face. Procedural: the identity is
+        # drawn from this image's own rng (seed, class, i), so every image is its own group.
+        row = {"file": rel, "class": name, "group": params.get("source", f"{name}_{i:06d}")}
         row.update({f"au{au:02d}": round(float(v), 4) for au, v in zip(AUS, as_vector(aus))})
         row.update(params)
         rows.append(row)
@@ -150,14 +154,15 @@ def _render_chunk(tasks: list[tuple[int, int]]) -> list[dict]:
 
 
 def _write_manifest(path: Path, rows: list[dict], backend: str, seed: int) -> Path:
-    """CSV with file, class, backend, seed, the AU intensities, then the nuisance parameters
-    (the union of the backend's keys, in first-seen order). Written to a temporary file and
-    renamed, so a crash never leaves a half-written manifest."""
+    """CSV with file, class, group (who is shown, see _render_chunk), backend, seed, the AU
+    intensities, then the nuisance parameters (the union of the backend's keys, in first-seen
+    order). Written to a temporary file and renamed, so a crash never leaves a half-written
+    manifest."""
     au_cols = [f"au{au:02d}" for au in AUS]
     extra: dict[str, None] = {}
     for r in rows:
-        extra.update(dict.fromkeys(k for k in r if k not in ("file", "class") and k not in au_cols))
-    cols = ["file", "class", "backend", "seed", *au_cols, *extra]
+        extra.update(dict.fromkeys(k for k in r if k not in ("file", "class", "group") and k not in au_cols))
+    cols = ["file", "class", "group", "backend", "seed", *au_cols, *extra]
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, restval="")

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MAX_SIDE = 256  # larger crops are shrunk on load: the renderer never needs more
 DETECT_SIDE = 192  # detection runs on crops upscaled to at least this (4x for 48 px FER faces)
 CACHE_VERSION = "v1"
@@ -48,7 +48,7 @@ def list_images(root: str | os.PathLike) -> list[Path]:
         raise DataError(f"sources: no such directory: {root}")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
-        raise DataError(f"sources: no images (jpg/png/bmp/webp) under {root}")
+        raise DataError(f"sources: no images ({'/'.join(sorted(e[1:] for e in IMAGE_EXTS))}) under {root}")
     return files
 
 
