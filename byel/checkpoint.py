@@ -94,6 +94,12 @@ def load_checkpoint(path: str | Path, kinds: tuple[str, ...] = ("pretrain", "fin
             f"{path} has checkpoint format {meta.get('format')} (byel {meta.get('byel_version')}); "
             f"this byel {__version__} reads format {FORMAT}"
         )
+    config = meta.get("config")
+    lacking = ([] if "kind" in meta else ["kind"]) + (
+        [f"config.{s}" for s in ("model", "data", "aug") if not isinstance(config.get(s), dict)]
+        if isinstance(config, dict) else ["config"])
+    if lacking:  # what finetune, evaluate and predict read
+        raise CheckpointError(f"{path} is not a byel checkpoint: its byel metadata has no {', '.join(lacking)}")
     if meta.get("classes") != list(CLASSES):
         raise CheckpointError(f"{path} was trained for classes {meta.get('classes')}, not {list(CLASSES)}")
     if meta["kind"] not in kinds:

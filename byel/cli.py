@@ -2,6 +2,7 @@
 
 Every problem with the user's input ends as one line on stderr and a non-zero exit code
 (2 for bad input, 1 for an operating-system error such as a full disk), never a traceback.
+Anything else is a bug in byel: one line saying so, exit code 1, and the traceback in a file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ SHORTCUTS = {
     "strategy": "trainer.strategy",
     "precision": "trainer.precision",
     "logger": "trainer.logger",
+}
+# Per subcommand: the training settings that stage reads (fine-tuning has its own lr, batch size
+# and optimiser; optim.* and data.batch_size are pre-training's).
+STAGE_SHORTCUTS = {
+    "finetune": {"batch_size": "finetune.batch_size", "lr": "finetune.lr", "optimizer": "finetune.optimizer"},
 }
 
 
@@ -69,7 +75,7 @@ def _resolve_config(args):
     from byel.config import load_config
 
     overrides = {}
-    for arg, key in SHORTCUTS.items():
+    for arg, key in {**SHORTCUTS, **STAGE_SHORTCUTS.get(getattr(args, "command", None), {})}.items():
         value = getattr(args, arg, None)
         if value is not None:
             overrides[key] = value
@@ -102,10 +108,6 @@ def _load_labelled(spec: str, size: int, progress: bool, out: str | Path):
     return data
 
 
-def _is_rank_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-
-
 # --- subcommands -------------------------------------------------------------------------------
 def cmd_generate(args) -> int:
     from byel.synth.generate import generate
@@ -121,44 +123,30 @@ def cmd_generate(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from byel.data.split import holdout_split, save_split
-    from byel.train import pretrain
+    from byel.train import pretrain, world_rank
 
     cfg = _resolve_config(args)
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
-    # Fine-tuning selects its best epoch on images held out here, before stage 1 sees any.
-    train, held, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
-    path = save_split(split, args.out)
-    print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: {path}",
-          file=sys.stderr)
-    last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume)
-    if _is_rank_zero():
+    last = pretrain(cfg, data.images, data.labels, args.out, resume=args.resume)
+    if world_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
 
 
 def cmd_finetune(args) -> int:
     from byel.checkpoint import load_checkpoint
-    from byel.data.split import holdout_split, recorded_split, save_split, stage1_split
-    from byel.train import finetune, finetune_config
+    from byel.train import finetune, finetune_config, world_rank
 
     cfg = _resolve_config(args)
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
         cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
-    images, labels = data.images, data.labels
+    val = None
     if args.val:
         v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out)
         val = (v.images, v.labels)
-    else:  # the images stage 1 held out when it trained on this data, else a split of our own
-        split = recorded_split(data, stage1_split(args.checkpoint)) if args.checkpoint else None
-        train, held, info = split or holdout_split(data, cfg.data.val_fraction, cfg.seed)
-        path = save_split(info, args.out)
-        print(f"  model selection on {len(held)} held-out images (by {info['grouped_by']}"
-              f"{', as in stage 1' if split else ''}): {path}", file=sys.stderr)
-        images, labels, val = images[train], labels[train], (images[held], labels[held])
-    best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume)
-    if _is_rank_zero():
+    best = finetune(cfg, args.checkpoint, data.images, data.labels, args.out, val=val, resume=args.resume)
+    if world_rank() == 0:
         print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
     return 0
 
@@ -414,9 +402,6 @@ def run_guarded(func) -> int:
     except ByelError as e:
         print(f"byel: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyError as e:  # a config section missing from a foreign checkpoint, etc.
-        print(f"byel: error: missing key {e}", file=sys.stderr)
-        return 2
     except OSError as e:  # read-only folder, full disk, ...
         where = f": {e.filename}" if e.filename else ""
         print(f"byel: error: {e.strerror or e}{where}", file=sys.stderr)
@@ -424,6 +409,26 @@ def run_guarded(func) -> int:
     except KeyboardInterrupt:
         print("byel: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # not the user's input: a bug. One line here, the traceback in a file.
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(f"byel: internal error (a bug in byel, not in your input): {type(e).__name__}: {first}; "
+              f"{_crash_report()} — please report it", file=sys.stderr)
+        return 1
+
+
+def _crash_report() -> str:
+    """Write the current exception's traceback to a new temporary file; say where."""
+    import tempfile
+    import time
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"byel-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"byel {__version__}: {' '.join(sys.argv)}\n\n{traceback.format_exc()}")
+        return f"traceback in {path}"
+    except OSError as e:
+        return f"could not write the traceback ({e.strerror or e})"
 
 
 if __name__ == "__main__":

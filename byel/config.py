@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from byel.errors import ConfigError
+from byel.methods import check_method  # names only: byel.methods imports nothing of this module
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -22,7 +24,9 @@ PRESET_DIR = Path(__file__).parent / "configs"
 @dataclass
 class ModelConfig:
     backbone: str = "smallnet"
-    width: int = 32  # smallnet only: channels of the first stage
+    # Channels of the first stage; 0 = the architecture's own (ResNets 64, smallnet 32). Checkpoints
+    # record the value, so one saved with an explicit width rebuilds at that width.
+    width: int = 0
     small_input: bool = True  # resnets: 3×3 stem without max-pool, for images ≤ 64 px
     proj_hidden: int = 4096
     proj_dim: int = 256
@@ -39,8 +43,13 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "lars"  # lars | sgd | adam | adamw
+    optimizer: str = "lars"  # one of OPTIMIZERS
     lr: float = 0.2
+    # data.batch_size is per process, so N processes step on N× the images. none: lr as given, at
+    # any scale. linear: lr × world size × gradient accumulation = lr × global batch / batch_size
+    # (the linear rule of Goyal et al. 2017, as BYOL scales LARS): lr stays the rate for one
+    # process's data.batch_size, so a 1-process run is unchanged.
+    lr_scaling: str = "none"
     weight_decay: float = 1.5e-6
     momentum: float = 0.9
     warmup_epochs: float = 10
@@ -49,6 +58,7 @@ class OptimConfig:
     nonfinite: str = "stop"  # a NaN/Inf loss: stop (keep the last good checkpoint) | skip the step
 
 
+OPTIMIZERS = ("lars", "sgd", "adam", "adamw")  # byel.optim.build_optimizer
 NORMALIZERS = ("dataset", "per-image", "equalize")  # input normalisations (byel.data.augment)
 
 
@@ -82,6 +92,7 @@ class PretrainConfig:
 @dataclass
 class FinetuneConfig:
     epochs: int = 30
+    optimizer: str = "adam"  # one of OPTIMIZERS
     lr: float = 1e-4
     weight_decay: float = 0.0
     dropout: float = 0.3
@@ -282,8 +293,6 @@ def from_dict(d: dict[str, Any]) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    from byel.methods import METHODS  # late import: methods import config types
-
     checks = [
         (cfg.data.image_size >= 16, f"data.image_size must be ≥ 16 (got {cfg.data.image_size})"),
         (cfg.data.batch_size >= 2, f"data.batch_size must be ≥ 2 for BatchNorm (got {cfg.data.batch_size})"),
@@ -291,6 +300,7 @@ def validate(cfg: Config) -> None:
         (cfg.pretrain.epochs >= 1, f"pretrain.epochs must be ≥ 1 (got {cfg.pretrain.epochs})"),
         (cfg.finetune.epochs >= 0, f"finetune.epochs must be ≥ 0 (got {cfg.finetune.epochs})"),
         (cfg.optim.lr > 0, f"optim.lr must be > 0 (got {cfg.optim.lr})"),
+        (cfg.finetune.lr > 0, f"finetune.lr must be > 0 (got {cfg.finetune.lr})"),
         (0 <= cfg.method.ema_base <= 1, f"method.ema_base must be in [0, 1] (got {cfg.method.ema_base})"),
         (0 < cfg.data.val_fraction < 1, f"data.val_fraction must be in (0, 1) (got {cfg.data.val_fraction})"),
         (cfg.generate.per_class >= 1, f"generate.per_class must be ≥ 1 (got {cfg.generate.per_class})"),
@@ -300,9 +310,10 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(msg)
     choices = {
-        "method.name": (cfg.method.name, sorted(METHODS)),
         "method.ema_schedule": (cfg.method.ema_schedule, ["fixed", "cosine"]),
-        "optim.optimizer": (cfg.optim.optimizer, ["lars", "sgd", "adam", "adamw"]),
+        "optim.optimizer": (cfg.optim.optimizer, list(OPTIMIZERS)),
+        "optim.lr_scaling": (cfg.optim.lr_scaling, ["none", "linear"]),
+        "finetune.optimizer": (cfg.finetune.optimizer, list(OPTIMIZERS)),
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "generate.backend": (cfg.generate.backend, ["procedural", "warp"]),
         "aug.normalize": (cfg.aug.normalize, list(NORMALIZERS)),
@@ -311,7 +322,16 @@ def validate(cfg: Config) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"invalid {key} {value!r}; choose one of: {', '.join(valid)}")
-    from byel.models import BACKBONES
+    # Each registry checks its own names. Neither imports this module; byel.models is imported
+    # here, not at the top, only to keep torch out of `byel --help`.
+    from byel.models import check_backbone
 
-    if cfg.model.backbone not in BACKBONES:
-        raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; choose one of: {', '.join(sorted(BACKBONES))}")
+    check_method(cfg.method.name)
+    check_backbone(cfg.model.backbone)
+    if cfg.trainer.logger in ("tensorboard", "both") and not _tensorboard_installed():
+        raise ConfigError(f"trainer.logger={cfg.trainer.logger} needs TensorBoard: pip install 'byel[tensorboard]'")
+
+
+def _tensorboard_installed() -> bool:
+    # What Lightning's TensorBoardLogger can write with: tensorboard or tensorboardX.
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))

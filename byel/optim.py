@@ -75,6 +75,16 @@ def build_optimizer(module: nn.Module, name: str, lr: float, weight_decay: float
     raise ConfigError(f"unknown optimizer {name!r}; choose one of: lars, sgd, adam, adamw")
 
 
+def scaled_lr(lr: float, scaling: str, batches_per_step: int) -> float:
+    """optim.lr_scaling: "none" keeps lr; "linear" multiplies it by the number of per-process
+    batches (data.batch_size each) that one optimiser step averages: world size × accumulation."""
+    if scaling == "none":
+        return lr
+    if scaling == "linear":
+        return lr * batches_per_step
+    raise ConfigError(f"unknown optim.lr_scaling {scaling!r}; choose none or linear")
+
+
 class WarmupCosine:
     """lr multiplier: linear warm-up over `warmup` steps, then cosine decay to `min_ratio`.
 

@@ -17,7 +17,7 @@ CSV columns (one row per detected face, largest face of an image first)::
 
 Face detection needs no download: OpenCV's bundled Haar cascade where the installed OpenCV
 ships it (opencv-python-headless 4.x), otherwise dlib's built-in HOG frontal-face detector
-(``pip install 'byel[warp]'``). OpenCV 5 wheels ship no cascade; without dlib, ``detect=False``
+(dlib-bin, a core dependency). OpenCV 5 wheels ship no cascade; without dlib, ``detect=False``
 (pre-cropped faces) still works.
 """
 
@@ -35,9 +35,9 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from byel.classes import CLASSES
-from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 COLUMNS = ["file", "frame", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in CLASSES]]
 NO_FACE = "no_face"
@@ -106,8 +106,8 @@ class FaceDetector:
                 tried.append("dlib is not installed")
         if backend not in ("auto", "opencv-haar", "dlib-hog"):
             raise ByelError(f"unknown face detector {backend!r}; choose auto, opencv-haar or dlib-hog")
-        raise ByelError("no face detector available (" + "; ".join(tried) + "): pip install 'byel[warp]' "
-                        "for dlib's detector, or pass --no-detect for images that are already face crops")
+        raise ByelError("no face detector available (" + "; ".join(tried) + "): pip install dlib-bin "
+                        "(a byel dependency) for dlib's detector, or pass --no-detect for images that are already face crops")
 
     def __call__(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

@@ -8,7 +8,6 @@ next to the run.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -17,12 +16,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint
 from byel.classes import CLASSES
 from byel.config import Config
-from byel.data.datamodule import ArrayDataModule
-from byel.data.split import stratified_split
+from byel.data.datamodule import ArrayDataModule, stratified_split
 from byel.errors import ByelError, CheckpointError, DataError
 from byel.methods import FineTune, create_method
 
@@ -114,7 +113,7 @@ def _resume_path(cfg: Config, out_dir: Path, resume: bool | str | None, kind: st
     now = cfg.to_dict()
     for key in RESUME_KEYS:
         section, _, leaf = key.partition(".")
-        a, b = (saved[section], now[section]) if not leaf else (saved[section][leaf], now[section][leaf])
+        a, b = (saved.get(section), now[section]) if not leaf else (saved.get(section, {}).get(leaf), now[section][leaf])
         if a != b:
             raise CheckpointError(f"cannot resume from {path}: its {key} is {a!r}, this run's is {b!r}")
     return str(path)
@@ -148,11 +147,18 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
 def finetune_config(cfg: Config, init_ckpt: dict) -> Config:
     """The stage-1 checkpoint decides the network (backbone, input size, normalisation)."""
     pre = init_ckpt["byel"]["config"]
+
+    def saved(section: str, key: str, default=KeyError):
+        value = pre.get(section, {}).get(key, default)
+        if value is KeyError:  # a checkpoint from elsewhere, or edited
+            raise CheckpointError(f"the stage-1 checkpoint's config has no {section}.{key}: not a byel checkpoint")
+        return value
+
     for key in ("backbone", "width", "small_input"):
-        setattr(cfg.model, key, pre["model"][key])
-    cfg.data.image_size = pre["data"]["image_size"]
-    cfg.aug.mean, cfg.aug.std = tuple(pre["aug"]["mean"]), tuple(pre["aug"]["std"])
-    cfg.aug.normalize = pre["aug"].get("normalize", "dataset")
+        setattr(cfg.model, key, saved("model", key))
+    cfg.data.image_size = saved("data", "image_size")
+    cfg.aug.mean, cfg.aug.std = tuple(saved("aug", "mean")), tuple(saved("aug", "std"))
+    cfg.aug.normalize = saved("aug", "normalize", "dataset")
     return cfg
 
 
@@ -166,9 +172,8 @@ def finetune(
     resume=False,
 ) -> Path:
     """Stage 2. `init` is a stage-1 (or fine-tune) checkpoint whose online backbone starts the
-    network (None = from scratch). `val` selects the best epoch: pass the split held out before
-    stage 1 (byel.data.split.holdout_split, grouped by person). Without it, a split of `images`
-    by image is used, which stage 1 may have trained on. Returns the path of the best checkpoint."""
+    network (None = from scratch). Without `val`, a stratified held-out synthetic split selects
+    the best epoch. Returns the path of the best checkpoint."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,4 +206,7 @@ def class_names(labels: np.ndarray) -> dict[str, int]:
 
 
 def world_rank() -> int:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+    """This process's rank over all processes and nodes; rank 0 prints and writes reports. The
+    one place byel asks: Lightning's rank, set by the strategy once a Trainer is built (before
+    that, from RANK / LOCAL_RANK / SLURM_PROCID)."""
+    return rank_zero_only.rank

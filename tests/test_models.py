@@ -18,7 +18,20 @@ def test_resnet50_imagenet_stem_at_128px():
     net = create_backbone("resnet50", small_input=False).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, 128, 128)).shape == (1, 2048)
-    assert 23e6 < sum(p.numel() for p in net.parameters()) < 24e6  # ResNet-50 without fc: 23.5 M
+    assert sum(p.numel() for p in net.parameters()) == 23_508_032  # torchvision's ResNet-50 less its fc
+
+
+@pytest.mark.parametrize("name,dim", [("smallnet", 256), ("resnet18", 512), ("resnet50", 2048)])
+def test_width_none_or_0_is_the_architectures_own(name, dim):
+    for width in (None, 0):
+        assert create_backbone(name, width=width).out_dim == dim
+    assert create_backbone(name, width=16).out_dim == dim * 16 // (32 if name == "smallnet" else 64)
+
+
+@pytest.mark.parametrize("name", ["smallnet", "resnet18", "resnet50"])
+def test_backbones_refuse_options_they_do_not_take(name):
+    with pytest.raises(TypeError):
+        create_backbone(name, depth=3)
 
 
 def test_unknown_backbone_is_a_config_error():

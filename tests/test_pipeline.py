@@ -20,7 +20,16 @@ def synth_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, method):
+def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, method, monkeypatch):
+    import byel.train
+
+    start = {}
+
+    class Spy(byel.train.FineTune):  # records the backbone fine-tuning starts from
+        def on_fit_start(self):
+            start.update({k: v.clone() for k, v in self.backbone.state_dict().items()})
+
+    monkeypatch.setattr(byel.train, "FineTune", Spy)
     pre, ft = tmp_path / "pre", tmp_path / "ft"
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(pre), "--method", method, *TINY]) == 0
     ckpt = torch.load(pre / "checkpoints" / "last.ckpt", weights_only=True)
@@ -28,11 +37,15 @@ def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, m
     assert (pre / "config.yaml").exists()
     assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir),
                  "--out", str(ft), *TINY]) == 0
-    best = ft / "checkpoints" / "best.ckpt"
-    # the fine-tuned backbone started from the stage-1 online backbone
-    pre_w = ckpt["state_dict"]["backbone.stem.0.weight"]
-    ft_w = torch.load(best, weights_only=True)["state_dict"]["backbone.stem.0.weight"]
-    assert not torch.equal(pre_w, ft_w) and torch.allclose(pre_w, ft_w, atol=0.05)
+    # fine-tuning started from exactly the stage-1 online backbone (weights and BatchNorm
+    # statistics), not the EMA target, and then trained it
+    weights = ckpt["state_dict"]
+    online = {k[len("backbone."):]: v for k, v in weights.items() if k.startswith("backbone.")}
+    assert start.keys() == online.keys() and all(torch.equal(start[k], online[k]) for k in online)
+    if method != "supervised":
+        assert not torch.equal(start["stem.0.weight"], weights["target_backbone.stem.0.weight"])
+    best = torch.load(ft / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert not torch.equal(best["backbone.stem.0.weight"], online["stem.0.weight"])
 
 
 def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, monkeypatch):

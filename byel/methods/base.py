@@ -17,12 +17,12 @@ from byel.config import Config, from_dict
 from byel.errors import ByelError
 from byel.data.augment import TrainAugment
 from byel.models import create_backbone
-from byel.optim import WarmupCosine, build_optimizer, ema_tau
+from byel.optim import WarmupCosine, build_optimizer, ema_tau, scaled_lr
 
 
 def backbone_from_config(cfg: Config) -> nn.Module:
     m = cfg.model
-    return create_backbone(m.backbone, width=m.width, small_input=m.small_input)
+    return create_backbone(m.backbone, width=m.width or None, small_input=m.small_input)
 
 
 def rng_state() -> dict:
@@ -105,11 +105,16 @@ class PretrainMethod(ByelModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         trainable = nn.ModuleList([m for name, m in self.named_children() if not name.startswith("target")])
-        optimizer = build_optimizer(trainable, o.optimizer, o.lr, o.weight_decay, o.momentum)
+        lr = scaled_lr(o.lr, o.lr_scaling, self.trainer.world_size * self.trainer.accumulate_grad_batches)
+        optimizer = build_optimizer(trainable, o.optimizer, lr, o.weight_decay, o.momentum)
+        self.on_optimizer_created(optimizer)
         total = self.total_steps()
         warmup = int(round(o.warmup_epochs * total / max(1, self.trainer.max_epochs)))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total, warmup, o.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called by configure_optimizers with the new optimiser (a hook for subclasses)."""
 
     def on_train_batch_start(self, batch, batch_idx):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False)
@@ -131,10 +136,29 @@ class MomentumMethod(PretrainMethod):
         m = self.cfg.method
         return ema_tau(self.trainer.global_step, self.total_steps(), m.ema_base, m.ema_schedule)
 
+    def on_optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
+        # The target follows the online weights once per real optimiser step: not on a step whose
+        # loss guard() skipped (optim.nonfinite=skip), nor one the AMP grad scaler drops, nor on
+        # the micro-batches of gradient accumulation. The update itself stays in
+        # on_train_batch_end, where global_step (and so a scheduled τ) already counts the step.
+        self._stepped = False
+        optimizer.register_step_post_hook(self._after_optimizer_step)
+
+    def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
+        # Lightning still calls step() after a skipped loss, with the gradients zeroed to None:
+        # then the optimiser changed nothing.
+        self._stepped = any(p.grad is not None for group in optimizer.param_groups for p in group["params"])
+
     @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        # Lightning calls this after the optimiser step: update the target by EMA.
-        tau = self.current_tau()
+        if not getattr(self, "_stepped", False):
+            return
+        self._stepped = False
+        self.update_targets(self.current_tau())
+
+    @torch.no_grad()
+    def update_targets(self, tau: float) -> None:
+        """target = τ·target + (1 − τ)·online, for every (online, target) pair."""
         for online, target in self.momentum_pairs:
             for po, pt in zip(getattr(self, online).parameters(), getattr(self, target).parameters()):
                 pt.mul_(tau).add_(po.detach(), alpha=1 - tau)

@@ -1,4 +1,5 @@
-"""Stage 2: backbone (from a stage-1 checkpoint) + Dropout(0.3) → Linear(d, 6), Adam, CE.
+"""Stage 2: backbone (from a stage-1 checkpoint) + Dropout(0.3) → Linear(d, 6), CE, Adam by
+default (finetune.optimizer).
 Model selection by validation macro-F1 (torchmetrics)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from byel.data.augment import EvalTransform
 from byel.losses import classification_loss
 from byel.metrics import MacroF1
 from byel.methods.base import ByelModule
+from byel.optim import build_optimizer
 
 
 class FineTune(ByelModule):
@@ -55,4 +57,5 @@ class FineTune(ByelModule):
 
     def configure_optimizers(self):
         f = self.cfg.finetune
-        return torch.optim.Adam(self.parameters(), lr=f.lr, weight_decay=f.weight_decay)
+        # no weight decay on biases and BatchNorm parameters; momentum (sgd, lars) from optim
+        return build_optimizer(self, f.optimizer, f.lr, f.weight_decay, self.cfg.optim.momentum)

@@ -2,6 +2,8 @@
 
 Every backbone maps (N, 3, H, W) images to (N, out_dim) global-average-pooled features and
 exposes `out_dim`. `create_backbone(name)` is the one entry point; `register_backbone` adds more.
+Each architecture keeps its own default width (ResNets 64, smallnet 32): `width=None` (or 0)
+means that default, so a ResNet-50 is the standard 23.5 M-parameter, 2048-d network.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ def register_backbone(name: str):
     return deco
 
 
-def create_backbone(name: str, **kwargs) -> nn.Module:
+def check_backbone(name: str) -> None:
+    """Raise a ConfigError naming the valid backbones if `name` is not one of them."""
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}")
+
+
+def create_backbone(name: str, width: int | None = None, **kwargs) -> nn.Module:
+    """`width` None or 0: the architecture's own default. Options a backbone does not take are
+    an error (a TypeError from the builder), never silently dropped."""
+    check_backbone(name)
+    if width:
+        kwargs["width"] = width
     return BACKBONES[name](**kwargs)
 
 
@@ -148,15 +159,17 @@ class SmallNet(nn.Module):
 
 
 @register_backbone("resnet18")
-def resnet18(small_input: bool = False, **kw) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], small_input=small_input, **kw)
+def resnet18(small_input: bool = False, width: int = 64) -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], small_input=small_input, width=width)
 
 
 @register_backbone("resnet50")
-def resnet50(small_input: bool = False, **kw) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], small_input=small_input, **kw)
+def resnet50(small_input: bool = False, width: int = 64) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], small_input=small_input, width=width)
 
 
 @register_backbone("smallnet")
-def smallnet(width: int = 32, **_ignored) -> SmallNet:
+def smallnet(width: int = 32, small_input: bool = True) -> SmallNet:
+    # SmallNet's strided 3×3 stem is already made for small images: model.small_input (a ResNet
+    # stem option, True by default) is accepted so every backbone takes the same config keys.
     return SmallNet(width=width)
