@@ -123,11 +123,17 @@ def cmd_generate(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
+    from byel.data.split import holdout_split, save_split
     from byel.train import pretrain, world_rank
 
     cfg = _resolve_config(args)
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
-    last = pretrain(cfg, data.images, data.labels, args.out, resume=args.resume)
+    # Fine-tuning selects its best epoch on images held out here, before stage 1 sees any.
+    train, held, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
+    path = save_split(split, args.out)
+    print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: {path}",
+          file=sys.stderr)
+    last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume)
     if world_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
@@ -135,17 +141,25 @@ def cmd_pretrain(args) -> int:
 
 def cmd_finetune(args) -> int:
     from byel.checkpoint import load_checkpoint
+    from byel.data.split import holdout_split, recorded_split, save_split, stage1_split
     from byel.train import finetune, finetune_config, world_rank
 
     cfg = _resolve_config(args)
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
         cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
-    val = None
+    images, labels = data.images, data.labels
     if args.val:
         v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out)
         val = (v.images, v.labels)
-    best = finetune(cfg, args.checkpoint, data.images, data.labels, args.out, val=val, resume=args.resume)
+    else:  # the images stage 1 held out when it trained on this data, else a split of our own
+        split = recorded_split(data, stage1_split(args.checkpoint)) if args.checkpoint else None
+        train, held, info = split or holdout_split(data, cfg.data.val_fraction, cfg.seed)
+        path = save_split(info, args.out)
+        print(f"  model selection on {len(held)} held-out images (by {info['grouped_by']}"
+              f"{', as in stage 1' if split else ''}): {path}", file=sys.stderr)
+        images, labels, val = images[train], labels[train], (images[held], labels[held])
+    best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume)
     if world_rank() == 0:
         print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
     return 0

@@ -35,9 +35,9 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from byel.classes import CLASSES
+from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 COLUMNS = ["file", "frame", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in CLASSES]]
 NO_FACE = "no_face"

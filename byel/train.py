@@ -21,7 +21,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint
 from byel.classes import CLASSES
 from byel.config import Config
-from byel.data.datamodule import ArrayDataModule, stratified_split
+from byel.data.datamodule import ArrayDataModule
+from byel.data.split import stratified_split
 from byel.errors import ByelError, CheckpointError, DataError
 from byel.methods import FineTune, create_method
 
@@ -172,8 +173,9 @@ def finetune(
     resume=False,
 ) -> Path:
     """Stage 2. `init` is a stage-1 (or fine-tune) checkpoint whose online backbone starts the
-    network (None = from scratch). Without `val`, a stratified held-out synthetic split selects
-    the best epoch. Returns the path of the best checkpoint."""
+    network (None = from scratch). `val` selects the best epoch: pass the split held out before
+    stage 1 (byel.data.split.holdout_split, grouped by person). Without it, a split of `images`
+    by image is used, which stage 1 may have trained on. Returns the path of the best checkpoint."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
