@@ -5,11 +5,17 @@ CSV columns (one row per detected face, largest face of an image first)::
 
     file, frame, x, y, w, h, predicted, p_anger, p_disgust, p_fear, p_happiness, p_sadness, p_surprise
 
+(one ``p_*`` column per class of the checkpoint, from its ``byel.classes`` metadata).
+
 - ``file``: the input file; ``frame``: the 0-based frame index for videos, empty for images.
+- ``track`` (after ``frame``, only when an input is a video): the face's track id within its
+  video, the same person across frames by box overlap (byel.track); empty for images.
 - ``x, y, w, h``: the face box the detector found, in pixels of the original image (with
   ``detect=False``: the centred square that was classified). The crop given to the model is a
   larger square around it (forehead to chin, like the training crops; see ``MARGIN``).
-- ``predicted``: the most probable class; ``p_*``: the six softmax probabilities.
+- ``predicted``: the most probable class; ``p_*``: the softmax probabilities. With
+  ``uncertain=P``, a face whose top probability is below P is labelled ``uncertain``. With
+  ``smooth`` (videos), ``p_*`` and ``predicted`` are the probabilities smoothed along the track.
 - An image (or video frame) in which no face was found still gets ONE row: empty box, empty
   probabilities and ``predicted`` = ``no_face``.
 - Files that are missing, unreadable or not images/videos get no row; they are counted and
@@ -39,8 +45,17 @@ from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
-COLUMNS = ["file", "frame", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in CLASSES]]
 NO_FACE = "no_face"
+UNCERTAIN = "uncertain"
+
+
+def columns(classes=CLASSES, video: bool = False) -> list[str]:
+    """CSV columns for a model's classes; ``track`` only when an input is a video."""
+    return ["file", "frame", *(["track"] if video else []), "x", "y", "w", "h", "predicted",
+            *[f"p_{c}" for c in classes]]
+
+
+COLUMNS = columns()
 # Crop = square of side MARGIN * box side, centred SHIFT_UP * side above the box centre.
 # Calibrated on the FER2013 sample (tests/fixtures/fer_sample, faces upscaled 4x, images with
 # exactly one detection): the median FER crop is 1.28x dlib's box (89 of 140 detected) and centred
@@ -160,6 +175,23 @@ def centre_square(rgb: np.ndarray, size: int) -> tuple[tuple[int, int, int, int]
     return (x0, y0, s, s), crop
 
 
+class FaceFinder:
+    """The faces of an RGB image as model-sized crops: the detector and the crop geometry
+    calibrated for it (``detect=False``: the image's centred square is its one face)."""
+
+    def __init__(self, size: int, detect: bool = True, detector: str = "auto", min_face: int = 24):
+        self.size = size
+        self.detector = FaceDetector(detector, min_face) if detect else None
+        key = self.detector.name if self.detector else ""
+        self.margin, self.shift = MARGIN.get(key, 1.28), SHIFT_UP.get(key, 0.05)
+        self.name = key or "none (--no-detect)"
+
+    def __call__(self, rgb: np.ndarray) -> list[Face]:
+        if self.detector is None:
+            return [Face(*centre_square(rgb, self.size))]
+        return [Face(b, crop_face(rgb, b, self.size, self.margin, self.shift)) for b in self.detector(rgb)]
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -169,6 +201,12 @@ def read_rgb(path: str) -> np.ndarray | None:
         data = np.fromfile(path, np.uint8)  # + imdecode: cv2.imread fails on non-ASCII paths
     except OSError:
         return None
+    return decode_rgb(data)
+
+
+def decode_rgb(data: np.ndarray | bytes) -> np.ndarray | None:
+    """uint8 RGB of an encoded image (the bytes of a file), or None."""
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if data.size == 0:
         return None
     img = None
@@ -259,9 +297,10 @@ def _frame_count(path: str) -> int:
 # --------------------------------------------------------------------------- annotation
 
 
-def annotate(rgb: np.ndarray, rows: list[dict]) -> np.ndarray:
+def annotate(rgb: np.ndarray, rows: list[dict], classes=CLASSES) -> np.ndarray:
     """BGR copy of the image with each face box and its label + probability drawn (images under
-    ANNOTATE_MIN_SIDE pixels are enlarged first so the labels stay legible)."""
+    ANNOTATE_MIN_SIDE pixels are enlarged first so the labels stay legible); video faces also
+    get their track id."""
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     up = max(1.0, ANNOTATE_MIN_SIDE / max(1, min(img.shape[:2])))
     if up > 1:
@@ -274,10 +313,11 @@ def annotate(rgb: np.ndarray, rows: list[dict]) -> np.ndarray:
                         (0, 0, 255), thick)
             continue
         x, y, w, h = (round(int(r[k]) * up) for k in "xywh")
-        ci = CLASSES.index(r["predicted"])
-        colour = _COLOURS[ci][::-1]  # RGB -> BGR
+        pred = r["predicted"]
+        colour = _COLOURS[classes.index(pred) % len(_COLOURS)][::-1] if pred in classes else (128, 128, 128)
         cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick)
-        label = f"{r['predicted']} {float(r['p_' + r['predicted']]):.2f}"
+        top = max(float(r[f"p_{c}"]) for c in classes)  # `uncertain`: the top class's probability
+        label = f"{pred} {top:.2f}" + (f" #{r['track']}" if r.get("track", "") != "" else "")
         fs = max(0.35, 0.5 * scale * max(1.0, w / 120))
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
         ty = y - 4 if y - th - base - 4 >= 0 else min(img.shape[0] - 1, y + h + th + 4)
@@ -296,8 +336,82 @@ def _write_image(path: Path, bgr: np.ndarray) -> None:
 # --------------------------------------------------------------------------- predict
 
 
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
+
+
+def default_checkpoint() -> Path:
+    """The model shipped inside the package (byel/assets/default_model/*.ckpt)."""
+    found = sorted(DEFAULT_MODEL_DIR.glob("*.ckpt")) if DEFAULT_MODEL_DIR.is_dir() else []
+    if len(found) != 1:
+        raise ByelError("no default model shipped yet; pass a checkpoint")
+    return found[0]
+
+
+def load_model(checkpoint: str | Path | None, device: str = "cpu"):
+    """A fine-tuned classifier in eval mode and its class names (the checkpoint's ``byel.classes``).
+    ``checkpoint=None``: the model shipped with byel."""
+    from byel.checkpoint import load_checkpoint
+    from byel.evaluate import load_classifier  # late: torch/lightning import
+
+    checkpoint = default_checkpoint() if checkpoint is None else checkpoint
+    model = load_classifier(checkpoint, device)
+    return model, tuple(load_checkpoint(checkpoint, kinds=("finetune",))["byel"]["classes"])
+
+
+def check_uncertain(uncertain: float | None) -> None:
+    if uncertain is not None and not 0 < uncertain <= 1:
+        raise ByelError(f"uncertain threshold must be > 0 and <= 1, got {uncertain}")
+
+
+def label_of(p: np.ndarray, classes, uncertain: float | None = None) -> str:
+    """The most probable class, or ``uncertain`` when its probability is below the threshold."""
+    i = int(np.argmax(p))
+    return UNCERTAIN if uncertain is not None and p[i] < uncertain else classes[i]
+
+
+def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64):
+    """For each ``(meta, rgb, keep)`` of ``items``: ``(meta, rgb if keep else None, faces, probs)``,
+    in order. Faces are found image by image and classified ``batch_size`` crops at a time across
+    images (the one batching path of ``byel predict``, the Python API and ``byel serve``)."""
+    from byel.evaluate import predict_probs
+
+    pending: list = []
+
+    def flush():
+        crops = [f.crop for _, _, faces in pending for f in faces]
+        probs = predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, 0), np.float32)
+        k = 0
+        for meta, rgb, faces in pending:
+            yield meta, rgb, faces, probs[k:k + len(faces)]
+            k += len(faces)
+        pending.clear()
+
+    n = 0
+    for meta, rgb, keep in items:
+        faces = finder(rgb)
+        pending.append((meta, rgb if keep else None, faces))
+        n += len(faces)
+        if n >= batch_size or len(pending) >= batch_size:
+            yield from flush()
+            n = 0
+    yield from flush()
+
+
+def _face_rows(meta: dict, boxes: list, probs, classes, uncertain, tracks=None) -> list[dict]:
+    """CSV rows of one image or frame; one ``no_face`` row when it has no face."""
+    rows = []
+    for i, (b, p) in enumerate(zip(boxes, probs)):
+        rows.append({**meta, "track": "" if tracks is None else tracks[i],
+                     "x": b[0], "y": b[1], "w": b[2], "h": b[3], "predicted": label_of(p, classes, uncertain),
+                     **{f"p_{c}": f"{v:.6f}" for c, v in zip(classes, p)}})
+    if not rows:
+        rows.append({**meta, "track": "", "x": "", "y": "", "w": "", "h": "", "predicted": NO_FACE,
+                     **{f"p_{c}": "" for c in classes}})
+    return rows
+
+
 def predict(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     inputs: list[str],
     out_csv: str | Path,
     *,
@@ -309,6 +423,8 @@ def predict(
     video_stride: int = 1,
     detector: str = "auto",
     min_face: int = 24,
+    uncertain: float | None = None,
+    smooth: str = "none",
 ) -> dict:
     """Classify the faces in image files, folders (recursive) and video files; write ``out_csv``.
 
@@ -316,24 +432,25 @@ def predict(
     ``annotate_dir``: images are saved there with boxes and labels drawn (same relative names;
     videos as ``<name>.annotated.avi``). ``video_stride`` K classifies frames 0, K, 2K ...
     ``detector``: auto | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels.
+    ``uncertain`` P: faces whose top probability is below P are labelled ``uncertain``.
+    ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track).
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.
     """
-    from byel.evaluate import load_classifier, predict_probs  # late: torch/lightning import
+    from byel.track import parse_smooth, track_and_smooth
 
     if batch_size < 1:
         raise ByelError(f"batch size must be >= 1, got {batch_size}")
     if video_stride < 1:
         raise ByelError(f"video stride must be >= 1, got {video_stride}")
-    model = load_classifier(checkpoint, device)
-    size = model.cfg.data.image_size
+    check_uncertain(uncertain)
+    parse_smooth(smooth)
+    model, classes = load_model(checkpoint, device)
     src = collect_inputs(list(inputs))
     if not src.items:
         what = "; ".join(f"{w}: {r}" for w, r in src.problems[:3]) or "no inputs given"
         raise DataError(f"nothing to predict on ({what})")
-    face_det = FaceDetector(detector, min_face) if detect else None
-    margin = MARGIN.get(getattr(face_det, "name", ""), 1.28)
-    shift = SHIFT_UP.get(getattr(face_det, "name", ""), 0.05)
+    finder = FaceFinder(model.cfg.data.image_size, detect, detector, min_face)
     ann_root = Path(annotate_dir) if annotate_dir else None
 
     out_csv = Path(out_csv)
@@ -341,94 +458,95 @@ def predict(
     tmp = out_csv.with_name(out_csv.name + ".tmp")
     stats = {"images": 0, "frames": 0, "faces": 0, "no_face": 0, "annotated": 0}
     unreadable: list[str] = []
-    class_counts = dict.fromkeys(CLASSES, 0)
-    writers: dict[str, cv2.VideoWriter] = {}
+    class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
 
     total = sum(1 if k == "image" else -(-_frame_count(p) // video_stride) for k, p, _ in src.items)
     bar = tqdm(total=total, unit="img", desc="predict", disable=not progress, leave=False)
-    pending: list[tuple[dict, np.ndarray | None, list[Face]]] = []  # (meta, image to annotate, faces)
 
-    def flush(writer: csv.DictWriter) -> None:
-        crops = [f.crop for _, _, faces in pending for f in faces]
-        probs = predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, len(CLASSES)))
-        k = 0
-        for meta, rgb, faces in pending:
-            rows = []
-            for f in faces:
-                p = probs[k]
-                k += 1
-                pred = CLASSES[int(p.argmax())]
-                class_counts[pred] += 1
-                rows.append({**meta, "x": f.box[0], "y": f.box[1], "w": f.box[2], "h": f.box[3], "predicted": pred,
-                             **{f"p_{c}": f"{v:.6f}" for c, v in zip(CLASSES, p)}})
-            if not faces:
-                rows.append({**meta, "x": "", "y": "", "w": "", "h": "", "predicted": NO_FACE,
-                             **{f"p_{c}": "" for c in CLASSES}})
-            writer.writerows(rows)
-            if rgb is not None:
-                _annotate_out(meta, rgb, rows)
-        pending.clear()
+    def frames():
+        for kind, path, ann_name in src.items:
+            if kind == "image":
+                fps, it = 0.0, [("", read_rgb(path))]
+            else:
+                cap = cv2.VideoCapture(path)
+                fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / video_stride if cap.isOpened() else 25.0
+                cap.release()
+                it = _video_frames(path, video_stride)
+            n_read = 0
+            for frame, rgb in it:
+                bar.update(1)
+                if rgb is None:
+                    continue
+                n_read += 1
+                stats["images" if kind == "image" else "frames"] += 1
+                meta = {"file": path, "frame": frame, "_kind": kind, "_ann": ann_name, "_fps": max(1.0, fps)}
+                yield meta, rgb, bool(ann_root) and kind == "image"
+            if not n_read:
+                unreadable.append(path)
+                src.problems.append((path, f"unreadable {kind}"))
 
-    def _annotate_out(meta: dict, rgb: np.ndarray, rows: list[dict]) -> None:
-        drawn = annotate(rgb, rows)
-        name = meta["_ann"]
-        if meta["frame"] == "":
-            _write_image(ann_root / name, drawn)
-        else:
-            vw = writers.get(name)
-            if vw is None:
-                path = ann_root / (name + ".annotated.avi")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), meta["_fps"],
-                                     (drawn.shape[1], drawn.shape[0]))
-                writers[name] = vw
-            vw.write(drawn)
-        stats["annotated"] += 1
+    def write(writer, rows):
+        for r in rows:
+            if r["predicted"] != NO_FACE:
+                class_counts[r["predicted"]] += 1
+        writer.writerows(rows)
 
-    def faces_of(rgb: np.ndarray) -> list[Face]:
-        if face_det is None:
-            box, crop = centre_square(rgb, size)
-            return [Face(box, crop)]
-        return [Face(b, crop_face(rgb, b, size, margin, shift)) for b in face_det(rgb)]
+    video: list = []  # (meta, boxes, probs) of the processed frames of the video being read
+
+    def end_video(writer):
+        """Tracks and smoothing need the whole video: its rows are written when it ends."""
+        if not video:
+            return
+        ids, probs = track_and_smooth([b for _, b, _ in video], [p for _, _, p in video], smooth)
+        per_frame = [_face_rows(m, b, p, classes, uncertain, t) for (m, b, _), t, p in zip(video, ids, probs)]
+        for rows in per_frame:
+            write(writer, rows)
+        if ann_root:
+            _annotate_video(video[0][0], per_frame)
+        video.clear()
+
+    def _annotate_video(meta: dict, per_frame: list[list[dict]]) -> None:
+        """Second pass over the video (frames are not kept in memory): draw the final rows."""
+        path = ann_root / (meta["_ann"] + ".annotated.avi")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        vw = None
+        try:
+            for (_, rgb), rows in zip(_video_frames(meta["file"], video_stride), per_frame):
+                drawn = annotate(rgb, rows, classes)
+                if vw is None:
+                    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), meta["_fps"],
+                                         (drawn.shape[1], drawn.shape[0]))
+                vw.write(drawn)
+                stats["annotated"] += 1
+        finally:
+            if vw is not None:
+                vw.release()
 
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
+            has_video = any(k == "video" for k, _, _ in src.items)
+            writer = csv.DictWriter(fh, columns(classes, has_video), extrasaction="ignore")
             writer.writeheader()
-            for kind, path, ann_name in src.items:
-                if kind == "image":
-                    frames = [("", read_rgb(path))]
-                    fps = 0.0
-                else:
-                    cap = cv2.VideoCapture(path)
-                    fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / video_stride if cap.isOpened() else 25.0
-                    cap.release()
-                    frames = _video_frames(path, video_stride)
-                n_read = 0
-                for frame, rgb in frames:
-                    bar.update(1)
-                    if rgb is None:
-                        continue
-                    n_read += 1
-                    stats["images" if kind == "image" else "frames"] += 1
-                    faces = faces_of(rgb)
-                    stats["faces"] += len(faces)
-                    stats["no_face"] += not faces
-                    meta = {"file": path, "frame": frame, "_ann": ann_name, "_fps": max(1.0, fps)}
-                    pending.append((meta, rgb if ann_root else None, faces))
-                    if sum(len(f) for _, _, f in pending) >= batch_size or (ann_root and len(pending) >= batch_size):
-                        flush(writer)
-                if not n_read:
-                    unreadable.append(path)
-                    src.problems.append((path, f"unreadable {kind}"))
-            flush(writer)
+            for meta, rgb, faces, probs in classify_stream(model, finder, frames(), batch_size):
+                stats["faces"] += len(faces)
+                stats["no_face"] += not faces
+                if video and video[0][0]["_ann"] != meta["_ann"]:
+                    end_video(writer)
+                boxes = [f.box for f in faces]
+                if meta["_kind"] == "video":
+                    video.append((meta, boxes, probs))
+                    continue
+                rows = _face_rows(meta, boxes, probs, classes, uncertain)
+                write(writer, rows)
+                if rgb is not None:
+                    _write_image(ann_root / meta["_ann"], annotate(rgb, rows, classes))
+                    stats["annotated"] += 1
+            end_video(writer)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         bar.close()
-        for vw in writers.values():
-            vw.release()
     if not stats["images"] and not stats["frames"]:
         tmp.unlink(missing_ok=True)
         what = "; ".join(f"{w}: {r}" for w, r in src.problems[:3])
@@ -436,7 +554,7 @@ def predict(
     tmp.replace(out_csv)
     return {
         "csv": str(out_csv),
-        "detector": face_det.name if face_det else "none (--no-detect)",
+        "detector": finder.name,
         **stats,
         "class_counts": class_counts,
         "missing": src.missing,

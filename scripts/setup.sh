@@ -47,5 +47,6 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 # Extras: warp = the 68-point landmark model for the warp generator (iBUG 300-W terms: no
 # commercial use), onnx = ONNX export and its parity test, plots = scikit-learn (t-SNE panel and the
-# metric cross-checks in the tests), dev = pytest.
-"$PY" -m pip install --quiet -e ".[dev,warp,onnx,plots]"
+# metric cross-checks in the tests), serve = FastAPI + uvicorn for `byel serve`, dev = pytest,
+# Playwright (drives the system's chromium in the web-page test) and pandas.
+"$PY" -m pip install --quiet -e ".[dev,warp,onnx,plots,serve]"

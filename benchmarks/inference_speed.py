@@ -1,0 +1,226 @@
+"""Inference throughput of the Python API on video: faces/s and frames/s of
+``model.predict_video`` (decode + face detection + crop + classification + tracking), with 1 and 2
+worker processes, on a synthetic test video made from the fixture photo
+tests/fixtures/photos/group.jpg (five faces; the photo pans a few pixels per frame so the
+detector sees a new image every frame).
+
+    python benchmarks/inference_speed.py --workers 1 2 [--checkpoint CKPT] [--preset cpu-demo]
+
+With K workers the video is cut into K consecutive parts, one per process; each process loads
+the model, warms up on one frame, then all start together and the wall time until the last one
+finishes is measured (model loading excluded). Each worker uses cores // K torch and OpenCV
+threads. Without --checkpoint an untrained model of --preset is timed (the weights do not change
+the speed). Writes OUT/inference_speed.md and OUT/inference_speed.json with the exact command.
+Run it on an otherwise idle machine: other load on the cores lowers the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from byel.cli import Parser, positive_int, run_guarded
+from byel.errors import ByelError
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "tests" / "fixtures" / "photos" / "group.jpg"
+
+
+def write_test_video(path: Path, frames: int, fps: int = 25) -> tuple[int, int]:
+    """An MJPG .avi of the fixture photo panning ±8 px (replicated border); returns (w, h)."""
+    import cv2
+
+    img = cv2.imread(str(PHOTO))
+    if img is None:
+        raise ByelError(f"fixture photo missing: {PHOTO}")
+    h, w = img.shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    if not vw.isOpened():
+        raise ByelError("this OpenCV cannot write MJPG video")
+    for i in range(frames):
+        dx, dy = 8 * np.sin(i / 7), 4 * np.cos(i / 11)
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        vw.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
+    vw.release()
+    return w, h
+
+
+def split_video(path: Path, parts: int, out: Path) -> list[Path]:
+    """The video cut into `parts` consecutive pieces (as MJPG files, written before timing)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    paths = []
+    for k, chunk in enumerate(np.array_split(np.arange(len(frames)), parts)):
+        p = out / f"part{parts}-{k}.avi"
+        h, w = frames[0].shape[:2]
+        vw = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
+        for i in chunk:
+            vw.write(frames[i])
+        vw.release()
+        paths.append(p)
+    return paths
+
+
+def untrained_checkpoint(preset: str, path: Path) -> Path:
+    from byel.checkpoint import atomic_torch_save, metadata
+    from byel.config import load_config
+    from byel.methods import FineTune
+
+    cfg = load_config(preset, [])
+    atomic_torch_save({"state_dict": FineTune(cfg.to_dict()).state_dict(), "byel": metadata("finetune", cfg)}, path)
+    return path
+
+
+def _worker(ckpt: str, video: str, threads: int, stride: int, min_face: int, ready, start, results) -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    import byel
+
+    model = byel.load(ckpt, min_face=min_face)
+    model.predict(np.asarray(cv2.imread(str(PHOTO))[..., ::-1]))  # warm-up
+    ready.put(1)
+    start.wait()
+    t0 = time.perf_counter()
+    res = model.predict_video(video, stride=stride)
+    results.put((len(res), sum(len(r) for r in res), time.perf_counter() - t0, model.finder.name))
+
+
+def measure(ckpt: Path, parts: list[Path], threads: int, stride: int, min_face: int) -> dict:
+    ctx = mp.get_context("spawn")
+    ready, start, results = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(str(ckpt), str(p), threads, stride, min_face, ready, start, results))
+             for p in parts]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:  # every worker has loaded the model and warmed up
+            while True:
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    raise ByelError("a worker failed while loading the model (its error is above)")
+                try:
+                    ready.get(timeout=1)
+                    break
+                except queue.Empty:
+                    pass
+        start.set()
+        t0 = time.perf_counter()
+        got = []
+        while len(got) < len(procs):
+            if any(p.exitcode not in (None, 0) for p in procs):
+                raise ByelError("a worker failed (its error is above)")
+            try:
+                got.append(results.get(timeout=1))
+            except queue.Empty:
+                pass
+        wall = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+    frames, faces = sum(g[0] for g in got), sum(g[1] for g in got)
+    return {"frames": frames, "faces": faces, "seconds": wall, "detector": got[0][3]}
+
+
+def main() -> None:
+    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: an untrained model of --preset)")
+    ap.add_argument("--preset", default="cpu-demo", help="the model timed without --checkpoint")
+    ap.add_argument("--frames", type=positive_int, default=150, help="frames in the test video")
+    ap.add_argument("--stride", type=positive_int, default=1, help="predict_video's stride")
+    ap.add_argument("--workers", type=positive_int, nargs="+", default=[1, 2])
+    ap.add_argument("--min-face", type=positive_int, nargs="+", default=[24, 64], metavar="PX",
+                    help="the detector's smallest face side (byel.load's min_face; 24 is the default): "
+                         "dlib's detector upsamples the image by 80 / PX, its main cost")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="runs per worker count; the median is shown")
+    ap.add_argument("--out", default="benchmarks/results", help="folder for inference_speed.{md,json}")
+    args = ap.parse_args()
+    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/inference_speed.py", *sys.argv[1:]])
+    cores = os.cpu_count() or 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = Path(args.checkpoint) if args.checkpoint else untrained_checkpoint(args.preset, tmp / "model.ckpt")
+        from byel.checkpoint import load_checkpoint
+
+        meta = load_checkpoint(ckpt, kinds=("finetune",))["byel"]
+        video = tmp / "test.avi"
+        w, h = write_test_video(video, args.frames)
+        rows = []
+        for min_face, k in itertools.product(args.min_face, sorted(set(args.workers))):
+            parts = split_video(video, k, tmp)
+            threads = max(1, cores // k)
+            runs = [measure(ckpt, parts, threads, args.stride, min_face) for _ in range(args.repeats)]
+            rates = [r["faces"] / r["seconds"] for r in runs]
+            best = runs[int(np.argsort(rates)[len(rates) // 2])]  # the median run
+            rows.append({"min_face": min_face, "workers": k, "threads_per_worker": threads, "frames": best["frames"],
+                         "faces": best["faces"],
+                         "seconds": round(best["seconds"], 3),
+                         "faces_per_s": round(best["faces"] / best["seconds"], 1),
+                         "frames_per_s": round(best["frames"] / best["seconds"], 1),
+                         "runs_faces_per_s": [round(r, 1) for r in rates], "detector": best["detector"]})
+            print(f"min face {min_face} px, {k} worker(s): {rows[-1]['faces_per_s']} faces/s, "
+                  f"{rows[-1]['frames_per_s']} frames/s "
+                  f"(runs: {', '.join(f'{r:.1f}' for r in rates)})", flush=True)
+    for r in rows:  # against the fewest workers at the same min_face
+        base = next(b["faces_per_s"] for b in rows if b["min_face"] == r["min_face"])
+        r["speedup_vs_fewest_workers"] = round(r["faces_per_s"] / base, 2) if base else None
+    import torch
+
+    info = {"command": command, "cpu_count": cores, "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "model": {"checkpoint": args.checkpoint or f"untrained {args.preset}", "backbone": meta["backbone"],
+                      "image_size": meta["image_size"]},
+            "video": {"width": w, "height": h, "frames": args.frames, "stride": args.stride,
+                      "made_from": "tests/fixtures/photos/group.jpg (5 faces), panning ±8 px"},
+            "repeats": args.repeats, "rows": rows}
+    (out / "inference_speed.json").write_text(json.dumps(info, indent=2) + "\n")
+    lines = [
+        "# Inference speed: faces/s of `model.predict_video`, detection included",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Model: {info['model']['checkpoint']} ({meta['backbone']}, {meta['image_size']} px input); "
+        f"detector: {rows[0]['detector']}; video: {w}×{h}, {args.frames} frames of the fixture group photo "
+        f"(5 faces a frame), stride {args.stride}; {cores} CPU cores, torch {torch.__version__}; median of "
+        f"{args.repeats} runs; model loading excluded; load average at the end: "
+        f"{', '.join(f'{v:.1f}' for v in info['load_average_at_end'] or [])}.",
+        "",
+        "| min face (px) | workers | threads each | faces/s | frames/s | speed-up | runs (faces/s) |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r['min_face']} | {r['workers']} | {r['threads_per_worker']} | {r['faces_per_s']} | {r['frames_per_s']} | "
+          f"{r['speedup_vs_fewest_workers']} | {', '.join(map(str, r['runs_faces_per_s']))} |" for r in rows],
+        "",
+    ]
+    (out / "inference_speed.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"written: {out / 'inference_speed.md'}, {out / 'inference_speed.json'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_guarded(main))

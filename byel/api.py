@@ -1,0 +1,226 @@
+"""byel from Python: load a fine-tuned model once, then read the expressions of the faces in
+images and videos.
+
+    import byel
+
+    model = byel.load("runs/ft/checkpoints/best.ckpt")  # byel.load(): the model shipped with byel
+    faces = model.predict("photo.jpg")                  # [Face(box=(x, y, w, h), label='happiness', ...), ...]
+    many = model.predict(["a.jpg", pil_image, rgb_array])  # one list of faces per image
+    clip = model.predict_video("clip.mp4", stride=2, smooth="ema:0.6")  # one list per frame, with track ids
+    table = clip.to_frame()                             # pandas DataFrame, the columns of `byel predict`'s CSV
+
+Faces are found, cropped and classified by the same code as ``byel predict`` (byel.predict);
+class names come from the checkpoint (``byel.classes`` in its metadata). Every problem with an
+input (missing file, unreadable image, unsupported type) raises one ByelError line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from byel.errors import ByelError
+from byel.predict import NO_FACE
+
+INPUT_HELP = "an image path, a PIL image, a uint8 numpy array (H×W, H×W×3 RGB or H×W×4), encoded image bytes, or a list of them"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: its box (x, y, w, h) in pixels of the image, the predicted label (a class, or
+    ``uncertain`` under the threshold), every class's probability, and in videos its track id."""
+
+    box: tuple[int, int, int, int]
+    label: str
+    probabilities: dict[str, float]
+    landmarks: np.ndarray | None = None  # not predicted yet
+    track: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"box": list(self.box), "label": self.label, "probabilities": dict(self.probabilities)}
+        if self.track is not None:
+            d["track"] = self.track
+        return d
+
+    def __repr__(self) -> str:
+        probs = ", ".join(f"{c!r}: {p:.3f}" for c, p in self.probabilities.items())
+        extra = "" if self.track is None else f", track={self.track}"
+        return f"Face(box={self.box}, label={self.label!r}, probabilities={{{probs}}}{extra})"
+
+
+class Faces(list):
+    """The faces of one image or video frame, largest first (an empty list: no face found).
+    ``source``: the file, or ``<image i>`` for an in-memory image; ``frame``: the video frame
+    index; ``size``: the image's (width, height); ``classes``: the model's class names."""
+
+    def __init__(self, faces=(), *, source: str = "", frame: int | None = None,
+                 size: tuple[int, int] | None = None, classes: tuple[str, ...] = ()):
+        super().__init__(faces)
+        self.source, self.frame, self.size, self.classes = source, frame, size, tuple(classes)
+
+    def to_frame(self):
+        """A pandas DataFrame: one row per face (one ``no_face`` row if there is none)."""
+        return to_frame(self)
+
+
+class Results(list):
+    """One ``Faces`` per image (``predict`` on many images) or per processed video frame."""
+
+    def to_frame(self):
+        """A pandas DataFrame: one row per face, ``no_face`` rows for images without one."""
+        return to_frame(self)
+
+
+def to_frame(results):
+    """A pandas DataFrame of ``Faces`` or ``Results``, with the columns of ``byel predict``'s CSV:
+    file, frame, track, x, y, w, h, predicted, p_<class>… (frame and track empty for photos)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ByelError("to_frame needs pandas: pip install pandas") from None
+    groups = [results] if isinstance(results, Faces) else list(results)
+    if not all(isinstance(g, Faces) for g in groups):
+        raise ByelError("to_frame takes what model.predict or model.predict_video returned")
+    classes = next((g.classes for g in groups if g.classes), ())
+    rows = []
+    for g in groups:
+        head = {"file": g.source, "frame": g.frame}
+        for f in g:
+            rows.append({**head, "track": f.track, "x": f.box[0], "y": f.box[1], "w": f.box[2], "h": f.box[3],
+                         "predicted": f.label, **{f"p_{c}": p for c, p in f.probabilities.items()}})
+        if not g:
+            rows.append({**head, "track": None, "x": None, "y": None, "w": None, "h": None, "predicted": NO_FACE})
+    cols = ["file", "frame", "track", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in classes]]
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in ("frame", "track", "x", "y", "w", "h"):  # whole numbers, missing where there is none
+        frame[c] = frame[c].astype("Int64")
+    return frame
+
+
+def _image_rgb(x, name: str) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of one image input, or one ByelError line saying why not."""
+    from PIL import Image, ImageOps
+
+    from byel.predict import VIDEO_EXTS, decode_rgb, read_rgb
+
+    if isinstance(x, (str, Path)):
+        p = Path(x).expanduser()
+        if not p.exists():
+            raise ByelError(f"{x}: not found")
+        if p.is_dir():
+            raise ByelError(f"{x} is a folder: pass its image files (or run `byel predict {x}`)")
+        if p.suffix.lower() in VIDEO_EXTS:
+            raise ByelError(f"{x} is a video: use model.predict_video")
+        rgb = read_rgb(str(p))
+        if rgb is None:
+            raise ByelError(f"{x}: not a readable image (corrupt, empty or not an image)")
+        return rgb
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        rgb = decode_rgb(x)
+        if rgb is None:
+            raise ByelError(f"{name}: the bytes are not a readable image")
+        return rgb
+    if isinstance(x, Image.Image):
+        return np.asarray(ImageOps.exif_transpose(x).convert("RGB"))
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8:
+            raise ByelError(f"{name}: numpy images must be uint8 (0–255), got {x.dtype}")
+        if x.ndim == 3 and x.shape[2] == 1:
+            x = x[..., 0]
+        if x.ndim == 2:
+            x = np.repeat(x[..., None], 3, axis=2)
+        if x.ndim != 3 or x.shape[2] not in (3, 4) or min(x.shape[:2]) < 2:
+            raise ByelError(f"{name}: a numpy image must be H×W, H×W×3 (RGB) or H×W×4, at least 2×2; "
+                            f"got shape {x.shape}")
+        return np.ascontiguousarray(x[..., :3])
+    raise ByelError(f"cannot read a {type(x).__name__}: pass {INPUT_HELP}")
+
+
+def _sized(pairs):
+    """classify_stream items from (key, rgb) pairs: ((key, (width, height)), rgb, keep=False)."""
+    for key, rgb in pairs:
+        yield (key, (rgb.shape[1], rgb.shape[0])), rgb, False
+
+
+class Model:
+    """A fine-tuned byel classifier with its face detector (see ``byel.load``)."""
+
+    def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", detect: bool = True,
+                 detector: str = "auto", min_face: int = 24, batch_size: int = 64):
+        from byel.checks import check_device
+        from byel.predict import FaceFinder, default_checkpoint, load_model
+
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ByelError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        self.checkpoint = Path(default_checkpoint() if checkpoint is None else checkpoint)
+        self.device = check_device(device)
+        self.net, self.classes = load_model(self.checkpoint, self.device)
+        self.finder = FaceFinder(self.net.cfg.data.image_size, detect, detector, min_face)
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return (f"byel.Model({str(self.checkpoint)!r}, classes={list(self.classes)}, detector={self.finder.name!r}, "
+                f"device={self.device!r})")
+
+    def _faces(self, boxes, probs, uncertain, *, source, frame=None, size=None, tracks=None) -> Faces:
+        from byel.predict import label_of
+
+        return Faces([Face(tuple(int(v) for v in b), label_of(p, self.classes, uncertain),
+                           {c: float(v) for c, v in zip(self.classes, p)}, None,
+                           None if tracks is None else int(tracks[i]))
+                      for i, (b, p) in enumerate(zip(boxes, probs))],
+                     source=source, frame=frame, size=size, classes=self.classes)
+
+    def predict(self, x, *, uncertain: float | None = None):
+        """The faces in ``x``: an image (path, PIL image, uint8 numpy array, encoded bytes) →
+        ``Faces``; a list of images (or an N×H×W×3 array) → ``Results``, one ``Faces`` each.
+        ``uncertain`` P: a face whose top probability is below P is labelled ``uncertain``."""
+        from byel.predict import check_uncertain, classify_stream
+
+        check_uncertain(uncertain)
+        many = isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4)
+        inputs = x if many else [x]
+        names = [str(v) if isinstance(v, (str, Path)) else f"<image {i}>" for i, v in enumerate(inputs)]
+        out = Results()
+        for (i, size), _, faces, probs in classify_stream(self.net, self.finder, _sized(
+                (i, _image_rgb(v, names[i])) for i, v in enumerate(inputs)), self.batch_size):
+            out.append(self._faces([f.box for f in faces], probs, uncertain, source=names[i], size=size))
+        return out if many else out[0]
+
+    def predict_video(self, path: str | Path, *, stride: int = 1, smooth: str = "none",
+                      uncertain: float | None = None) -> Results:
+        """One ``Faces`` per processed frame (frames 0, stride, 2·stride …), each face with its
+        track id (the same face across frames, by box overlap) and, with ``smooth`` (none |
+        ema:A | window:K, see byel.track), its probabilities smoothed along the track."""
+        from byel.predict import _video_frames, check_uncertain, classify_stream
+        from byel.track import parse_smooth, track_and_smooth
+
+        check_uncertain(uncertain)
+        parse_smooth(smooth)
+        if not isinstance(stride, int) or stride < 1:
+            raise ByelError(f"stride must be a whole number >= 1, got {stride!r}")
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ByelError(f"{path}: {'a folder, not a video' if p.is_dir() else 'not found'}")
+        frames = []  # (frame index, size, boxes, probabilities)
+        items = _sized(_video_frames(str(p), stride))
+        for (k, size), _, faces, probs in classify_stream(self.net, self.finder, items, self.batch_size):
+            frames.append((k, size, [f.box for f in faces], probs))
+        if not frames:
+            raise ByelError(f"{path}: not a readable video (no frame could be decoded)")
+        ids, smoothed = track_and_smooth([b for *_, b, _ in frames], [pr for *_, pr in frames], smooth)
+        return Results(self._faces(b, pr, uncertain, source=str(path), frame=f, size=size, tracks=t)
+                       for (f, size, b, _), t, pr in zip(frames, ids, smoothed))
+
+
+def load(checkpoint: str | Path | None = None, *, device: str = "cpu", detect: bool = True,
+         detector: str = "auto", min_face: int = 24, batch_size: int = 64) -> Model:
+    """A ready ``Model`` from a fine-tuned checkpoint (None: the model shipped with byel).
+
+    ``detect=False``: every image is one face crop (its centred square is classified).
+    ``detector``: auto | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels;
+    ``batch_size``: faces per forward pass; ``device``: cpu, cuda, cuda:N or mps."""
+    return Model(checkpoint, device=device, detect=detect, detector=detector, min_face=min_face,
+                 batch_size=batch_size)

@@ -1,0 +1,162 @@
+"""`byel serve`: the page in a real headless browser (Debian's chromium driven by Playwright),
+the JSON endpoint, and one-line errors.
+
+The browser test skips, with its reason, where /usr/bin/chromium or Playwright is missing; it
+never downloads a browser. BYEL_SERVE_SCREENSHOT=PATH also saves a screenshot of the page with its
+boxes (docs/serve.png is made so, with BYEL_SERVE_CHECKPOINT=a trained checkpoint).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from byel.classes import CLASSES
+from byel.errors import ByelError
+from byel.serve import require_extra
+from test_predict import PHOTOS, have_detector, make_checkpoints
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 # a fake camera (a moving test pattern) that the page may use without asking
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _serve_extra() -> bool:
+    try:
+        require_extra()
+        return True
+    except ByelError:
+        return False
+
+
+needs_serve = pytest.mark.skipif(not _serve_extra(), reason="byel[serve] not installed (fastapi, uvicorn, python-multipart)")
+needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`byel serve --port 0` in a subprocess with the untrained smoke model; yields its URL."""
+    ckpt = os.environ.get("BYEL_SERVE_CHECKPOINT") or str(make_checkpoints(tmp_path_factory.mktemp("serve"))[1])
+    proc = subprocess.Popen([sys.executable, "-m", "byel", "serve", "--checkpoint", ckpt, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        deadline = time.time() + 240
+        while time.time() < deadline and "http://" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                pytest.fail(f"byel serve exited with {proc.returncode}")
+        url = line[line.index("http://"):].split()[0]
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _post(url: str, name: str, data: bytes) -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url + "api/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@needs_serve
+@needs_detector
+def test_predict_endpoint_answers_json_and_one_line_errors(server):
+    status, body = _post(server, "group.jpg", (PHOTOS / "group.jpg").read_bytes())
+    assert status == 200 and (body["width"], body["height"]) == (640, 400) and body["classes"] == list(CLASSES)
+    assert len(body["faces"]) == 5
+    for f in body["faces"]:
+        assert f["label"] in CLASSES and abs(sum(f["probabilities"].values()) - 1) < 1e-4 and len(f["box"]) == 4
+    status, body = _post(server, "notes.txt", b"not an image at all")
+    assert status == 400 and "notes.txt" in body["error"] and "\n" not in body["error"]
+
+
+@needs_serve
+@needs_detector
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser: {CHROMIUM} is absent (apt-get install chromium)")
+@pytest.mark.skipif(not _have("playwright"), reason="Playwright for Python is not installed (pip install playwright)")
+def test_page_in_a_browser_shows_labelled_boxes(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 760})
+            outside = []  # the page must fetch nothing from elsewhere (no CDN)
+            page.on("request", lambda r: None if r.url.startswith(server) or r.url.startswith(("blob:", "data:"))
+                    else outside.append(r.url))
+            page.goto(server)
+            page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
+            page.set_input_files("#file", str(PHOTOS / "group.jpg"))
+            page.wait_for_function("document.querySelectorAll('.face-box').length === 5", timeout=120_000)
+            boxes = page.locator(".face-box")
+            labels = [boxes.nth(i).get_attribute("data-label") for i in range(5)]
+            texts = [boxes.nth(i).inner_text() for i in range(5)]
+            assert all(lab in CLASSES for lab in labels), labels
+            assert all(lab in t for lab, t in zip(labels, texts)), texts
+            assert all(boxes.nth(i).bounding_box()["width"] > 20 for i in range(5))  # drawn, visible
+            assert page.locator(".chart").count() == 5 and page.locator(".chart .bar-row").count() == 5 * len(CLASSES)
+            assert "5 faces found" in page.inner_text("#status")
+            shot = os.environ.get("BYEL_SERVE_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot, full_page=True)
+
+            # the webcam path: a snapshot of chromium's fake camera goes to the same endpoint
+            page.click("#camera")
+            page.wait_for_function("!document.getElementById('snap').disabled && "
+                                   "document.getElementById('video').videoWidth > 0", timeout=60_000)
+            page.click("#snap")
+            page.wait_for_function("/found/.test(document.getElementById('status').textContent)", timeout=120_000)
+            assert "Error" not in page.inner_text("#status")
+            assert page.evaluate("document.getElementById('photo').src").startswith("data:image/jpeg")
+            assert not outside, outside
+        finally:
+            browser.close()
+
+
+def test_missing_extra_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import fails
+    with pytest.raises(ByelError, match=r"needs uvicorn: pip install 'byel\[serve\]'"):
+        require_extra()
+
+
+@needs_serve
+def test_serve_without_a_shipped_model_or_with_a_busy_port_is_one_line(tmp_path, capsys):
+    from byel.cli import main
+
+    assert main(["serve", "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "byel: error: no default model shipped yet; pass a checkpoint"
+    from byel.serve import listen
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        with pytest.raises(ByelError, match="port is in use"):
+            listen("127.0.0.1", port)
