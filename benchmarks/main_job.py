@@ -59,8 +59,9 @@ def run(args) -> int:
         run_dir = Path(args.runs) / f"s{seed}"
         report = run_dir / "report.json"
         if not report.exists():
+            # --resume: a seed's demo that was interrupted continues (a fresh folder just starts)
             cmd = [sys.executable, "-m", "byel", "demo", "--real", args.real, "--adapt-bn", "--seed", str(seed),
-                   "--out", str(run_dir), "--no-progress", *extra]
+                   "--out", str(run_dir), "--resume", "--no-progress", *extra]
             print("$", " ".join(cmd), file=sys.stderr, flush=True)
             if subprocess.call(cmd) != 0:
                 raise ByelError(f"the demo for seed {seed} failed (see above); fix it and run this again")

@@ -20,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from byel import __version__
 from byel.classes import CLASSES
-from byel.errors import CheckpointError
+from byel.errors import CheckpointError, os_reason
 
 FORMAT = 1
 
@@ -41,21 +41,49 @@ def metadata(kind: str, cfg) -> dict[str, Any]:
     }
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_failed(path: Path, e: OSError, had_previous: bool) -> CheckpointError:
+    kept = "the previous checkpoint is kept" if had_previous else "no checkpoint was written"
+    return CheckpointError(f"cannot write checkpoint to {path}: {os_reason(e)}; {kept}")
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
-    a crash mid-write leaves the previous checkpoint intact, never a truncated one."""
+    a crash mid-write leaves the previous checkpoint intact, never a truncated one. A write
+    that fails (a full disk) removes its temporary file and raises one CheckpointError line
+    saying so. The file gets the usual permissions (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    had_previous = path.exists()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_failed(path, e, had_previous) from None
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_failed(path, e, had_previous) from None
         raise
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete the temporary files of checkpoint writes that were killed (`.last.ckpt.*.tmp`).
+    Called at the start of a run, under the run folder's lock, so no write is in progress."""
+    for tmp in Path(folder).glob(".*.ckpt.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

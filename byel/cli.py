@@ -1,20 +1,25 @@
 """The `byel` command: parses, validates, and calls one function per subcommand.
 
-Every problem with the user's input ends as one line on stderr and a non-zero exit code
-(2 for bad input, 1 for an operating-system error such as a full disk), never a traceback.
+Every problem with the user's input or the machine (a full disk, a missing GPU) ends as one line
+on stderr and exit code 2 (130 for Ctrl-C), never a traceback: numbers and choices are checked
+when the command line is parsed, output locations before any work starts.
 Anything else is a bug in byel: one line saying so, exit code 1, and the traceback in a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from byel import __version__
-from byel.config import GenerateConfig
-from byel.errors import ByelError
+from byel.config import ACCELERATORS, LIMITS, OPTIMIZERS, PRECISIONS, GenerateConfig, check_devices
+from byel.errors import ByelError, os_error_message
+from byel.methods import VARIANTS
 
 # CLI shortcut -> config key. Everything else is reachable with --set section.key=value.
 SHORTCUTS = {
@@ -39,34 +44,152 @@ STAGE_SHORTCUTS = {
 }
 
 
+def printable(text: str) -> str:
+    """text with control characters (from a binary file, a terminal escape) written as escapes,
+    so an error message stays one readable line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in help or not action.option_strings:
+            return help
+        return help + " (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a wrong option as one line (and exit code 2), without the usage dump."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
+
+
+# --- option types: every number and choice is checked when the command line is parsed -----------
+class Bounded:
+    """An int or float option type with a range; `lo_open`: the lower bound itself is refused."""
+
+    def __init__(self, kind: type, lo, hi, lo_open: bool = False):
+        self.kind, self.lo, self.hi, self.lo_open = kind, lo, hi, lo_open
+        self.__name__ = kind.__name__  # argparse names the type in some messages
+
+    def __call__(self, text: str):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if self.kind is int else 'a number'}") from None
+        low_ok = value > self.lo if self.lo_open else value >= self.lo
+        if not (low_ok and value <= self.hi) or (self.kind is float and not math.isfinite(value)):
+            num = (lambda x: f"{x:,}") if self.kind is int else (lambda x: f"{x:g}")
+            low = f"> {num(self.lo)}" if self.lo_open else f"≥ {num(self.lo)}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use a number {low} and ≤ {num(self.hi)}")
+        return value
+
+
+def int_range(lo: int, hi: int) -> Bounded:
+    return Bounded(int, lo, hi)
+
+
+positive_int = int_range(1, LIMITS["count"])
+nonneg_int = int_range(0, LIMITS["count"])
+seed_int = int_range(0, LIMITS["seed"])
+size_int = int_range(16, LIMITS["image_size"])
+batch_int = int_range(1, LIMITS["batch_size"])  # inference
+train_batch_int = int_range(2, LIMITS["batch_size"])  # BatchNorm needs two images per batch
+epochs_int = int_range(1, LIMITS["epochs"])
+lr_float = Bounded(float, 0.0, LIMITS["lr"], lo_open=True)
+
+LOGGERS = ("csv", "tensorboard", "both", "none")
+
+
+def _type_from_check(check):
+    """An argparse type from a check that raises ByelError."""
+
+    def parse(text: str):
+        try:
+            return check(text)
+        except ByelError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = check.__name__
+    return parse
+
+
+def _device(text: str) -> str:
+    from byel.checks import check_device
+
+    return check_device(text)
+
+
+def _accelerator(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ACCELERATORS:
+        raise ByelError(f"invalid choice {text!r} (choose from {', '.join(ACCELERATORS)})")
+    if value in ("gpu", "cuda", "mps"):  # else Lightning says "No supported gpu backend found!", after the data loaded
+        try:
+            _device("mps" if value == "mps" else "cuda")
+        except ByelError:
+            raise ByelError(f"{value!r}: no such accelerator on this machine (torch sees none); "
+                            "use cpu or auto") from None
+    return value
+
+
+device_arg = _type_from_check(_device)
+
+
+def _smooth(text: str) -> str:
+    from byel.track import check_smooth
+
+    return check_smooth(text)
+
+
+smooth_arg = _type_from_check(_smooth)
+prob_float = Bounded(float, 0.0, 1.0, lo_open=True)
+accelerator_arg = _type_from_check(_accelerator)
+devices_arg = _type_from_check(check_devices)
+
+
+def preset_batch_arg(text: str) -> str:
+    """PRESET=N with N a training batch size; returned unchanged."""
+    name, sep, n = text.partition("=")
+    if not (sep and name.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not PRESET=N")
+    train_batch_int(n)
+    return text
 
 
 def _config_args(p: argparse.ArgumentParser, epochs_key: str | None) -> None:
     g = p.add_argument_group("configuration (every key can also be set with --set section.key=value)")
-    g.add_argument("--preset", default="cpu-demo", help="preset name under byel/configs/ or a YAML file (default: cpu-demo)")
+    g.add_argument("--preset", default="cpu-demo", help="preset name under byel/configs/ or a YAML file")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optim.lr=0.1 (repeatable)")
-    g.add_argument("--method", help="byel | byol-cls | byol | supervised")
-    g.add_argument("--backbone", help="smallnet | resnet18 | resnet50")
-    g.add_argument("--image-size", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", help="lars | sgd | adam | adamw")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--method", choices=sorted(VARIANTS), help="stage-1 method (default: the preset's)")
+    g.add_argument("--backbone", help="smallnet | resnet18 | resnet50 (default: the preset's)")
+    g.add_argument("--image-size", type=size_int, metavar="PX",
+                   help=f"image side in pixels, 16–{LIMITS['image_size']} (default: the preset's)")
+    g.add_argument("--batch-size", type=train_batch_int, metavar="N",
+                   help=f"images per step and process, 2–{LIMITS['batch_size']} (default: the preset's)")
+    g.add_argument("--lr", type=lr_float, help=f"learning rate, > 0 and ≤ {LIMITS['lr']:g} (default: the preset's)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help="(default: the preset's)")
+    g.add_argument("--seed", type=seed_int, help=f"0–{LIMITS['seed']} (default: the preset's)")
     if epochs_key:
-        g.add_argument("--epochs", type=int, help=f"sets {epochs_key}")
+        epochs = epochs_int if epochs_key.startswith("pretrain") else int_range(0, LIMITS["epochs"])
+        g.add_argument("--epochs", type=epochs, metavar="N", help=f"sets {epochs_key} (default: the preset's)")
     t = p.add_argument_group("hardware")
-    t.add_argument("--accelerator", help="cpu | gpu | auto")
-    t.add_argument("--devices", help="number of devices, a list like 0,1, or auto")
-    t.add_argument("--num-nodes", type=int)
-    t.add_argument("--strategy", help="auto | ddp | ddp_spawn | ...")
-    t.add_argument("--precision", help="auto | 32-true | bf16-mixed | 16-mixed")
-    t.add_argument("--logger", help="csv | tensorboard | both | none")
+    t.add_argument("--accelerator", type=accelerator_arg, choices=ACCELERATORS, help="(default: the preset's, auto)")
+    t.add_argument("--devices", type=devices_arg, help="number of devices, a list like 0,1, or auto (default: the preset's)")
+    t.add_argument("--num-nodes", type=int_range(1, LIMITS["nodes"]), metavar="N", help="machines (default: the preset's, 1)")
+    t.add_argument("--strategy", help="auto | ddp | ddp_spawn | ... (Lightning's names; default: the preset's, auto)")
+    t.add_argument("--precision", choices=PRECISIONS, metavar="{auto,32-true,bf16-mixed,16-mixed,...}",
+                   help=f"one of {', '.join(PRECISIONS)} (default: the preset's, auto)")
+    t.add_argument("--logger", choices=LOGGERS, help="(default: the preset's, csv)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
     p.set_defaults(epochs_key=epochs_key)
 
@@ -133,7 +256,8 @@ def cmd_pretrain(args) -> int:
     path = save_split(split, args.out)
     print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: {path}",
           file=sys.stderr)
-    last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume)
+    last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume,
+                    overwrite=args.overwrite)
     if world_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
@@ -159,7 +283,8 @@ def cmd_finetune(args) -> int:
         print(f"  model selection on {len(held)} held-out images (by {info['grouped_by']}"
               f"{', as in stage 1' if split else ''}): {path}", file=sys.stderr)
         images, labels, val = images[train], labels[train], (images[held], labels[held])
-    best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume)
+    best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume,
+                    overwrite=args.overwrite)
     if world_rank() == 0:
         print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
     return 0
@@ -180,7 +305,7 @@ def cmd_demo(args) -> int:
 
     cfg = _resolve_config(args)
     run_demo(cfg, out=Path(args.out), real=args.real, backend=args.backend, sources=args.sources,
-             adapt_bn=args.adapt_bn, per_class=args.per_class, resume=args.resume)
+             adapt_bn=args.adapt_bn, per_class=args.per_class, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -212,8 +337,16 @@ def cmd_predict(args) -> int:
 
     result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-                     video_stride=args.video_stride, detector=args.detector, min_face=args.min_face)
+                     video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
+                     uncertain=args.uncertain, smooth=args.smooth)
     print(format_result(result))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from byel.serve import serve
+
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, uncertain=args.uncertain)
     return 0
 
 
@@ -260,7 +393,16 @@ def cmd_benchmark_speed(args) -> int:
         sizes[name] = int(bs)
     if args.device == "cpu":
         sizes.setdefault("paper", 16)  # a ResNet-50 step at batch 256 takes minutes on a laptop CPU
-    run_speed(args.presets, args.steps, sizes, args.json, device=args.device)
+    # the command that reproduces the results, every setting explicit
+    command = shlex.join(["byel", "benchmark", "speed", "--presets", *args.presets, "--steps", str(args.steps),
+                          "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+                          "--e2e-epochs", str(args.e2e_epochs), "--e2e-steps", str(args.e2e_steps),
+                          *[a for p, n in sizes.items() if p in args.presets for a in ("--batch-size", f"{p}={n}")],
+                          "--device", args.device, *(["--out", args.out, "--name", args.name] if args.out else [])])
+    result = run_speed(args.presets, args.steps, sizes, args.out, args.device, args.warmup, args.repeats,
+                       args.e2e_epochs, args.e2e_steps, args.name, command)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -270,36 +412,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     g = sub.add_parser("generate", help="make labelled synthetic expression faces")
-    g.add_argument("--backend", default="procedural", help="procedural (default, needs nothing) | warp (needs --sources and byel[warp])")
+    g.add_argument("--backend", default="procedural", choices=("procedural", "warp"),
+                   help="procedural needs nothing; warp needs --sources and byel[warp]")
     g.add_argument("--out", required=True, help="output folder: OUT/<class>/*.png, manifest.csv, preview.png")
-    g.add_argument("--per-class", type=int, default=1000)
-    g.add_argument("--size", type=int, default=64, help="image side in pixels")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--workers", type=int, default=2, help="worker processes")
+    g.add_argument("--per-class", type=positive_int, default=1000, metavar="N", help="images per class")
+    g.add_argument("--size", type=size_int, default=64, metavar="PX", help=f"image side in pixels, 16–{LIMITS['image_size']}")
+    g.add_argument("--seed", type=seed_int, default=0, help=f"0–{LIMITS['seed']}")
+    g.add_argument("--workers", type=int_range(1, LIMITS["workers"]), default=2, metavar="N", help="worker processes")
     g.add_argument("--sources", help="warp: folder of unlabelled (neutral) face images")
     g.add_argument("--grey", action="store_true", help="grey output (3 equal channels)")
-    g.add_argument("--warp-strength", type=float, default=GenerateConfig.warp_strength,
-                   help=f"warp: multiple of the FACS displacement magnitudes (default {GenerateConfig.warp_strength:g})")
+    g.add_argument("--warp-strength", type=Bounded(float, 0.0, LIMITS["warp_strength"], lo_open=True),
+                   default=GenerateConfig.warp_strength, metavar="X",
+                   help=f"warp: multiple of the FACS displacement magnitudes, > 0 and ≤ {LIMITS['warp_strength']:g}")
     g.add_argument("--classes", nargs="+", help="a subset of the six classes")
     g.add_argument("--no-progress", action="store_true")
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=cmd_generate, writes={"out": "folder"}, reads=("sources",))
 
     pt = sub.add_parser("pretrain", help="stage 1: BYEL (or an ablation) on labelled synthetic images")
     pt.add_argument("--data", required=True, help="data spec, e.g. imagefolder:DIR, abaw-lsd:DIR, or a plain path")
     pt.add_argument("--out", required=True, help="run folder (checkpoints/, logs/, config.yaml)")
     pt.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                     help="continue from OUT/checkpoints/last.ckpt (or the given checkpoint)")
+    pt.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (refused without it)")
     _config_args(pt, "pretrain.epochs")
-    pt.set_defaults(func=cmd_pretrain)
+    pt.set_defaults(func=cmd_pretrain, writes={"out": "run"}, reads=("data",))
 
     ft = sub.add_parser("finetune", help="stage 2: classifier on top of a stage-1 backbone")
     ft.add_argument("--checkpoint", help="stage-1 checkpoint (its online backbone is loaded); omit to train from scratch")
     ft.add_argument("--data", required=True, help="labelled synthetic training data (spec or path)")
     ft.add_argument("--val", help="validation data for model selection (default: held-out synthetic split)")
     ft.add_argument("--out", required=True)
-    ft.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT")
+    ft.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                    help="continue from OUT/checkpoints/last.ckpt (or the given checkpoint)")
+    ft.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (refused without it)")
     _config_args(ft, "finetune.epochs")
-    ft.set_defaults(func=cmd_finetune)
+    ft.set_defaults(func=cmd_finetune, writes={"out": "run"}, reads=("data", "val", "checkpoint"))
 
     ev = sub.add_parser("evaluate", help="macro-F1 / accuracy / per-class F1 on labelled (real) faces")
     ev.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
@@ -308,104 +455,169 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
                     help="also report scores after BatchNorm adaptation (AdaBN): alone, on the evaluated images "
                          "without their labels; with SPEC, on the unlabelled images of SPEC instead")
-    ev.add_argument("--batch-size", type=int, default=256)
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--batch-size", type=batch_int, default=256, metavar="N", help="images per forward pass")
+    ev.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     ev.add_argument("--no-progress", action="store_true")
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=cmd_evaluate, writes={"report": "file"}, reads=("checkpoint", "data", "adapt_bn"))
 
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
     de.add_argument("--backend", help="generator backend (default: the preset's, procedural)")
     de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
-    de.add_argument("--per-class", type=int, help="synthetic images per class (default: the preset's)")
+    de.add_argument("--per-class", type=positive_int, metavar="N", help="synthetic images per class (default: the preset's)")
     de.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
                     help="also report scores after BatchNorm adaptation (AdaBN): alone, on the evaluated real "
                          "images without their labels; with SPEC, on the unlabelled images of SPEC instead")
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
+    de.add_argument("--overwrite", action="store_true", help="replace the demo already in OUT (refused without it)")
     _config_args(de, "pretrain.epochs")
-    de.set_defaults(func=cmd_demo)
+    de.set_defaults(func=cmd_demo, writes={"out": "demo"}, reads=("real", "sources", "adapt_bn"))
 
     pr = sub.add_parser("predict", help="expressions of the faces in photos, folders or videos → CSV")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
-    pr.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
-    pr.add_argument("--out", default="predictions.csv", help="CSV: file, frame, x, y, w, h, predicted, p_<class>…")
+    pr.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the model shipped with byel)")
+    pr.add_argument("--out", default="predictions.csv",
+                    help="CSV: file, frame, [track,] x, y, w, h, predicted, p_<class>…")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
     pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn")
-    pr.add_argument("--detector", default="auto", help="auto | opencv-haar | dlib-hog")
-    pr.add_argument("--min-face", type=int, default=24, help="smallest face side in pixels")
-    pr.add_argument("--video-stride", type=int, default=1, help="use every k-th video frame")
-    pr.add_argument("--batch-size", type=int, default=64)
-    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--detector", default="auto", choices=("auto", "opencv-haar", "dlib-hog"), help="face detector")
+    pr.add_argument("--min-face", type=int_range(1, 100_000), default=24, metavar="PX", help="smallest face side in pixels")
+    pr.add_argument("--video-stride", type=positive_int, default=1, metavar="K", help="use every k-th video frame")
+    pr.add_argument("--uncertain", type=prob_float, metavar="P",
+                    help="label a face `uncertain` when its top probability is below P (0 < P ≤ 1)")
+    pr.add_argument("--smooth", type=smooth_arg, default="none", metavar="SPEC",
+                    help="videos: smooth each face track's probabilities: none | ema:A (A = weight of the newest "
+                         "frame, 0 < A ≤ 1) | window:K (centred mean over K frames)")
+    pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
+    pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     pr.add_argument("--no-progress", action="store_true")
-    pr.set_defaults(func=cmd_predict)
+    pr.set_defaults(func=cmd_predict, writes={"out": "file", "annotate": "folder"}, reads=("checkpoint", "inputs"))
+
+    se = sub.add_parser("serve", help="a local web page: a photo or webcam snapshot → a box, label and "
+                                      "probability chart per face (needs byel[serve])")
+    se.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the model shipped with byel)")
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
+    se.add_argument("--port", type=int_range(0, 65535), default=8000, metavar="N", help="0: any free port")
+    se.add_argument("--uncertain", type=prob_float, metavar="P", help="as for predict")
+    se.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
+    se.set_defaults(func=cmd_serve, reads=("checkpoint",))
 
     ex = sub.add_parser("export", help="a standalone TorchScript or ONNX model with its preprocessing in JSON")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True, help="model file; the JSON goes beside it as OUT.json")
-    ex.add_argument("--format", default="torchscript", help="torchscript | onnx (needs byel[onnx])")
-    ex.set_defaults(func=cmd_export)
+    ex.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"), help="onnx needs byel[onnx]")
+    ex.set_defaults(func=cmd_export, writes={"out": "file"}, reads=("checkpoint",))
 
     su = sub.add_parser("submit", help="challenge files for an Aff-Wild2-style frame tree: one text file per video")
     su.add_argument("--checkpoint", required=True)
     su.add_argument("--frames", required=True, help="ROOT/<video>/<00001>.jpg")
     su.add_argument("--out", required=True)
-    su.add_argument("--codes", default="byel", help="byel (header anger…surprise, labels 0–5) | affwild2 (official header, labels 1–6)")
-    su.add_argument("--batch-size", type=int, default=64)
-    su.add_argument("--device", default="cpu")
+    su.add_argument("--codes", default="byel", choices=("byel", "affwild2"),
+                    help="byel: header anger…surprise, labels 0–5; affwild2: the official header, labels 1–6")
+    su.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="frames per forward pass")
+    su.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     su.add_argument("--no-progress", action="store_true")
-    su.set_defaults(func=cmd_submit)
+    su.set_defaults(func=cmd_submit, writes={"out": "folder"}, reads=("checkpoint", "frames"))
 
     pl = sub.add_parser("plot", help="pictures of a model")
     plsub = pl.add_subparsers(dest="plot_command", required=True, parser_class=Parser)
     la = plsub.add_parser("latents", help="2-D projection of backbone features per data set; emotion-vector similarities")
     la.add_argument("--checkpoint", required=True)
     la.add_argument("--data", action="append", help="data spec (repeat: e.g. synthetic and real side by side)")
-    la.add_argument("--out", default="latents.png")
+    la.add_argument("--out", default="latents.png", help="the latent projection picture")
     la.add_argument("--emotion-vectors", metavar="PNG", help="also plot cos(W_i, W_j) (stage-1 byel/byol-cls checkpoints)")
-    la.add_argument("--max-per-set", type=int, default=600)
-    la.add_argument("--device", default="cpu")
-    la.set_defaults(func=cmd_plot_latents)
+    la.add_argument("--max-per-set", type=positive_int, default=600, metavar="N", help="images per data set")
+    la.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
+    la.set_defaults(func=cmd_plot_latents, writes={"out": "picture", "emotion_vectors": "picture"},
+                    reads=("checkpoint", "data"))
 
     be = sub.add_parser("benchmark", help="experiments: the ablation table on real faces")
     bsub = be.add_subparsers(dest="benchmark_command", required=True, parser_class=Parser)
     ab = bsub.add_parser("ablation", help="supervised / byol / byol-cls / byel on the same data and budget, over seeds")
     ab.add_argument("--out", default="runs/ablation", help="results.json, results.md, results.png (resumable)")
     ab.add_argument("--eval", nargs="+", help="labelled real sets (default: ../shared/data/fer2013-publictest if present)")
-    ab.add_argument("--preset", default="cpu-demo")
-    ab.add_argument("--seeds", type=int, default=3)
-    ab.add_argument("--methods", nargs="+", help="subset of supervised byol byol-cls byel")
+    ab.add_argument("--preset", default="cpu-demo", help="preset name or YAML file")
+    ab.add_argument("--seeds", type=int_range(1, 1000), default=3, metavar="N", help="seeds 0 … N-1 per method")
+    ab.add_argument("--methods", nargs="+", choices=("supervised", "byol", "byol-cls", "byel"),
+                    help="a subset of the methods (default: all four)")
     ab.add_argument("--data", help="synthetic training data (default: generated once from the preset)")
     ab.add_argument("--adapt-bn", metavar="SPEC",
                     help="AdaBN on the unlabelled images of SPEC (default: each evaluation set's own scored images)")
     ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--no-progress", action="store_true")
-    ab.set_defaults(func=cmd_benchmark_ablation)
+    ab.set_defaults(func=cmd_benchmark_ablation, writes={"out": "folder"}, reads=("eval", "data", "adapt_bn"))
 
     sp = bsub.add_parser("speed", help="step throughput vs a plain-PyTorch loop, FLOP/s vs matmul peak, loader, memory")
     sp.add_argument("--presets", nargs="+", default=["cpu-demo", "paper"])
-    sp.add_argument("--steps", type=int, default=8, help="timed steps per measurement (after 2 warm-up steps)")
-    sp.add_argument("--batch-size", action="append", metavar="PRESET=N",
+    sp.add_argument("--steps", type=int_range(1, 100_000), default=8, metavar="N",
+                    help="timed whole steps per repeat, after --warmup ones")
+    sp.add_argument("--warmup", type=int_range(0, 100_000), default=2, metavar="N", help="untimed steps before each timed run")
+    sp.add_argument("--repeats", type=int_range(1, 1000), default=3, metavar="N",
+                    help="byel and plain loops alternate this often; medians reported")
+    sp.add_argument("--e2e-epochs", type=int_range(0, 1000), default=2, metavar="N",
+                    help="epochs of the end-to-end pretrain() run (0: skip it)")
+    sp.add_argument("--e2e-steps", type=int_range(1, 100_000), default=4, metavar="N",
+                    help="steps per epoch of the end-to-end run")
+    sp.add_argument("--batch-size", action="append", type=preset_batch_arg, metavar="PRESET=N",
                     help="measure a preset at another batch size (default: paper=16 on CPU)")
-    sp.add_argument("--device", default="cpu", help="cpu or cuda")
-    sp.add_argument("--json", help="also write the results here")
-    sp.set_defaults(func=cmd_benchmark_speed)
+    sp.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda")
+    sp.add_argument("--out", help="write OUT/NAME.json and OUT/NAME.md (table, command, machine)")
+    sp.add_argument("--name", default="results", help="file name stem under --out")
+    sp.add_argument("--json", help="also write the JSON results to this file")
+    sp.set_defaults(func=cmd_benchmark_speed, writes={"out": "folder", "json": "file"})
 
     da = sub.add_parser("data", help="data utilities")
     dsub = da.add_subparsers(dest="data_command", required=True, parser_class=Parser)
     ins = dsub.add_parser("inspect", help="scan a data spec: per-class counts, problems, a contact sheet")
     ins.add_argument("spec")
-    ins.add_argument("--out", help="contact sheet PNG (default: none)")
-    ins.add_argument("--size", type=int, default=64)
+    ins.add_argument("--out", help="contact sheet picture, e.g. sheet.png (default: none)")
+    ins.add_argument("--size", type=size_int, default=64, metavar="PX", help="tile side in pixels")
     ins.add_argument("--unlabelled", action="store_true", help="read every image under the folder, no classes")
     ins.add_argument("--log", help="write the list of unusable files here (default: beside --out)")
-    ins.set_defaults(func=cmd_data_inspect)
+    ins.set_defaults(func=cmd_data_inspect, writes={"out": "picture", "log": "file"}, reads=("spec",))
     return p
+
+
+def _check_paths(args) -> None:
+    """Before any work: every output location usable and none of the command's inputs, and a
+    run folder that holds no other run (unless --resume or --overwrite). Subparsers declare
+    `writes` (option -> file | folder | picture | run | demo) and `reads` (input options)."""
+    from byel.checks import check_output, check_picture, check_run_folder
+
+    reads = {}
+    for name in getattr(args, "reads", ()):
+        value = getattr(args, name, None)
+        values = value if isinstance(value, list) else [value]
+        reads["INPUT" if name == "inputs" else "--" + name.replace("_", "-")] = [v for v in values if isinstance(v, str)]
+    for name, kind in getattr(args, "writes", {}).items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        what = "--" + name.replace("_", "-")
+        check_output(value, folder=kind in ("folder", "run", "demo"), what=what, inputs=reads,
+                     no_inputs_inside=kind in ("run", "demo"))
+        if kind == "picture":
+            check_picture(value, what)
+    if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+        raise ByelError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    kinds = set(getattr(args, "writes", {}).values())
+    if "run" in kinds:
+        check_run_folder(args.out, resume=bool(args.resume), overwrite=args.overwrite)
+    if "demo" in kinds:
+        from byel.pipeline import DEMO_MARKERS
+
+        check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, markers=DEMO_MARKERS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_guarded(lambda: args.func(args))
+
+    def run():
+        _check_paths(args)
+        return args.func(args)
+
+    return run_guarded(run)
 
 
 def run_guarded(func) -> int:
@@ -414,17 +626,20 @@ def run_guarded(func) -> int:
     try:
         return func() or 0
     except ByelError as e:
-        print(f"byel: error: {e}", file=sys.stderr)
+        print(f"byel: error: {printable(e)}", file=sys.stderr)
         return e.exit_code
-    except OSError as e:  # read-only folder, full disk, ...
-        where = f": {e.filename}" if e.filename else ""
-        print(f"byel: error: {e.strerror or e}{where}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("byel: interrupted", file=sys.stderr)
+    except OSError as e:  # read-only folder, full disk, ...: the machine, not a bug
+        print(f"byel: error: {printable(os_error_message(e))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("byel: error: out of memory; use smaller images (--image-size), batches (--batch-size) "
+              "or less data", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # byel.errors.Interrupted says how to continue
+        print(f"byel: interrupted{'; ' + printable(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # not the user's input: a bug. One line here, the traceback in a file.
-        first = (str(e).strip().splitlines() or [""])[0][:200]
+        first = printable((str(e).strip().splitlines() or [""])[0][:200])
         print(f"byel: internal error (a bug in byel, not in your input): {type(e).__name__}: {first}; "
               f"{_crash_report()} — please report it", file=sys.stderr)
         return 1

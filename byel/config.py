@@ -196,7 +196,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e400)
         raise ConfigError(f"invalid value {value!r} for {key}") from None
 
 
@@ -241,22 +241,34 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_config(preset: str | Path = "cpu-demo", overrides: dict[str, Any] | list[str] | None = None) -> Config:
+def load_config(preset: str | Path = "cpu-demo", overrides: dict[str, Any] | list[str] | None = None,
+                _chain: tuple[Path, ...] = ()) -> Config:
     """Build a Config from a preset name or a YAML path, then apply overrides.
 
     overrides: {"optim.lr": 0.1} or ["optim.lr=0.1", ...] (the CLI's --set form).
+    A preset may inherit another with `base: NAME` (or a YAML path); `_chain` holds the presets
+    being read, so presets that name each other are refused instead of recursing forever.
     """
-    path = Path(preset)
+    if not isinstance(preset, (str, Path)) or not str(preset).strip():
+        raise ConfigError(f"invalid preset {preset!r}: give a preset name ({', '.join(presets())}) or a YAML file")
+    path = Path(preset).expanduser()
     if not path.suffix:
         path = PRESET_DIR / f"{preset}.yaml"
         if not path.exists():
             raise ConfigError(f"unknown preset {str(preset)!r}; choose one of: {', '.join(presets())}")
     elif not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _chain:
+        cycle = " → ".join(p.stem for p in (*_chain, path.resolve()))
+        raise ConfigError(f"presets inherit each other in a cycle ({cycle}); fix the `base:` lines")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {path}: not a text (UTF-8) YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"cannot parse {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of config sections")
     cfg = Config()
@@ -264,7 +276,9 @@ def load_config(preset: str | Path = "cpu-demo", overrides: dict[str, Any] | lis
     # A preset may inherit another: `base: cpu-demo`.
     base = raw.pop("base", None)
     if base:
-        cfg = load_config(base)
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base must be a preset name or a YAML file, got {base!r}")
+        cfg = load_config(base, _chain=(*_chain, path.resolve()))
         cfg.preset = path.stem
     for key, value in _flatten(raw).items():
         set_value(cfg, key, value)
@@ -276,7 +290,10 @@ def load_config(preset: str | Path = "cpu-demo", overrides: dict[str, Any] | lis
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like section.key=value")
             k, v = item.split("=", 1)
-            items.append((k.strip(), yaml.safe_load(v) if v.strip() else v))
+            try:
+                items.append((k.strip(), yaml.safe_load(v) if v.strip() else v))
+            except yaml.YAMLError:
+                raise ConfigError(f"invalid value in override {item!r}") from None
     for key, value in items:
         set_value(cfg, key, value)
     validate(cfg)
@@ -292,8 +309,88 @@ def from_dict(d: dict[str, Any]) -> Config:
     return cfg
 
 
+# Upper bounds of numbers, shared by the command line (checked when parsed) and validate().
+LIMITS = {
+    "seed": 2**32 - 1,  # what numpy and Lightning accept
+    "image_size": 1024,  # pixels per side
+    "batch_size": 65536,
+    "epochs": 100_000,
+    "count": 10_000_000,  # images per class, steps, repeats, ...
+    "lr": 100.0,
+    "workers": 256,
+    "devices": 1024,
+    "nodes": 1024,
+    "warp_strength": 20.0,
+}
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Lightning's precision values, and byel's auto (bf16-mixed on a GPU that has it, else 32-true)
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
+              "transformer-engine", "transformer-engine-float16", "64", "32", "16", "bf16")
+
+
+def check_devices(value: str) -> str:
+    """trainer.devices: auto, a count (1, 2, ...) or distinct device indices like 0,1. Returns it tidied."""
+    text = str(value).strip()
+    if text == "auto":
+        return text
+    if "," not in text:
+        if text.isdigit() and 1 <= int(text) <= LIMITS["devices"]:
+            return text
+        raise ConfigError(f"invalid trainer.devices {value!r}: use auto, a number 1–{LIMITS['devices']}, "
+                          "or a list of device indices like 0,1")
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) < LIMITS["devices"] for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(f"invalid trainer.devices {value!r}: a list must hold distinct device indices, like 0,1")
+    return ",".join(parts)
+
+
+def _devices_ok(value) -> bool:
+    try:
+        check_devices(value)
+    except ConfigError:
+        return False
+    return True
+
+
+# The range of every numeric config key, inclusive (a tuple value: each of its numbers), checked
+# by validate() whatever set the value: a preset, --set, or a command-line option.
+KEY_BOUNDS: dict[str, tuple[float, float]] = {
+    "model.width": (0, 4096), "model.proj_hidden": (1, 65536), "model.proj_dim": (1, 65536),
+    "model.pred_hidden": (1, 65536),
+    "method.ema_base": (0, 1), "method.evs_scale": (0, 100),
+    "optim.lr": (0, LIMITS["lr"]), "optim.weight_decay": (0, 1), "optim.momentum": (0, 1),
+    "optim.warmup_epochs": (0, LIMITS["epochs"]), "optim.min_lr_ratio": (0, 1), "optim.grad_clip": (0, 1e6),
+    "aug.crop_scale": (0, 1), "aug.flip_p": (0, 1), "aug.jitter": (0, 1), "aug.jitter_p": (0, 1),
+    "aug.grayscale_p": (0, 1), "aug.blur_p": (0, 1), "aug.mean": (0, 1), "aug.std": (1e-6, 10),
+    "data.image_size": (16, LIMITS["image_size"]), "data.batch_size": (2, LIMITS["batch_size"]),
+    "data.num_workers": (0, LIMITS["workers"]), "data.val_fraction": (0, 1),
+    "pretrain.epochs": (1, LIMITS["epochs"]),
+    "finetune.epochs": (0, LIMITS["epochs"]), "finetune.lr": (0, LIMITS["lr"]), "finetune.weight_decay": (0, 1),
+    "finetune.dropout": (0, 0.999), "finetune.batch_size": (2, LIMITS["batch_size"]),
+    "generate.per_class": (1, LIMITS["count"]), "generate.warp_strength": (0, LIMITS["warp_strength"]),
+    "generate.workers": (1, LIMITS["workers"]),
+    "trainer.num_nodes": (1, LIMITS["nodes"]), "trainer.log_every_n_steps": (1, 1_000_000),
+    "seed": (0, LIMITS["seed"]),
+}
+
+
+def _out_of_bounds(cfg: Config) -> str | None:
+    for key, (lo, hi) in KEY_BOUNDS.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not all(lo <= v <= hi for v in (value if isinstance(value, tuple) else (value,))):  # NaN fails too
+            return f"{key} must be in {lo:,g}–{hi:,g} (got {value})"
+    return None
+
+
 def validate(cfg: Config) -> None:
+    bad_number = _out_of_bounds(cfg)
     checks = [
+        (bad_number is None, bad_number),
+        (0 < cfg.generate.warp_strength, f"generate.warp_strength must be > 0 (got {cfg.generate.warp_strength})"),
+        (cfg.aug.jitter[3] <= 0.5, f"aug.jitter's hue (the 4th value) must be ≤ 0.5 (got {cfg.aug.jitter[3]})"),
+        (_devices_ok(cfg.trainer.devices), f"invalid trainer.devices {cfg.trainer.devices!r}: use auto, a count, or indices like 0,1"),
         (cfg.data.image_size >= 16, f"data.image_size must be ≥ 16 (got {cfg.data.image_size})"),
         (cfg.data.batch_size >= 2, f"data.batch_size must be ≥ 2 for BatchNorm (got {cfg.data.batch_size})"),
         (cfg.finetune.batch_size >= 2, f"finetune.batch_size must be ≥ 2 (got {cfg.finetune.batch_size})"),
@@ -315,6 +412,8 @@ def validate(cfg: Config) -> None:
         "optim.lr_scaling": (cfg.optim.lr_scaling, ["none", "linear"]),
         "finetune.optimizer": (cfg.finetune.optimizer, list(OPTIMIZERS)),
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
+        "trainer.accelerator": (cfg.trainer.accelerator, list(ACCELERATORS)),
+        "trainer.precision": (str(cfg.trainer.precision), list(PRECISIONS)),
         "generate.backend": (cfg.generate.backend, ["procedural", "warp"]),
         "aug.normalize": (cfg.aug.normalize, list(NORMALIZERS)),
         "optim.nonfinite": (cfg.optim.nonfinite, ["stop", "skip"]),

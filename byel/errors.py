@@ -19,3 +19,44 @@ class ConfigError(ByelError):
 
 class CheckpointError(ByelError):
     """A checkpoint that is missing, truncated, or belongs to another model."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: Lightning stopped the run; the last checkpoint is kept. The
+    message says how to continue. The CLI prints it and exits with 130, as for any Ctrl-C."""
+
+
+# Operating-system errors in words a user can act on (errno -> reason).
+_OS_REASONS = {
+    "ENOSPC": "disk full (no space left on device)",
+    "EDQUOT": "disk quota exceeded",
+    "EROFS": "read-only file system",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "EEXIST": "a file of that name is in the way",
+    "ENOTDIR": "a file is in the way where a folder is expected",
+    "EISDIR": "it is a folder, not a file",
+    "ENOENT": "no such file or folder",
+    "ENAMETOOLONG": "file name too long",
+    "EMFILE": "too many open files",
+    "EIO": "input/output error (a failing disk or a lost network share?)",
+}
+
+
+def os_reason(e: OSError) -> str:
+    """Why an OSError happened, in words (e.g. 'disk full (no space left on device)')."""
+    import errno
+
+    name = errno.errorcode.get(e.errno or -1, "")
+    return _OS_REASONS.get(name) or str(e.strerror or e).lower()
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: what could not be done to which path, and why."""
+    reason = os_reason(e)
+    where = " → ".join(str(f) for f in (e.filename, e.filename2) if f)
+    if not where:
+        return reason
+    verb = "cannot write" if reason.startswith(("disk", "read-only")) else \
+        "cannot create" if "in the way" in reason else "cannot use"
+    return f"{verb} {where}: {reason}"

@@ -79,6 +79,11 @@ def evaluate(
         "metric_definition": METRIC_DEFINITION,
         **scores(predict_probs(model, test.images, batch_size, progress), test.labels),
     }
+    if test.problems:  # listed beside the report, as training lists them in its run folder
+        from byel.data.sources import write_problem_log
+
+        result["problems_log"] = str(report.with_name(report.stem + "-data-problems.txt"))
+        write_problem_log(test, result["problems_log"])
     result["confusion_png"] = str(confusion_matrix_png(
         np.array(result["confusion_matrix"]), list(CLASSES), report.with_suffix(".png"),
         f"{Path(str(checkpoint)).name} on {data}\nmacro-F1 {result['macro_f1']:.3f}  acc {result['accuracy']:.3f}"))
@@ -105,7 +110,9 @@ def evaluate(
 def format_result(result: dict) -> str:
     """Human-readable summary lines."""
     lines = [f"{result['data']}: {result['n_images']} images"
-             + (f" (skipped {', '.join(f'{k} {v}' for k, v in result['skipped'].items())})" if result["skipped"] else "")]
+             + (f" (skipped {', '.join(f'{k} {v}' for k, v in result['skipped'].items())})" if result["skipped"] else "")
+             + (f"; {sum(result['dropped'].values())} unusable file(s) not scored, listed in {result['problems_log']}"
+                if result.get("problems_log") else "")]
     rows = [("plain", result)] + ([("AdaBN", result["adabn"])] if "adabn" in result else [])
     for name, r in rows:
         per = "  ".join(f"{c[:4]} {r['per_class_f1'][c]:.2f}" for c in CLASSES)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from byel import __version__
+from byel.checks import same_path
 from byel.classes import CLASSES
 from byel.errors import ByelError
 
@@ -92,6 +93,9 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     out = Path(out_path)
     if not out.suffix:
         out = out.with_suffix(FORMATS[fmt])
+    for written in (out, out.with_name(out.name + ".json")):
+        if same_path(written, checkpoint):
+            raise ByelError(f"the export would replace its own checkpoint {checkpoint}; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     standalone = StandaloneClassifier(model.backbone, model.head, model.preprocess.normalize).eval()
     gen = torch.Generator().manual_seed(0)

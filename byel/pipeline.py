@@ -10,6 +10,10 @@ from pathlib import Path
 
 from byel.config import Config
 
+# What marks a folder as holding a demo run (see byel.checks.check_run_folder).
+DEMO_MARKERS = ("report.json", "synthetic/manifest.csv", "pretrain/config.yaml", "finetune/config.yaml",
+                "pretrain/checkpoints/*.ckpt", "finetune/checkpoints/*.ckpt")
+
 
 def _say(msg: str) -> None:
     print(f"[byel demo] {msg}", file=sys.stderr, flush=True)
@@ -24,7 +28,33 @@ def run_demo(
     adapt_bn: bool | str | None = False,  # True: on the evaluated images (labels unused); a spec: on its images
     per_class: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict:
+    """`resume`: reuse finished stages, continue an interrupted one. Without it a folder that
+    holds a demo is refused unless `overwrite`. Every input (real faces, sources) is checked
+    before the first step, and the folder is locked for the run."""
+    from byel.checks import check_run_folder, run_lock
+    from byel.data.sources import load
+    from byel.errors import DataError
+
+    g = cfg.generate
+    backend, sources = backend or g.backend, sources or g.sources
+    per_class = g.per_class if per_class is None else per_class
+    check_run_folder(out, resume=resume, overwrite=overwrite, markers=DEMO_MARKERS)
+    # Inputs that would otherwise fail only after all the training (decoded here, then cached):
+    if real:
+        load(real, cfg.data.image_size, progress=cfg.trainer.progress)
+    if isinstance(adapt_bn, str):
+        load(adapt_bn, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
+    if backend == "warp" and sources and not Path(sources).is_dir():
+        raise DataError(f"--sources {sources}: not a folder of face images")
+    with run_lock(out):
+        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume)
+
+
+def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_class, resume: bool) -> dict:
+    """The four steps. `resume`: reuse the synthetic faces and continue each stage from its
+    checkpoint; a stage without one starts over (the folder was checked by run_demo)."""
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.evaluate import evaluate, format_result
@@ -32,7 +62,6 @@ def run_demo(
     from byel.train import finetune, pretrain, world_rank
 
     g = cfg.generate
-    backend, sources, per_class = backend or g.backend, sources or g.sources, per_class or g.per_class
     out.mkdir(parents=True, exist_ok=True)
     times, t0 = {}, time.time()
     progress = cfg.trainer.progress

@@ -8,7 +8,10 @@ next to the run.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -16,14 +19,16 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint
+from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
+from byel.checks import check_run_folder, launched_rank, run_lock
 from byel.classes import CLASSES
 from byel.config import Config
 from byel.data.datamodule import ArrayDataModule
 from byel.data.split import stratified_split
-from byel.errors import ByelError, CheckpointError, DataError
+from byel.errors import ByelError, CheckpointError, ConfigError, DataError, Interrupted
 from byel.methods import FineTune, create_method
 
 log = logging.getLogger("byel")
@@ -78,6 +83,19 @@ def build_trainer(cfg: Config, out_dir: Path, max_epochs: int, monitor: str | No
     if t.logger in ("tensorboard", "both"):
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
     callbacks += extra.pop("callbacks", [])
+    try:
+        return _trainer(cfg, out_dir, max_epochs, callbacks, loggers, checkpoints, **extra)
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
+        # Lightning refuses a setting it cannot use here (a GPU on a CPU machine, an unknown
+        # strategy or precision, a missing package): one line, not its traceback.
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"invalid trainer settings (accelerator {t.accelerator}, devices {t.devices}, "
+                          f"strategy {t.strategy}, precision {t.precision}, num_nodes {t.num_nodes}): {first}") from None
+
+
+def _trainer(cfg: Config, out_dir: Path, max_epochs: int, callbacks: list, loggers: list, checkpoints: bool,
+             **extra) -> L.Trainer:
+    t = cfg.trainer
     return L.Trainer(
         accelerator=t.accelerator,
         devices=_devices(t.devices),
@@ -127,21 +145,58 @@ def _check_batches(n: int, batch_size: int, what: str) -> None:
         log.warning("%s has %d images, fewer than the batch size %d", what, n, batch_size)
 
 
+@contextmanager
+def _run_folder(out_dir: Path, resume, overwrite: bool):
+    """Hold out_dir for one run: locked for the run's duration (a second run into it is refused),
+    refused when it holds another run unless resuming or replacing it (`overwrite`: its
+    checkpoints are removed, so a stale best.ckpt cannot pass for this run's), and cleared of
+    temporary files left by a write that was killed."""
+    with run_lock(out_dir):
+        check_run_folder(out_dir, resume=bool(resume), overwrite=overwrite)
+        if launched_rank() == 0:
+            ckpt_dir = out_dir / "checkpoints"
+            remove_stale_temporaries(ckpt_dir)
+            if overwrite and not resume:
+                for old in ckpt_dir.glob("*.ckpt"):
+                    old.unlink()
+        yield
+
+
+def _fit(trainer: L.Trainer, model, dm, ckpt_path: str | None) -> None:
+    """trainer.fit; Ctrl-C becomes byel.errors.Interrupted (Lightning catches the
+    KeyboardInterrupt itself, stops cleanly and exits with status 1 and no word)."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+    finally:  # Lightning ignores further Ctrl-C while it shuts down; give it back
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+    if trainer.interrupted:
+        raise Interrupted("resume with --resume")
+
+
 def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False,
-             callbacks: list | None = None) -> Path:
+             callbacks: list | None = None, overwrite: bool = True) -> Path:
     """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint.
-    `callbacks`: extra Lightning callbacks (e.g. for monitoring)."""
+    `callbacks`: extra Lightning callbacks (e.g. for monitoring). `overwrite` False refuses a
+    folder that holds another run (the CLI's default); nothing in it is written before the
+    resume check and the trainer settings pass."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_batches(len(labels), cfg.data.batch_size, "the pre-training set")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    cfg.save(out_dir / "config.yaml")
-    model = create_method(cfg.to_dict())
-    dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
-                         num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
-    trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
-    trainer.fit(model, datamodule=dm, ckpt_path=_resume_path(cfg, out_dir, resume, "pretrain"))
+    with _run_folder(out_dir, resume, overwrite):
+        ckpt_path = _resume_path(cfg, out_dir, resume, "pretrain")
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        model = create_method(cfg.to_dict())
+        dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
+                             num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
+        trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
+        cfg.save(out_dir / "config.yaml")
+        _fit(trainer, model, dm, ckpt_path)
     return out_dir / "checkpoints" / "last.ckpt"
 
 
@@ -171,11 +226,13 @@ def finetune(
     out_dir: str | Path,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     resume=False,
+    overwrite: bool = True,
 ) -> Path:
     """Stage 2. `init` is a stage-1 (or fine-tune) checkpoint whose online backbone starts the
     network (None = from scratch). `val` selects the best epoch: pass the split held out before
     stage 1 (byel.data.split.holdout_split, grouped by person). Without it, a split of `images`
-    by image is used, which stage 1 may have trained on. Returns the path of the best checkpoint."""
+    by image is used, which stage 1 may have trained on. Returns the path of the best checkpoint.
+    `overwrite`: as for `pretrain`."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,15 +247,17 @@ def finetune(
         val = (images[va], labels[va])
         images, labels = images[tr], labels[tr]
     _check_batches(len(labels), cfg.finetune.batch_size, "the fine-tuning set")
-    cfg.save(out_dir / "config.yaml")
-    model = FineTune(cfg.to_dict())
-    if state is not None:
-        model.backbone.load_state_dict(state)
-    dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
-                         num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
-    trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
-                            num_sanity_val_steps=0)
-    trainer.fit(model, datamodule=dm, ckpt_path=_resume_path(cfg, out_dir, resume, "finetune"))
+    with _run_folder(out_dir, resume, overwrite):
+        ckpt_path = _resume_path(cfg, out_dir, resume, "finetune")
+        model = FineTune(cfg.to_dict())
+        if state is not None:
+            model.backbone.load_state_dict(state)
+        dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
+                             num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
+        trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
+                                num_sanity_val_steps=0)
+        cfg.save(out_dir / "config.yaml")
+        _fit(trainer, model, dm, ckpt_path)
     best = out_dir / "checkpoints" / "best.ckpt"
     return best if best.exists() else out_dir / "checkpoints" / "last.ckpt"
 

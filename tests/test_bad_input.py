@@ -1,16 +1,34 @@
 """Bad input, all in one place: every case ends as exactly one `byel: error:` line on stderr, a
-non-zero exit code, no traceback — and leaves earlier outputs intact."""
+non-zero exit code, no traceback — and leaves earlier outputs intact (byte for byte).
 
+The kinds covered: numbers and choices (checked when the command line is parsed; a property test
+walks the parser so a new option is covered without being listed), output paths (the wrong kind,
+not writable, one of the command's inputs), the disk (full, killed writes), run folders (one run
+per folder: no silent overwrite, a lock against a second run, a refused --resume writes nothing),
+Ctrl-C, and problems that must be shown rather than hidden (unusable files, link loops, control
+characters in messages)."""
+
+import argparse
+import errno
 import os
-from pathlib import Path
+import shutil
+import signal
 
+import lightning as L
+import numpy as np
 import pytest
 import torch
 
-from byel.cli import main
+from byel.checks import run_lock
+from byel.checkpoint import atomic_torch_save
+from byel.cli import Bounded, build_parser, main, run_guarded
+from byel.config import Config, _all_keys, load_config
+from byel.data.sources import load
+from byel.errors import ByelError, ConfigError
 from conftest import write_class_folders, write_image
 
 TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
+HAS_CUDA = torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
@@ -35,99 +53,425 @@ def world(tmp_path_factory):
     (root / "truncated.ckpt").write_bytes(ckpt.read_bytes()[:4000])
     torch.save({"state_dict": {}, "epoch": 1}, root / "foreign.ckpt")
     (root / "text.ckpt").write_text("not a checkpoint")
-    return {"root": root, "data": data, "pre": ckpt, "ft": ft / "checkpoints" / "best.ckpt"}
+    shutil.copy(ft / "checkpoints" / "best.ckpt", root / "m.ckpt")
+    (root / "random.yaml").write_bytes(b"\xff\xfe\x80" + np.random.default_rng(0).bytes(2000))
+    (root / "a.yaml").write_text(f"base: {root / 'b.yaml'}\n")
+    (root / "b.yaml").write_text(f"base: {root / 'a.yaml'}\n")
+    (root / "afile").write_text("a file where a folder is expected\n")
+    write_image(root / "face.png")
+    (root / "demo").mkdir()
+    (root / "demo" / "report.json").write_text('{"a demo": "that finished"}\n')
+    (root / "binary.csv").write_bytes(b"\x1b[31m\x07emo\x00tion,\x08pix\n" + np.random.default_rng(1).bytes(3000))
+    (root / "hugefield.csv").write_text('emotion,pixels,Usage\n"' + "7" * 200_000 + "\n")
+    return {"root": root, "data": data, "pre": ckpt, "ft": ft / "checkpoints" / "best.ckpt", "m": root / "m.ckpt"}
 
 
+def _snapshot(root):
+    """Bytes of every earlier output: both runs, the fake demo, the checkpoint copy."""
+    files = [p for d in ("pre", "ft", "demo") for p in sorted((root / d).rglob("*")) if p.is_file()]
+    return {str(p): p.read_bytes() for p in [*files, root / "m.ckpt"] if p.name != ".lock"}
+
+
+CUDA = "CPU-only"  # marks a case that needs a machine without a GPU
 CASES = {
+    # data
     "missing data path": (["pretrain", "--data", "{root}/nope", "--out", "{root}/o"], "not found"),
     "empty folder": (["pretrain", "--data", "{root}/empty", "--out", "{root}/o"], "{root}/empty"),
     "only classes outside the six": (["pretrain", "--data", "{root}/only_neutral", "--out", "{root}/o"], "neutral"),
     "corrupt, zero-byte, truncated, text-as-PNG images only": (["pretrain", "--data", "{root}/broken", "--out", "{root}/o"], "no usable images"),
     "unknown data kind": (["pretrain", "--data", "lmdb:{root}/data", "--out", "{root}/o"], "lmdb"),
+    "binary FER2013 CSV (control characters)": (["data", "inspect", "{root}/binary.csv"], "not a FER2013 CSV"),
+    "CSV with a field over the csv module's limit": (["data", "inspect", "{root}/hugefield.csv"], "not a FER2013 CSV"),
+    # configuration
     "unknown config key": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "optim.lrr=1"], "did you mean 'optim.lr'"),
-    "unknown method": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--method", "simclr"], "method.name"),
+    "unknown method": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--method", "simclr"], "--method"),
+    "unknown method via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "method.name=simclr"], "method.name"),
     "unknown preset": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--preset", "huge"], "cpu-demo"),
-    "zero image size": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--image-size", "0"], "image_size"),
-    "negative epochs": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--epochs", "-1"], "epochs"),
+    "preset of random bytes": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--preset", "{root}/random.yaml"], "random.yaml"),
+    "presets whose base: name each other": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--preset", "{root}/a.yaml"], "cycle"),
+    "unparsable --set value": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "optim.lr=["], "optim.lr=["),
     "bad value type": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "optim.lr=fast"], "invalid value"),
     "unknown option": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--learning-rate", "1"], "unrecognized arguments"),
-    "nothing to resume": (["pretrain", "--data", "{data}", "--out", "{root}/fresh", "--resume"], "nothing to resume"),
-    "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model"),
+    # numbers (the property test below covers every numeric option; these are the reported ones)
+    "zero image size": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--image-size", "0"], "--image-size"),
+    "huge image size": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--image-size", "100000"], "--image-size"),
+    "huge image size via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "data.image_size=100000"], "data.image_size"),
+    "negative epochs": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--epochs", "-1"], "--epochs"),
+    "negative seed": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--seed", "-1"], "--seed"),
+    "seed beyond 2**32": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--seed", "99999999999999999999"], "--seed"),
+    "negative seed via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "seed=-1"], "seed"),
+    "negative data.num_workers via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "data.num_workers=-1"], "data.num_workers"),
+    "generate zero per class": (["generate", "--out", "{root}/g", "--per-class", "0"], "--per-class"),
+    "generate negative size": (["generate", "--out", "{root}/g", "--size", "-5"], "--size"),
+    "generate huge size": (["generate", "--out", "{root}/g", "--per-class", "1", "--size", "100000"], "--size"),
+    "generate negative seed": (["generate", "--out", "{root}/g", "--per-class", "1", "--seed", "-1"], "--seed"),
+    "evaluate batch size 0": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--batch-size", "0"], "--batch-size"),
+    "demo zero per class": (["demo", "--out", "{root}/d0", "--per-class", "0"], "--per-class"),
+    "ablation zero seeds": (["benchmark", "ablation", "--out", "{root}/ab", "--seeds", "0"], "--seeds"),
+    "speed zero steps": (["benchmark", "speed", "--presets", "smoke", "--steps", "0"], "--steps"),
+    "speed batch size of one": (["benchmark", "speed", "--presets", "smoke", "--batch-size", "smoke=1"], "--batch-size"),
+    # choices, hardware, devices
+    "unknown generator backend": (["generate", "--out", "{root}/g", "--backend", "gan"], "procedural"),
+    "generate unknown class": (["generate", "--out", "{root}/g", "--classes", "contempt"], "contempt"),
+    "warp without sources": (["generate", "--out", "{root}/g", "--backend", "warp"], "--sources"),
+    "warp with empty sources": (["generate", "--out", "{root}/g", "--backend", "warp", "--sources", "{root}/empty"], "{root}/empty"),
+    "bogus precision": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--precision", "bogus"], "--precision"),
+    "bogus precision via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.precision=bogus"], "trainer.precision"),
+    "bogus strategy (Lightning refuses it)": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--strategy", "bogus"], "invalid trainer settings"),
+    "zero nodes": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--num-nodes", "0"], "--num-nodes"),
+    "negative devices": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--devices", "-3"], "--devices"),
+    "negative devices via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.devices=-3"], "trainer.devices"),
+    "GPU accelerator on a CPU-only machine": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--accelerator", "gpu"], "--accelerator", CUDA),
+    "GPU accelerator via --set on a CPU-only machine": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.accelerator=gpu"], "invalid trainer settings", CUDA),
+    "evaluate on a bogus device": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--device", "bogus"], "--device"),
+    "evaluate on cuda without one": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--device", "cuda"], "--device", CUDA),
+    "predict on cuda without one": (["predict", "{root}/face.png", "--checkpoint", "{ft}", "--device", "cuda"], "--device", CUDA),
+    "submit on cuda without one": (["submit", "--checkpoint", "{ft}", "--frames", "{root}/empty", "--out", "{root}/s", "--device", "cuda"], "--device", CUDA),
+    "speed on cuda without one": (["benchmark", "speed", "--presets", "smoke", "--device", "cuda"], "--device", CUDA),
+    "latents on cuda without one": (["plot", "latents", "--checkpoint", "{pre}", "--data", "{data}", "--device", "cuda"], "--device", CUDA),
+    "contact sheet of an unknown picture type": (["data", "inspect", "{data}", "--out", "{root}/sheet.xyz"], ".xyz"),
+    # checkpoints
     "missing checkpoint": (["evaluate", "--checkpoint", "{root}/none.ckpt", "--data", "{data}"], "not found"),
     "truncated checkpoint": (["evaluate", "--checkpoint", "{root}/truncated.ckpt", "--data", "{data}"], "truncated"),
     "text as checkpoint": (["evaluate", "--checkpoint", "{root}/text.ckpt", "--data", "{data}"], "cannot read checkpoint"),
     "foreign checkpoint": (["evaluate", "--checkpoint", "{root}/foreign.ckpt", "--data", "{data}"], "not a byel checkpoint"),
     "stage-1 checkpoint to evaluate": (["evaluate", "--checkpoint", "{pre}", "--data", "{data}"], "fine-tune it first"),
-    "generate zero per class": (["generate", "--out", "{root}/g", "--per-class", "0"], "per-class"),
-    "generate negative size": (["generate", "--out", "{root}/g", "--size", "-5"], "size"),
-    "generate unknown backend": (["generate", "--out", "{root}/g", "--backend", "gan"], "procedural"),
-    "generate unknown class": (["generate", "--out", "{root}/g", "--classes", "contempt"], "contempt"),
-    "warp without sources": (["generate", "--out", "{root}/g", "--backend", "warp"], "--sources"),
-    "warp with empty sources": (["generate", "--out", "{root}/g", "--backend", "warp", "--sources", "{root}/empty"], "{root}/empty"),
     "predict on a missing input": (["predict", "--checkpoint", "{ft}", "{root}/nope.jpg", "--out", "{root}/p.csv", "--no-detect"], "nope.jpg"),
+    # output paths
+    "export over its own checkpoint": (["export", "--checkpoint", "{m}", "--out", "{m}"], "input --checkpoint"),
+    "predict over its own input image": (["predict", "{root}/face.png", "--checkpoint", "{ft}", "--out", "{root}/face.png", "--no-detect"], "input"),
+    "run folder that is a file": (["pretrain", "--data", "{data}", "--out", "{root}/afile"], "is a file"),
+    "run folder below a file": (["pretrain", "--data", "{data}", "--out", "{root}/afile/run"], "is a file"),
+    "run folder that is the data": (["pretrain", "--data", "{data}", "--out", "{data}"], "input --data"),
+    "generate into a file": (["generate", "--out", "{root}/afile", "--per-class", "1"], "is a file"),
+    "report path that is a folder": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--report", "{root}/empty"], "is a folder"),
+    "fine-tune into the run folder of its checkpoint": (["finetune", "--checkpoint", "{pre}", "--data", "{data}", "--out", "{root}/pre", "--overwrite"], "inside"),
+    # run folders
+    "pre-train into a finished run": (["pretrain", "--data", "{data}", "--out", "{root}/pre"], "already holds a run"),
+    "fine-tune into a finished run": (["finetune", "--checkpoint", "{pre}", "--data", "{data}", "--out", "{root}/ft"], "already holds a run"),
+    "demo into a finished demo": (["demo", "--out", "{root}/demo"], "already holds a run"),
+    "resume and overwrite together": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--overwrite"], "--overwrite"),
+    "nothing to resume": (["pretrain", "--data", "{data}", "--out", "{root}/fresh", "--resume"], "nothing to resume"),
+    "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model"),
+    "resume with another method": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--method", "supervised"], "method.name"),
+    "demo with a missing real folder": (["demo", "--out", "{root}/d1", "--real", "{root}/nope"], "not found"),
 }
+TRAINING = ("pretrain", "finetune", "demo")
 
 
 def _fill(argv, world):
     return [a.format(**{k: str(v) for k, v in world.items()}) for a in argv]
 
 
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert errors[0].startswith("byel") and all(ch.isprintable() for ch in errors[0]), repr(errors[0])
+    return errors[0]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_clear_line(case, world, capsys):
-    argv, needle = CASES[case]
+    argv, needle, *marks = CASES[case]
+    if CUDA in marks and HAS_CUDA:
+        pytest.skip("this machine has a GPU")
     argv = _fill(argv, world)
-    extra = TINY if argv[0] == "pretrain" and "--preset" not in argv else []
-    if argv[0] == "pretrain" and "--preset" in argv:
-        extra = ["--no-progress", "--logger", "none"]
-    before = world["pre"].read_bytes()
+    if argv[0] in TRAINING:
+        argv += TINY if "--preset" not in argv else TINY[2:]
+    before = _snapshot(world["root"])
     capsys.readouterr()
     try:
-        rc = main(argv + extra)
+        rc = main(argv)
     except SystemExit as e:  # argparse errors exit through SystemExit, with one line too
         rc = e.code
-    err = capsys.readouterr().err
-    errors = [line for line in err.strip().splitlines() if "error:" in line]
+    line = _one_error_line(capsys.readouterr().err)
     assert rc not in (0, None), case
-    assert len(errors) == 1 and "Traceback" not in err, err
-    assert needle.format(root=world["root"]) in errors[0], (needle, errors[0])
-    assert world["pre"].read_bytes() == before  # earlier outputs intact
+    assert needle.format(root=world["root"]) in line, (needle, line)
+    after = _snapshot(world["root"])
+    assert after.keys() == before.keys() and all(after[k] == before[k] for k in before), "earlier outputs changed"
 
 
+def test_demo_checks_its_inputs_before_the_first_step(world, capsys):
+    out = world["root"] / "d2"
+    assert main(["demo", "--out", str(out), "--real", str(world["root"] / "nope"), *TINY]) == 2
+    assert not out.exists()  # nothing generated, nothing trained
+    assert "not found" in _one_error_line(capsys.readouterr().err)
+
+
+# --- every number, every subcommand: 0, -1 and a huge value ------------------------------------
+def _commands(parser, path=()):
+    """(subcommand path, its parser) for every runnable subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+    if parser.get_default("func"):
+        yield path, parser
+
+
+def _numeric_options():
+    for path, parser in _commands(build_parser()):
+        for a in parser._actions:
+            if a.option_strings and (a.type in (int, float) or isinstance(a.type, Bounded)):
+                yield path, parser, a.option_strings[-1], getattr(a.type, "kind", a.type)
+
+
+def _required(parser) -> list[str]:
+    argv = []
+    for a in parser._actions:
+        if not a.option_strings and not isinstance(a, argparse._SubParsersAction):
+            argv.append("x")
+        elif a.required:
+            argv += [a.option_strings[-1], "x"]
+    return argv
+
+
+NUMERIC = [(p, opt, v) for p, _, opt, kind in _numeric_options()
+           for v in ("0", "-1", "99999999999999999999" if kind is int else "1e30")]
+# Zero is a real setting for these (seed 0; no warm-up; no end-to-end run; any free port; fine-tuning
+# for 0 epochs).
+ZERO_OK = {"--seed", "--warmup", "--e2e-epochs", "--port"}
+
+
+def test_the_property_test_finds_the_options():
+    found = {(p, o) for p, o, _ in NUMERIC}
+    assert len(found) >= 35, found
+    for must in [(("generate",), "--size"), (("pretrain",), "--seed"), (("evaluate",), "--batch-size"),
+                 (("benchmark", "speed"), "--steps"), (("benchmark", "ablation"), "--seeds"), (("demo",), "--per-class")]:
+        assert must in found
+
+
+@pytest.mark.parametrize("path,option,value", NUMERIC, ids=[f"{' '.join(p)} {o} {v[:6]}" for p, o, v in NUMERIC])
+def test_every_numeric_option_is_range_checked(path, option, value, capsys):
+    parser = dict(_commands(build_parser()))[path]
+    argv = [*path, *_required(parser), option, value]
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as e:
+        assert e.code == 2
+        assert option in _one_error_line(capsys.readouterr().err)
+        return
+    assert value == "0" and (option in ZERO_OK or (path, option) == (("finetune",), "--epochs")), \
+        f"{' '.join(argv)} was accepted"
+
+
+def _numeric_keys():
+    from typing import get_type_hints
+
+    cfg = Config()
+    for key in _all_keys(cfg):
+        *sections, leaf = key.split(".")
+        owner = cfg
+        for s in sections:
+            owner = getattr(owner, s)
+        hint, value = get_type_hints(type(owner))[leaf], getattr(owner, leaf)
+        if hint in (int, float) or (isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value)):
+            yield key, len(value) if isinstance(value, tuple) else None
+
+
+@pytest.mark.parametrize("key,n", list(_numeric_keys()))
+@pytest.mark.parametrize("value", [-1, 1e30, float("nan")])
+def test_every_numeric_config_key_is_range_checked(key, n, value):
+    """--set reaches every key: the same bounds as the options, one ConfigError line."""
+    with pytest.raises(ConfigError):
+        load_config("smoke", {key: (value,) * n if n else value})
+
+
+def test_help_shows_choices_and_defaults(capsys):
+    for path, parser in _commands(build_parser()):
+        text = parser.format_help()
+        assert "(default:" in text or not [a for a in parser._actions if a.default not in (None, False)], path
+    assert "{procedural,warp}" in dict(_commands(build_parser()))[("generate",)].format_help()
+
+
+# --- output paths and the disk -----------------------------------------------------------------
 def test_read_only_output_folder(world, tmp_path, monkeypatch, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     os.chmod(ro, 0o500)
     if os.access(ro, os.W_OK):  # root ignores permissions: make the folder refuse writes by hand
-        real_mkdir = Path.mkdir
+        real_mkdir = type(ro).mkdir
 
         def refuse(self, *a, **k):
             if str(self).startswith(str(ro)):
                 raise PermissionError(13, "Permission denied", str(self))
             return real_mkdir(self, *a, **k)
 
-        monkeypatch.setattr(Path, "mkdir", refuse)
+        monkeypatch.setattr(type(ro), "mkdir", refuse)
     try:
         rc = main(["pretrain", "--data", str(world["data"]), "--out", str(ro / "run"), *TINY])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert rc == 1 and err[-1].startswith("byel: error: Permission denied") and str(ro) in err[-1]
+        line = _one_error_line(capsys.readouterr().err)
+        assert rc == 2 and "permission denied" in line and str(ro) in line
     finally:
         os.chmod(ro, 0o700)
 
 
-def test_full_disk_keeps_the_previous_checkpoint(world, tmp_path, monkeypatch, capsys):
-    """A write error (ENOSPC) while saving: one line, exit 1, and the last good checkpoint intact."""
+def test_full_disk_keeps_the_previous_checkpoint_and_says_so(world, tmp_path, monkeypatch, capsys):
+    """A write error (ENOSPC) while saving: one line naming the file and the reason, exit 2, the
+    last good checkpoint intact, and no temporary files — neither this write's nor a killed one's."""
     out = tmp_path / "run"
     assert main(["pretrain", "--data", str(world["data"]), "--out", str(out), *TINY]) == 0
     last = out / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
+    (last.parent / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # a write killed mid-way
 
     def full_disk(obj, f, *a, **k):
-        raise OSError(28, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
     capsys.readouterr()
     rc = main(["pretrain", "--data", str(world["data"]), "--out", str(out), "--epochs", "2", "--resume", *TINY])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and err[-1] == "byel: error: No space left on device"
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 2
+    assert line == (f"byel: error: cannot write checkpoint to {last}: disk full (no space left on device); "
+                    "the previous checkpoint is kept")
     assert last.read_bytes() == before
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_torch_save({"x": 1}, tmp_path / "c.ckpt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.ckpt").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize("error,expected", [
+    (FileExistsError(errno.EEXIST, "File exists", "X"), "cannot create X: a file of that name is in the way"),
+    (OSError(errno.ENOSPC, "No space left on device", "X"), "cannot write X: disk full (no space left on device)"),
+    (OSError(errno.EROFS, "Read-only file system", "X"), "cannot write X: read-only file system"),
+    (PermissionError(errno.EACCES, "Permission denied", "X"), "cannot use X: permission denied"),
+])
+def test_os_errors_are_one_readable_line(error, expected, capsys):
+    def fail():
+        raise error
+
+    assert run_guarded(fail) == 2
+    assert _one_error_line(capsys.readouterr().err) == f"byel: error: {expected}"
+
+
+def test_control_characters_and_memory_errors_stay_one_line(capsys):
+    def bad():
+        raise ByelError("header \x1b[31mred\x07\nsecond line\ttab")
+
+    def big():
+        raise MemoryError
+
+    assert run_guarded(bad) == 2
+    assert "\\x1b[31mred\\x07\\nsecond line\\ttab" in _one_error_line(capsys.readouterr().err)
+    assert run_guarded(big) == 2
+    assert "out of memory" in _one_error_line(capsys.readouterr().err)
+
+
+# --- run folders ---------------------------------------------------------------------------------
+def test_a_second_run_into_a_folder_in_use_is_refused(world, tmp_path, capsys):
+    """Two runs started together into one --out: the second is refused at once (the first holds
+    OUT/.lock for its whole run), and what the first wrote is untouched."""
+    out = tmp_path / "run"
+    shutil.copytree(world["pre"].parent.parent, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    with run_lock(out):  # the first run, still training
+        capsys.readouterr()
+        rc = main(["pretrain", "--data", str(world["data"]), "--out", str(out), "--resume", "--epochs", "2", *TINY])
+    assert rc == 2 and "in use by another byel run" in _one_error_line(capsys.readouterr().err)
+    assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_the_lock_is_held_while_training(world, tmp_path):
+    out, seen = tmp_path / "run", []
+
+    class TryLock(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            try:
+                with run_lock(out):
+                    seen.append("free")
+            except ByelError:
+                seen.append("held")
+
+    from byel.train import pretrain
+
+    data = load(str(world["data"]), 32, progress=False)
+    pretrain(load_config("smoke", {"trainer.progress": False, "trainer.logger": "none"}), data.images, data.labels,
+             out, callbacks=[TryLock()])
+    assert seen == ["held"]
+    with run_lock(out):  # released afterwards
+        pass
+
+
+def test_overwrite_replaces_a_run_and_its_stale_checkpoints(world, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(world["ft"].parent.parent, out)
+    (out / "checkpoints" / "best.ckpt").write_bytes(b"an old best checkpoint")
+    assert main(["pretrain", "--data", str(world["data"]), "--out", str(out), "--overwrite", *TINY]) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["byel"]["kind"] == "pretrain"
+
+
+def test_demo_resume_refused_leaves_the_config(world, tmp_path, capsys):
+    """`demo --resume` with another --method: refused by the pre-training stage before it writes
+    its config.yaml (the refused settings never replace the run's)."""
+    out = tmp_path / "demo"
+    assert main(["generate", "--out", str(out / "synthetic"), "--per-class", "4", "--size", "32", "--workers", "1",
+                 "--no-progress"]) == 0
+    shutil.copytree(world["pre"].parent.parent, out / "pretrain")
+    keep = {p: p.read_bytes() for p in [out / "pretrain" / "config.yaml", world["pre"].parent.parent / "config.yaml"]}
+    capsys.readouterr()
+    rc = main(["demo", "--out", str(out), "--resume", "--method", "supervised", *TINY])
+    assert rc == 2 and "method.name" in _one_error_line(capsys.readouterr().err)
+    assert (out / "pretrain" / "config.yaml").read_bytes() == keep[out / "pretrain" / "config.yaml"]
+    assert not (out / "finetune").exists()
+
+
+def test_ctrl_c_during_training_says_how_to_resume(world, tmp_path, capsys):
+    """Lightning catches Ctrl-C and exits 1 without a word; byel says what happened, exits 130,
+    keeps the last checkpoint, gives Ctrl-C back, and --resume then finishes the run."""
+    from byel.train import pretrain
+
+    class CtrlC(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    data = load(str(world["data"]), 32, progress=False)
+    cfg = load_config("smoke", {"trainer.progress": False, "trainer.logger": "none", "pretrain.epochs": 2})
+    out = tmp_path / "run"
+    handler = signal.getsignal(signal.SIGINT)
+    capsys.readouterr()
+    rc = run_guarded(lambda: pretrain(cfg, data.images, data.labels, out, callbacks=[CtrlC()], overwrite=False))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and err[-1] == "byel: interrupted; resume with --resume"
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    assert main(["pretrain", "--data", str(world["data"]), "--out", str(out), "--epochs", "2", "--resume", *TINY]) == 0
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+# --- problems shown, not hidden -----------------------------------------------------------------
+def test_evaluate_lists_the_files_it_could_not_use(world, tmp_path, capsys):
+    data = tmp_path / "mixed"
+    shutil.copytree(world["data"], data)
+    (data / "anger" / "zero.png").write_bytes(b"")
+    (data / "fear" / "corrupt.jpg").write_bytes(b"not a jpeg" * 20)
+    (data / "sadness" / "anim.gif").write_bytes(b"GIF89a" + bytes(40))
+    report = tmp_path / "eval" / "mixed.json"
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(world["ft"]), "--data", str(data), "--report", str(report),
+                 "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    log = tmp_path / "eval" / "mixed-data-problems.txt"
+    assert "24 images" in first and "3 unusable file(s)" in first and str(log) in first
+    assert all(name in log.read_text() for name in ("zero.png", "corrupt.jpg", "anim.gif"))
+
+
+def test_a_link_loop_in_a_class_folder_counts_nothing_twice(world, tmp_path):
+    data = tmp_path / "looped"
+    shutil.copytree(world["data"], data)
+    os.symlink("..", data / "happiness" / "loop")
+    (data / "sadness" / "nested").mkdir()
+    os.symlink("..", data / "sadness" / "nested" / "up")  # back into sadness itself: harmless
+    s = load(str(data), 32, progress=False, cache=False)
+    assert s.counts() == {c: 4 for c in s.counts()}
+    assert any("loop" in where and "link_outside_folder" in reason for where, reason in s.problems)

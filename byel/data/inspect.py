@@ -7,6 +7,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
+from byel.checks import check_picture
 from byel.classes import CLASSES
 from byel.data.sources import ImageSet, load, write_problem_log
 
@@ -22,6 +23,8 @@ def inspect(spec: str, out_png: str | None, size: int = 64, *, unlabelled: bool 
     Unusable files are written to log_path, by default next to out_png as
     ``<out_png stem>-problems.txt``; without either, the report shows the first few.
     """
+    if out_png:  # before the scan: matplotlib would refuse an unknown extension only at the end
+        check_picture(out_png, "--out")
     s = load(spec, size, unlabelled=unlabelled, progress=progress)
     lines = [f"data: {s.spec}"]
     if unlabelled:

@@ -357,16 +357,23 @@ def _entries(d: str, tally: _Tally | None = None) -> list[os.DirEntry]:
         return []
 
 
-def _walk(top: str, tally: _Tally, seen: set | None = None):
-    """Every file under top, sorted, following links (each real folder visited once)."""
+def _walk(top: str, tally: _Tally, seen: set | None = None, root: str | None = None):
+    """Every file under top, sorted, each real folder visited once. Links to folders are
+    followed only while they stay inside the top folder: one out of it (a loop such as
+    happiness/loop -> ..) would count other classes' images as this one's; it is listed."""
     seen = set() if seen is None else seen
+    root = os.path.realpath(top) if root is None else root
     st = os.stat(top)
     if (st.st_dev, st.st_ino) in seen:
         return
     seen.add((st.st_dev, st.st_ino))
     for e in _entries(top, tally):
         if e.is_dir():
-            yield from _walk(e.path, tally, seen)
+            target = os.path.realpath(e.path)
+            if e.is_symlink() and os.path.commonpath([target, root]) != root:
+                tally.drop(e.path, "link_outside_folder", f"a link to {target}, outside {root}: not followed")
+                continue
+            yield from _walk(e.path, tally, seen, root)
         else:
             yield e
 
@@ -627,6 +634,13 @@ def _decode_files(items: list, size: int, workers: int, progress: bool) -> _Buil
 
 def _read_fer_csv(path: str, usage: str | None, unlabelled: bool,
                   size: int, _workers: int, progress: bool) -> _Built:
+    try:
+        return _read_fer_rows(path, usage, unlabelled, size, progress)
+    except csv.Error as e:  # e.g. a binary file: "field larger than field limit"
+        raise DataError(f"{path} is not a FER2013 CSV: {e}") from None
+
+
+def _read_fer_rows(path: str, usage: str | None, unlabelled: bool, size: int, progress: bool) -> _Built:
     """Rows of a FER2013 CSV (emotion,pixels,Usage) as RGB images; bad rows dropped, not fatal.
 
     Single-threaded: parsing 48x48 rows is cheap next to decoding JPEGs."""
@@ -639,7 +653,7 @@ def _read_fer_csv(path: str, usage: str | None, unlabelled: bool,
         missing = [c for c in need if c not in col]
         if missing:
             raise DataError(f"{path} is not a FER2013 CSV: no column {', '.join(missing)} "
-                            f"(header: {','.join(header) or 'empty'}; expected emotion,pixels,Usage)")
+                            f"(header: {(','.join(header) or 'empty')[:80]}; expected emotion,pixels,Usage)")
         usages: Counter[str] = Counter()
         for row in tqdm(reader, desc="reading csv rows", unit="row", disable=not progress):
             at = f"{path}:{reader.line_num}"
