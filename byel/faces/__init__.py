@@ -5,6 +5,7 @@ TFLite runtime: find faces, measure 478 landmarks and 52 blendshapes, turn them 
     faces = FaceMesher().measure(rgb)             # any photo -> list[Face], [] when none
     meshes = measure_images(crops, workers=2)     # N face crops -> one mesh (or none) each, cached
     feats, found = geometry_features(meshes)      # (N, 1008) blendshapes + eye-aligned landmarks
+    head = fit_geometry_head(feats, labels)       # a torch module: features -> 6 class logits
 
 Results that use it are "with a pretrained face-geometry model": Google trained it on real faces
 (for geometry; it knows no expression class).
@@ -12,7 +13,9 @@ Results that use it are "with a pretrained face-geometry model": Google trained 
 
 from byel.faces.batch import Meshes, frame_crop, measure_images
 from byel.faces.features import N_FEATURES, align_landmarks, aligned_crop, geometry_features
+from byel.faces.head import GeometryHead, fit_geometry_head
 from byel.faces.mesher import BLENDSHAPES, EYE_CORNERS, Face, FaceMesher
 
-__all__ = ["BLENDSHAPES", "EYE_CORNERS", "N_FEATURES", "Face", "FaceMesher", "Meshes", "align_landmarks",
-           "aligned_crop", "frame_crop", "geometry_features", "measure_images"]
+__all__ = ["BLENDSHAPES", "EYE_CORNERS", "N_FEATURES", "Face", "FaceMesher", "GeometryHead", "Meshes",
+           "align_landmarks", "aligned_crop", "fit_geometry_head", "frame_crop", "geometry_features",
+           "measure_images"]

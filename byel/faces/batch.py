@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from byel.data import cache as cache_store
 from byel.data.sources import _default_workers
-from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS, FaceMesher
+from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS, Face, FaceMesher
 from byel.faces.model import SHA256
 
 # Ready-cut crops (FER2013's 48 px faces fill the frame) are too tight and too small for the
@@ -59,6 +59,17 @@ class Meshes:
     def rate(self) -> float:
         """Fraction of images with a face mesh."""
         return float(self.found.mean()) if len(self.found) else 0.0
+
+    @classmethod
+    def from_faces(cls, faces: list[Face | None]) -> Meshes:
+        """Faces measured one by one (e.g. every face ``FaceMesher.measure`` found in a photo;
+        None where there was none) as one batch, ready for ``geometry_features``."""
+        out = _empty(len(faces))
+        for i, f in enumerate(faces):
+            if f is not None:
+                out.found[i], out.boxes[i], out.landmarks[i] = True, f.box, f.landmarks
+                out.blendshapes[i], out.presence[i] = f.blendshapes, f.presence
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"found": self.found, "boxes": self.boxes, "landmarks": self.landmarks,

@@ -15,8 +15,9 @@ from byel.faces.mesher import BLENDSHAPES, EYE_CORNERS, N_LANDMARKS
 
 N_FEATURES = len(BLENDSHAPES) + 2 * N_LANDMARKS  # 52 + 956
 # Where aligned crops put the outer eye corners, as fractions of the crop side: the median over
-# FER2013 PublicTest crops (tests/fixtures/fer_sample), so aligned crops look like training faces.
-EYE_LEFT, EYE_RIGHT = (0.215, 0.385), (0.785, 0.385)
+# 661 FER2013 PublicTest crops with a mesh (x 0.233 and 0.758, y 0.385; made symmetric), so that
+# aligned crops of photos frame faces as the FER2013-like training crops do.
+EYE_LEFT, EYE_RIGHT = (0.2375, 0.385), (0.7625, 0.385)
 
 
 def align_landmarks(landmarks: np.ndarray) -> np.ndarray:

@@ -86,8 +86,8 @@ ANCHORS = _anchors()
 class Face:
     """One measured face; coordinates in pixels of the image given to ``measure``."""
 
-    box: tuple[float, float, float, float]  # x, y, w, h: the detector's box (crop mode: the mesh's)
-    score: float  # detector confidence (crop mode: the presence score)
+    box: tuple[float, float, float, float]  # x, y, w, h: the detector's box (else the landmarks' box)
+    score: float  # detector confidence (without the detector: the presence score)
     presence: float  # the landmark model's face-presence score
     landmarks: np.ndarray  # float32 (478, 3): x, y in px; z in px at the scale of x (MediaPipe's)
     blendshapes: np.ndarray  # float32 (52,), names in BLENDSHAPES
@@ -250,14 +250,8 @@ class FaceMesher:
         if self.mode == "crop":
             H, W = rgb.shape[:2]
             side = max(H, W) * self.crop_scale
-            pts, presence = self.landmarks(rgb, (W / 2, H / 2, side, side, 0.0))
-            if self.refine:
-                pts, presence = self.landmarks(rgb, self._landmark_rect(pts))
-            if presence < self.min_presence:
-                return []
-            lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
-            return [Face((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
-                         presence, presence, pts, self.blendshapes(pts))]
+            face = self._mesh_face(rgb, (W / 2, H / 2, side, side, 0.0), self.refine)
+            return [face] if face else []
         faces = []
         for box, kps, score in self.detect(rgb):
             pts, presence = self.landmarks(rgb, self._face_rect(box, kps))
@@ -266,6 +260,25 @@ class FaceMesher:
             xywh = (float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1]))
             faces.append(Face(xywh, score, presence, pts, self.blendshapes(pts), kps.astype(np.float32)))
         return faces
+
+    def measure_box(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> Face | None:
+        """The face in a box another detector found (x, y, w, h px; e.g. dlib's, for faces too
+        small for BlazeFace short range): the mesh on the box's square scaled 1.5x, refined
+        once. None when the landmark model sees no face there."""
+        rgb = _as_rgb(rgb)
+        x, y, w, h = box
+        side = max(w, h) * RECT_SCALE
+        return self._mesh_face(rgb, (x + w / 2, y + h / 2, side, side, 0.0), True)
+
+    def _mesh_face(self, rgb: np.ndarray, rect, refine: bool) -> Face | None:
+        pts, presence = self.landmarks(rgb, rect)
+        if refine:
+            pts, presence = self.landmarks(rgb, self._landmark_rect(pts))
+        if presence < self.min_presence:
+            return None
+        lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+        return Face((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+                    presence, presence, pts, self.blendshapes(pts))
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:
