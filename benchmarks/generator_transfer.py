@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.cli import Parser, run_guarded
+from byel.cli import Bounded, Parser, run_guarded
 from byel.config import NORMALIZERS, GenerateConfig, load_config
 from byel.data.sources import load
+from byel.data.split import holdout_split
 from byel.errors import ConfigError
 from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.evaluate import load_classifier, predict_probs
@@ -32,37 +33,42 @@ from byel.synth.generate import generate
 from byel.train import finetune
 
 
-def make_data(backend: str, args, seed: int, out: Path) -> tuple[np.ndarray, np.ndarray, float]:
+def make_data(backend: str, args, seed: int, out: Path):
     """Generate --per-class faces per class with one backend ("mix": with each of the two, and
-    train on both sets together) and load them; also return the generation speed."""
-    images, labels, rates = [], [], []
+    train on both sets together) and load them. Returns (train, held-out) as (images, labels)
+    pairs, the held-out split grouped by source face (warp) as `byel demo` does, the split
+    records and the generation speed."""
+    parts, infos, rates = [], [], []
     for b in ("procedural", "warp") if backend == "mix" else (backend,):
         folder = out / ("data" if backend != "mix" else f"data-{b}")
         gen = generate(folder, backend=b, per_class=args.per_class, size=args.size, seed=seed,
                        workers=args.workers, sources=args.sources if b == "warp" else None,
                        grey=args.grey, warp_strength=args.warp_strength, progress=False)
         data = load(f"imagefolder:{folder}", args.size, progress=False)
-        images.append(data.images)
-        labels.append(data.labels)
+        tr, va, info = holdout_split(data, args.val_fraction, seed)
+        parts.append((data.images[tr], data.labels[tr], data.images[va], data.labels[va]))
+        infos.append({k: v for k, v in info.items() if k not in ("held_out_files", "held_out_groups")})
         rates.append(gen["images_per_s"])
-    return np.concatenate(images), np.concatenate(labels), float(np.mean(rates))
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    val = (np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
+    return train, val, infos, float(np.mean(rates))
 
 
 def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> dict:
     out = Path(args.out) / f"{backend}-s{seed}"
     t0 = time.time()
-    images, labels, rate = make_data(backend, args, seed, out)
+    (images, labels), val, split, rate = make_data(backend, args, seed, out)
     cfg = load_config(args.preset, {
         "seed": seed, "finetune.epochs": args.epochs, "finetune.lr": args.lr, "finetune.dropout": 0.3,
         "trainer.progress": False, "trainer.logger": "none", "data.image_size": args.size,
         "aug.normalize": args.normalize,
     })
-    best = finetune(cfg, None, images, labels, out / "model")
+    best = finetune(cfg, None, images, labels, out / "model", val=val)
     model = load_classifier(best)
     plain = scores(predict_probs(model, real.images), real.labels)
     adapted = scores(predict_probs(adapt_batchnorm(model, adapt[0]), real.images), real.labels)
     return {"backend": backend, "seed": seed, "n_train": int(len(labels)), "normalize": args.normalize,
-            "generate_images_per_s": round(rate, 1),
+            "generate_images_per_s": round(rate, 1), "held_out": split,
             "macro_f1": plain["macro_f1"], "accuracy": plain["accuracy"], "per_class_f1": plain["per_class_f1"],
             "confusion_matrix": plain["confusion_matrix"],
             "adabn_macro_f1": adapted["macro_f1"], "adabn_accuracy": adapted["accuracy"],
@@ -86,6 +92,8 @@ def main() -> None:
                     help="input normalisation (default dataset: the README table's; cpu-demo itself now uses equalize)")
     ap.add_argument("--adapt-bn", metavar="SPEC",
                     help="AdaBN on the unlabelled images of SPEC (default: the scored --real images without their labels)")
+    ap.add_argument("--val-fraction", type=Bounded(float, 0.0, 0.9, lo_open=True), default=0.1,
+                    help="synthetic images held out (whole source faces) to choose the best epoch")
     ap.add_argument("--grey", action="store_true")
     ap.add_argument("--warp-strength", type=float, default=GenerateConfig.warp_strength, help="multiple of the FACS displacement magnitudes")
     ap.add_argument("--workers", type=int, default=2)
