@@ -121,7 +121,7 @@ def _make_backend(backend, size, grey, seed, sources, progress, warp_strength):
     try:
         from byel.synth.warp import WarpBackend
     except ImportError as e:
-        raise ByelError("the warp backend needs the optional extra: pip install 'byel[warp]'") from e
+        raise ByelError(f"the warp backend cannot be loaded ({e}); reinstall byel") from e
     return WarpBackend(sources, size=size, grey=grey, seed=seed, progress=progress, strength=warp_strength)
 
 

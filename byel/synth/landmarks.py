@@ -86,7 +86,8 @@ def _dlib_models():
     try:
         import dlib
     except ImportError as e:
-        raise ByelError("the warp backend needs dlib: pip install 'byel[warp]'") from e
+        raise ByelError("the warp backend needs dlib, a core dependency of byel: reinstall byel "
+                        "(pip install dlib-bin)") from e
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path())), dlib
 
 
