@@ -169,15 +169,23 @@ def check_run_folder(folder: str | Path, *, resume: bool, overwrite: bool, marke
                         "replace it with --overwrite, or choose another --out")
 
 
+_HELD: set[str] = set()  # the run folders this process holds the lock of
+
+
 @contextmanager
 def run_lock(folder: str | Path):
-    """Hold FOLDER/.lock for the duration: a second run into the same folder is refused at once."""
-    if fcntl is None or launched_rank() != 0:
+    """Hold FOLDER/.lock for the duration: a second run into the same folder is refused at once.
+    Re-entrant within a process (the CLI takes it, then the training stage again). A folder
+    that did not exist and holds nothing but the lock afterwards is removed again."""
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    if fcntl is None or launched_rank() != 0 or key in _HELD:  # unlocked, or held by an outer call
         yield
         return
-    folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / ".lock", "a+")
+    lock = folder / ".lock"
+    f = open(lock, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -186,6 +194,7 @@ def run_lock(folder: str | Path):
         f.close()
         raise ByelError(f"{folder} is in use by another byel run{f' (process {holder})' if holder.isdigit() else ''}; "
                         "wait for it to finish or choose another --out") from None
+    _HELD.add(key)
     try:
         f.seek(0)
         f.truncate()
@@ -193,5 +202,9 @@ def run_lock(folder: str | Path):
         f.flush()
         yield
     finally:
+        _HELD.discard(key)
         f.truncate(0)
+        if created and [p.name for p in folder.iterdir()] == [".lock"]:  # a run refused before writing
+            lock.unlink()
+            folder.rmdir()
         f.close()  # closing releases the lock

@@ -9,6 +9,7 @@ Anything else is a bug in byel: one line saying so, exit code 1, and the traceba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -180,8 +181,7 @@ def _config_args(p: argparse.ArgumentParser, epochs_key: str | None) -> None:
     g.add_argument("--optimizer", choices=OPTIMIZERS, help="(default: the preset's)")
     g.add_argument("--seed", type=seed_int, help=f"0–{LIMITS['seed']} (default: the preset's)")
     if epochs_key:
-        epochs = epochs_int if epochs_key.startswith("pretrain") else int_range(0, LIMITS["epochs"])
-        g.add_argument("--epochs", type=epochs, metavar="N", help=f"sets {epochs_key} (default: the preset's)")
+        g.add_argument("--epochs", type=epochs_int, metavar="N", help=f"sets {epochs_key} (default: the preset's)")
     t = p.add_argument_group("hardware")
     t.add_argument("--accelerator", type=accelerator_arg, choices=ACCELERATORS, help="(default: the preset's, auto)")
     t.add_argument("--devices", type=devices_arg, help="number of devices, a list like 0,1, or auto (default: the preset's)")
@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
-    de.add_argument("--backend", help="generator backend (default: the preset's, procedural)")
+    de.add_argument("--backend", choices=("procedural", "warp"), help="generator backend (default: the preset's, procedural)")
     de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
     de.add_argument("--per-class", type=positive_int, metavar="N", help="synthetic images per class (default: the preset's)")
     de.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
@@ -580,10 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_paths(args) -> None:
-    """Before any work: every output location usable and none of the command's inputs, and a
-    run folder that holds no other run (unless --resume or --overwrite). Subparsers declare
-    `writes` (option -> file | folder | picture | run | demo) and `reads` (input options)."""
-    from byel.checks import check_output, check_picture, check_run_folder
+    """Before any work: every output location usable and none of the command's inputs.
+    Subparsers declare `writes` (option -> file | folder | picture | run | demo) and `reads`
+    (their input options)."""
+    from byel.checks import check_output, check_picture
 
     reads = {}
     for name in getattr(args, "reads", ()):
@@ -601,13 +601,26 @@ def _check_paths(args) -> None:
             check_picture(value, what)
     if getattr(args, "resume", False) and getattr(args, "overwrite", False):
         raise ByelError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    kinds = set(getattr(args, "writes", {}).values())
-    if "run" in kinds:
-        check_run_folder(args.out, resume=bool(args.resume), overwrite=args.overwrite)
-    if "demo" in kinds:
-        from byel.pipeline import DEMO_MARKERS
 
-        check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, markers=DEMO_MARKERS)
+
+@contextlib.contextmanager
+def _own_run_folder(args):
+    """A training command's --out belongs to this run from before its first write: locked
+    (a second run into it is refused), then checked to hold no other run unless --resume or
+    --overwrite. Other commands: nothing to do."""
+    kind = next((k for k in getattr(args, "writes", {}).values() if k in ("run", "demo")), None)
+    if kind is None:
+        yield
+        return
+    from byel.checks import RUN_MARKERS, check_run_folder, run_lock
+
+    if kind == "demo":
+        from byel.pipeline import DEMO_MARKERS as markers
+    else:
+        markers = RUN_MARKERS
+    with run_lock(args.out):
+        check_run_folder(args.out, resume=bool(args.resume), overwrite=args.overwrite, markers=markers)
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -615,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run():
         _check_paths(args)
-        return args.func(args)
+        with _own_run_folder(args):
+            return args.func(args)
 
     return run_guarded(run)
 

@@ -365,7 +365,8 @@ KEY_BOUNDS: dict[str, tuple[float, float]] = {
     "data.image_size": (16, LIMITS["image_size"]), "data.batch_size": (2, LIMITS["batch_size"]),
     "data.num_workers": (0, LIMITS["workers"]), "data.val_fraction": (0, 1),
     "pretrain.epochs": (1, LIMITS["epochs"]),
-    "finetune.epochs": (0, LIMITS["epochs"]), "finetune.lr": (0, LIMITS["lr"]), "finetune.weight_decay": (0, 1),
+    "finetune.epochs": (1, LIMITS["epochs"]),  # 0 epochs would write no checkpoint
+    "finetune.lr": (0, LIMITS["lr"]), "finetune.weight_decay": (0, 1),
     "finetune.dropout": (0, 0.999), "finetune.batch_size": (2, LIMITS["batch_size"]),
     "generate.per_class": (1, LIMITS["count"]), "generate.warp_strength": (0, LIMITS["warp_strength"]),
     "generate.workers": (1, LIMITS["workers"]),

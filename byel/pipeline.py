@@ -40,15 +40,15 @@ def run_demo(
     g = cfg.generate
     backend, sources = backend or g.backend, sources or g.sources
     per_class = g.per_class if per_class is None else per_class
-    check_run_folder(out, resume=resume, overwrite=overwrite, markers=DEMO_MARKERS)
-    # Inputs that would otherwise fail only after all the training (decoded here, then cached):
-    if real:
-        load(real, cfg.data.image_size, progress=cfg.trainer.progress)
-    if isinstance(adapt_bn, str):
-        load(adapt_bn, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
-    if backend == "warp" and sources and not Path(sources).is_dir():
-        raise DataError(f"--sources {sources}: not a folder of face images")
     with run_lock(out):
+        check_run_folder(out, resume=resume, overwrite=overwrite, markers=DEMO_MARKERS)
+        # Inputs that would otherwise fail only after all the training (decoded here, then cached):
+        if real:
+            load(real, cfg.data.image_size, progress=cfg.trainer.progress)
+        if isinstance(adapt_bn, str):
+            load(adapt_bn, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
+        if backend == "warp" and sources and not Path(sources).is_dir():
+            raise DataError(f"--sources {sources}: not a folder of face images")
         return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume)
 
 

@@ -197,7 +197,7 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
         trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
-    return out_dir / "checkpoints" / "last.ckpt"
+    return _written(out_dir / "checkpoints" / "last.ckpt")
 
 
 def finetune_config(cfg: Config, init_ckpt: dict) -> Config:
@@ -259,7 +259,15 @@ def finetune(
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
     best = out_dir / "checkpoints" / "best.ckpt"
-    return best if best.exists() else out_dir / "checkpoints" / "last.ckpt"
+    return _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
+
+
+def _written(path: Path) -> Path:
+    """Success only with the promised artefact: a run that ended before writing its checkpoint
+    is an error. (Under DDP rank 0 writes checkpoints; other ranks do not check.)"""
+    if launched_rank() == 0 and not path.is_file():
+        raise ByelError(f"training ended without writing its checkpoint {path}; see the messages above")
+    return path
 
 
 def class_names(labels: np.ndarray) -> dict[str, int]:

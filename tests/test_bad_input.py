@@ -10,16 +10,18 @@ characters in messages)."""
 
 import argparse
 import errno
+import fcntl
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from byel.checks import run_lock
 from byel.checkpoint import atomic_torch_save
 from byel.cli import Bounded, build_parser, main, run_guarded
 from byel.config import Config, _all_keys, load_config
@@ -229,8 +231,7 @@ def _required(parser) -> list[str]:
 
 NUMERIC = [(p, opt, v) for p, _, opt, kind in _numeric_options()
            for v in ("0", "-1", "99999999999999999999" if kind is int else "1e30")]
-# Zero is a real setting for these (seed 0; no warm-up; no end-to-end run; any free port; fine-tuning
-# for 0 epochs).
+# Zero is a real setting for these: seed 0, no warm-up, no end-to-end run, any free port.
 ZERO_OK = {"--seed", "--warmup", "--e2e-epochs", "--port"}
 
 
@@ -252,8 +253,7 @@ def test_every_numeric_option_is_range_checked(path, option, value, capsys):
         assert e.code == 2
         assert option in _one_error_line(capsys.readouterr().err)
         return
-    assert value == "0" and (option in ZERO_OK or (path, option) == (("finetune",), "--epochs")), \
-        f"{' '.join(argv)} was accepted"
+    assert value == "0" and option in ZERO_OK, f"{' '.join(argv)} was accepted"
 
 
 def _numeric_keys():
@@ -367,17 +367,50 @@ def test_control_characters_and_memory_errors_stay_one_line(capsys):
 
 
 # --- run folders ---------------------------------------------------------------------------------
-def test_a_second_run_into_a_folder_in_use_is_refused(world, tmp_path, capsys):
-    """Two runs started together into one --out: the second is refused at once (the first holds
-    OUT/.lock for its whole run), and what the first wrote is untouched."""
+def _held_elsewhere(folder):
+    """Another process holding FOLDER/.lock, as a run in progress does."""
+    code = ("import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "f.write('4242'); f.flush(); print('held', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder / ".lock")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _is_locked(folder) -> bool:
+    with open(folder / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "demo"])
+def test_a_second_run_into_a_folder_in_use_is_refused(command, world, tmp_path, capsys):
+    """Two runs started together into one --out: the second is refused at once, before it
+    writes anything (the first holds OUT/.lock for its whole run)."""
     out = tmp_path / "run"
     shutil.copytree(world["pre"].parent.parent, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
-    with run_lock(out):  # the first run, still training
+    argv = {"pretrain": ["pretrain", "--data", str(world["data"]), "--resume", "--epochs", "2", "--seed", "5"],
+            "finetune": ["finetune", "--checkpoint", str(world["pre"]), "--data", str(world["data"]), "--overwrite"],
+            "demo": ["demo", "--overwrite"]}[command]
+    holder = _held_elsewhere(out)  # the first run, still training
+    try:
         capsys.readouterr()
-        rc = main(["pretrain", "--data", str(world["data"]), "--out", str(out), "--resume", "--epochs", "2", *TINY])
-    assert rc == 2 and "in use by another byel run" in _one_error_line(capsys.readouterr().err)
+        rc = main([*argv, "--out", str(out), *TINY])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 2 and "in use by another byel run (process 4242)" in _one_error_line(capsys.readouterr().err)
     assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_a_refused_run_leaves_no_empty_run_folder(world, tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(out), *TINY]) == 2
+    assert not out.exists()
 
 
 def test_the_lock_is_held_while_training(world, tmp_path):
@@ -385,20 +418,14 @@ def test_the_lock_is_held_while_training(world, tmp_path):
 
     class TryLock(L.Callback):
         def on_train_start(self, trainer, pl_module):
-            try:
-                with run_lock(out):
-                    seen.append("free")
-            except ByelError:
-                seen.append("held")
+            seen.append("held" if _is_locked(out) else "free")
 
     from byel.train import pretrain
 
     data = load(str(world["data"]), 32, progress=False)
     pretrain(load_config("smoke", {"trainer.progress": False, "trainer.logger": "none"}), data.images, data.labels,
              out, callbacks=[TryLock()])
-    assert seen == ["held"]
-    with run_lock(out):  # released afterwards
-        pass
+    assert seen == ["held"] and not _is_locked(out)  # and released afterwards
 
 
 def test_overwrite_replaces_a_run_and_its_stale_checkpoints(world, tmp_path):
@@ -475,3 +502,17 @@ def test_a_link_loop_in_a_class_folder_counts_nothing_twice(world, tmp_path):
     s = load(str(data), 32, progress=False, cache=False)
     assert s.counts() == {c: 4 for c in s.counts()}
     assert any("loop" in where and "link_outside_folder" in reason for where, reason in s.problems)
+
+
+def test_a_run_that_writes_no_checkpoint_is_not_a_success(world, tmp_path, capsys):
+    """Exit 0 only when the promised checkpoint exists (here: training stopped before its first)."""
+    from byel.train import pretrain
+
+    class StopAtOnce(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            trainer.should_stop = True
+
+    data = load(str(world["data"]), 32, progress=False)
+    cfg = load_config("smoke", {"trainer.progress": False, "trainer.logger": "none"})
+    rc = run_guarded(lambda: pretrain(cfg, data.images, data.labels, tmp_path / "run", callbacks=[StopAtOnce()]))
+    assert rc == 2 and "without writing its checkpoint" in _one_error_line(capsys.readouterr().err)
