@@ -160,6 +160,7 @@ def main() -> None:
     args = ap.parse_args()
     command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/inference_speed.py", *sys.argv[1:]])
     cores = os.cpu_count() or 1
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -193,7 +194,8 @@ def main() -> None:
     import torch
 
     info = {"command": command, "cpu_count": cores, "cpu": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "torch": torch.__version__, "load_average_at_start": load_start,
+            "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "model": {"checkpoint": args.checkpoint or f"untrained {args.preset}", "backbone": meta["backbone"],
                       "image_size": meta["image_size"]},
             "video": {"width": w, "height": h, "frames": args.frames, "stride": args.stride,
@@ -211,6 +213,11 @@ def main() -> None:
         f"{args.repeats} runs; model loading excluded; load average at the end: "
         f"{', '.join(f'{v:.1f}' for v in info['load_average_at_end'] or [])}.",
         "",
+        *([f"**The machine was busy** (1-minute load average {load_start:.1f} at the start, "
+           f"{info['load_average_at_end'][0]:.1f} at the end, on {cores} cores): the figures are lower than on an "
+           "idle machine, and the speed-up of more workers is inflated (more processes get a larger share of a "
+           "busy CPU). Re-run on an idle machine for figures to quote.", ""]
+          if load_start is not None and max(load_start, info["load_average_at_end"][0]) > cores else []),
         "| min face (px) | workers | threads each | faces/s | frames/s | speed-up | runs (faces/s) |",
         "|---|---|---|---|---|---|---|",
         *[f"| {r['min_face']} | {r['workers']} | {r['threads_per_worker']} | {r['faces_per_s']} | {r['frames_per_s']} | "
