@@ -224,8 +224,8 @@ def _required(parser) -> list[str]:
     for a in parser._actions:
         if not a.option_strings and not isinstance(a, argparse._SubParsersAction):
             argv.append("x")
-        elif a.required:
-            argv += [a.option_strings[-1], "x"]
+        elif a.required:  # a valid value, so only the option under test can be refused
+            argv += [a.option_strings[-1], list(a.choices)[0] if a.choices else "x"]
     return argv
 
 
