@@ -124,7 +124,7 @@ def run(args) -> dict:
         "features": N_FEATURES, "classifier": f"byel.faces.GeometryHead: standardised features, multinomial "
                                               f"logistic regression, L2 C={args.C}, balanced class weights",
         "generate_commands": commands, "generate_images_per_s": gen_speed, "modes": rows,
-        "speed_images": int(min(args.speed_images, len(real.labels))),
+        "speed_images": int(min(args.speed_images, len(real.labels))), "workers": args.workers,
         "seconds": {"generate": round(t_gen, 1), "total": round(time.time() - t0, 1)},
     }
 
@@ -166,6 +166,11 @@ def markdown(r: dict, command: str) -> str:
                                          if v is not None) for m in r["modes"]) + ".",
         f"Speed: detection (detect mode only) + mesh + blendshapes, first {r['speed_images']} real faces, no cache, "
         f"{platform.machine()} with {os.cpu_count()} cores (shared with other work while measured).",
+        "Meshing all synthetic and real faces: " + "; ".join(
+            f"{m['mode']} {'from the cache of an earlier identical run' if m['mesh_cached'] else str(m['mesh_seconds']) + ' s'}"
+            for m in r["modes"]) + f" ({r['workers']} workers).",
+        "For reference, issue 18 reported for 1,300 warp + 300 procedural faces per class in detect mode: macro-F1 0.380 on the faces with a mesh, 0.360 counting "
+        "the misses, a mesh on 89 % of the real faces and on 7,704 of the 9,600 synthetic ones.",
         f"Time: {r['seconds']['total']} s in all ({r['seconds']['generate']} s generating).",
         "",
     ]
