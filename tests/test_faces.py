@@ -67,6 +67,18 @@ def test_the_shipped_model_loads_with_the_expected_inputs_and_outputs(mesher):
     assert len(BLENDSHAPES) == 52
 
 
+def test_the_runtime_is_a_dependency_pip_can_read_everywhere_it_has_wheels():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    req = Requirement(next(d for d in deps if d.startswith("ai-edge-litert")))  # raises if not PEP 508
+    env = lambda system, machine: {"sys_platform": system, "platform_machine": machine}  # noqa: E731
+    assert req.marker.evaluate(env("linux", "x86_64")) and req.marker.evaluate(env("linux", "aarch64"))
+    assert req.marker.evaluate(env("win32", "AMD64")) and req.marker.evaluate(env("darwin", "arm64"))
+    assert not req.marker.evaluate(env("darwin", "x86_64"))  # no wheel for Intel macOS
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "not a zip", "directory"])
 def test_a_missing_or_corrupt_model_file_is_one_error_line_naming_it(tmp_path, damage):
     path = tmp_path / "face_landmarker.task"

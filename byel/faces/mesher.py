@@ -153,7 +153,9 @@ class FaceMesher:
     ``mode="detect"``: BlazeFace finds the faces (any photo), at most ``max_faces`` of them,
     most confident first. ``mode="crop"``: the image is one ready-cut face; the landmark model
     reads a centred square of ``crop_scale`` x its longer side, then (``refine``) once more the
-    rectangle MediaPipe would track the face with (found more FER2013 faces: 86.8 % vs 82.5 %). Not thread-safe: one mesher per thread (see ``byel.faces.batch``).
+    rectangle MediaPipe would track the face with (refining found a mesh on 86.8 % of 400
+    FER2013 PublicTest faces, 82.5 % without). ``max_faces``: None = all (MediaPipe's default
+    is 1). Not thread-safe: one mesher per thread (see ``byel.faces.batch``).
     ``model``: a face_landmarker.task (default: the one shipped with byel)."""
 
     def __init__(self, mode: str = "detect", *, max_faces: int | None = None, min_detection: float = 0.5,
