@@ -108,6 +108,9 @@ epochs_int = int_range(1, LIMITS["epochs"])
 lr_float = Bounded(float, 0.0, LIMITS["lr"], lo_open=True)
 
 LOGGERS = ("csv", "tensorboard", "both", "none")
+UNLABELLED_HELP = ("unlabelled real images (a folder: every image below it, or any data spec; labels never read) "
+                   "that join stage 1's BYOL term, a batch of them beside each synthetic batch (same steps, same "
+                   "synthetic data); byel, byol-cls and byol only; results are tier C")
 
 
 def _type_from_check(check):
@@ -231,6 +234,17 @@ def _load_labelled(spec: str, size: int, progress: bool, out: str | Path):
     return data
 
 
+def _load_unlabelled(spec: str | None, size: int, progress: bool):
+    """Unlabelled real images for stage 1's BYOL term (--unlabelled), or None; says what was found."""
+    if not spec:
+        return None
+    from byel.data.sources import load
+
+    data = load(spec, size, unlabelled=True, progress=progress)
+    print(f"unlabelled {data.spec}: {data.summary()} (BYOL term only)", file=sys.stderr)
+    return data
+
+
 # --- subcommands -------------------------------------------------------------------------------
 def cmd_generate(args) -> int:
     from byel.synth.generate import generate
@@ -247,17 +261,20 @@ def cmd_generate(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from byel.data.split import holdout_split, save_split
-    from byel.train import pretrain, world_rank
+    from byel.train import check_unlabelled_method, pretrain, world_rank
 
     cfg = _resolve_config(args)
+    if args.unlabelled:
+        check_unlabelled_method(cfg.method.name)
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
+    unlabelled = _load_unlabelled(args.unlabelled, cfg.data.image_size, cfg.trainer.progress)
     # Fine-tuning selects its best epoch on images held out here, before stage 1 sees any.
     train, held, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
     path = save_split(split, args.out)
     print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: {path}",
           file=sys.stderr)
     last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, unlabelled=unlabelled)
     if world_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
@@ -300,12 +317,25 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_adapt(args) -> int:
+    from byel.adapt.common import Options
+    from byel.adapt.run import adapt_checkpoint, format_report
+
+    opts = Options(epochs=args.epochs, rounds=args.rounds, lr=args.lr, optimizer=args.optimizer,
+                   batch_size=args.batch_size, share=args.share, max_class_share=args.max_class_share, seed=args.seed)
+    r = adapt_checkpoint(args.checkpoint, args.data, args.method, args.out, opts, synthetic=args.synthetic,
+                         device=args.device, progress=not args.no_progress)
+    print(format_report(r))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from byel.pipeline import run_demo
 
     cfg = _resolve_config(args)
     run_demo(cfg, out=Path(args.out), real=args.real, backend=args.backend, sources=args.sources,
-             adapt_bn=args.adapt_bn, per_class=args.per_class, resume=args.resume, overwrite=args.overwrite)
+             adapt_bn=args.adapt_bn, per_class=args.per_class, resume=args.resume, overwrite=args.overwrite,
+             unlabelled=args.unlabelled)
     return 0
 
 
@@ -326,7 +356,8 @@ def cmd_benchmark_ablation(args) -> int:
         if m not in ABLATION_METHODS:
             raise ByelError(f"unknown method {m!r}; choose from {', '.join(ABLATION_METHODS)}")
     run_ablation(args.out, evals, preset=args.preset, seeds=args.seeds, methods=tuple(args.methods or ABLATION_METHODS),
-                 overrides=args.overrides, data=args.data, adapt_bn=args.adapt_bn, progress=not args.no_progress)
+                 overrides=args.overrides, data=args.data, adapt_bn=args.adapt_bn, progress=not args.no_progress,
+                 unlabelled=args.unlabelled, adapt=args.adapt)
     print((Path(args.out) / "results.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}\nchart:   {Path(args.out) / 'results.png'}")
     return 0
@@ -434,8 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                     help="continue from OUT/checkpoints/last.ckpt (or the given checkpoint)")
     pt.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (refused without it)")
+    pt.add_argument("--unlabelled", metavar="SPEC", help=UNLABELLED_HELP)
     _config_args(pt, "pretrain.epochs")
-    pt.set_defaults(func=cmd_pretrain, writes={"out": "run"}, reads=("data",))
+    pt.set_defaults(func=cmd_pretrain, writes={"out": "run"}, reads=("data", "unlabelled"))
 
     ft = sub.add_parser("finetune", help="stage 2: classifier on top of a stage-1 backbone")
     ft.add_argument("--checkpoint", help="stage-1 checkpoint (its online backbone is loaded); omit to train from scratch")
@@ -460,6 +492,35 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_evaluate, writes={"report": "file"}, reads=("checkpoint", "data", "adapt_bn"))
 
+    from byel.adapt import METHODS as ADAPT_METHODS  # names only: no torch import
+
+    ad = sub.add_parser("adapt", help="adapt a fine-tuned model to unlabelled real faces (AdaBN, TENT, SHOT-IM, "
+                                      "self-training) → an adapted fine-tuned checkpoint")
+    ad.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
+    ad.add_argument("--data", required=True, help="unlabelled real images: a folder (every image below it) or any "
+                                                  "data spec; labels, if any, are never read")
+    ad.add_argument("--method", required=True, metavar="|".join(ADAPT_METHODS),  # checked by byel.adapt.method
+                    help="adabn: BatchNorm statistics only; tent: + BatchNorm affine parameters by entropy "
+                         "minimisation; shot-im: backbone by information maximisation, classifier frozen; "
+                         "self-train: rounds of class-balanced pseudo-labels mixed with --synthetic")
+    ad.add_argument("--out", required=True, help="folder: checkpoints/adapted.ckpt and adapt.json")
+    ad.add_argument("--synthetic", metavar="SPEC", help="self-train: the labelled synthetic set to mix in")
+    ad.add_argument("--epochs", type=epochs_int, metavar="N", help="passes over the images (self-train: per round; "
+                                                                   "default: the method's)")
+    ad.add_argument("--rounds", type=int_range(1, 1000), metavar="N", help="self-train: pseudo-labelling rounds (default 2)")
+    ad.add_argument("--lr", type=lr_float, help="learning rate (default: the method's)")
+    ad.add_argument("--optimizer", choices=("adam", "sgd"), help="default: adam")
+    ad.add_argument("--batch-size", type=train_batch_int, metavar="N", help="images per step (default: the method's)")
+    ad.add_argument("--share", type=prob_float, metavar="X",
+                    help="self-train: fraction of the images pseudo-labelled in the last round, 0 < X ≤ 1 (default 0.5)")
+    ad.add_argument("--max-class-share", type=prob_float, default=0.9, metavar="X",
+                    help="stop if more than this fraction of the images is predicted as one class (collapse)")
+    ad.add_argument("--seed", type=seed_int, help="default: the checkpoint's")
+    ad.add_argument("--overwrite", action="store_true", help="replace the adapted checkpoint already in OUT")
+    ad.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
+    ad.add_argument("--no-progress", action="store_true")
+    ad.set_defaults(func=cmd_adapt, writes={"out": "run"}, reads=("checkpoint", "data", "synthetic"), resume=False)
+
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
@@ -471,8 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "images without their labels; with SPEC, on the unlabelled images of SPEC instead")
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
     de.add_argument("--overwrite", action="store_true", help="replace the demo already in OUT (refused without it)")
+    de.add_argument("--unlabelled", metavar="SPEC", help=UNLABELLED_HELP)
     _config_args(de, "pretrain.epochs")
-    de.set_defaults(func=cmd_demo, writes={"out": "demo"}, reads=("real", "sources", "adapt_bn"))
+    de.set_defaults(func=cmd_demo, writes={"out": "demo"}, reads=("real", "sources", "adapt_bn", "unlabelled"))
 
     pr = sub.add_parser("predict", help="expressions of the faces in photos, folders or videos → CSV")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
@@ -544,9 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--data", help="synthetic training data (default: generated once from the preset)")
     ab.add_argument("--adapt-bn", metavar="SPEC",
                     help="AdaBN on the unlabelled images of SPEC (default: each evaluation set's own scored images)")
+    ab.add_argument("--unlabelled", metavar="SPEC",
+                    help="also pre-train byel, byol-cls and byol with these unlabelled real images in the BYOL term "
+                         "(rows '+ unlabelled real'; supervised cannot use them)")
+    ab.add_argument("--adapt", choices=list(ADAPT_METHODS),
+                    help="also score every run after this adaptation (byel adapt, its default settings) on the "
+                         "AdaBN images; self-train mixes in the synthetic training set")
     ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--no-progress", action="store_true")
-    ab.set_defaults(func=cmd_benchmark_ablation, writes={"out": "folder"}, reads=("eval", "data", "adapt_bn"))
+    ab.set_defaults(func=cmd_benchmark_ablation, writes={"out": "folder"}, reads=("eval", "data", "adapt_bn", "unlabelled"))
 
     sp = bsub.add_parser("speed", help="step throughput vs a plain-PyTorch loop, FLOP/s vs matmul peak, loader, memory")
     sp.add_argument("--presets", nargs="+", default=["cpu-demo", "paper"])

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from byel import __version__
 from byel.adapt import adaptation_set, adapt_batchnorm
+from byel.adapt.tier import real_uses, tier_block
 from byel.checkpoint import load_checkpoint
 from byel.classes import CLASSES, NUM_CLASSES
 from byel.methods import FineTune
@@ -26,6 +27,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Fin
     ckpt = load_checkpoint(path, kinds=("finetune",))
     model = FineTune(ckpt["byel"]["config"])
     model.load_state_dict(ckpt["state_dict"])
+    model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.adapt.tier)
     return model.to(device).eval()
 
 
@@ -79,6 +81,8 @@ def evaluate(
         "metric_definition": METRIC_DEFINITION,
         **scores(predict_probs(model, test.images, batch_size, progress), test.labels),
     }
+    uses = real_uses(model.checkpoint_meta)  # tier A, or C if the model learned from unlabelled real images
+    result["tier"] = tier_block(uses, test.images)
     if test.problems:  # listed beside the report, as training lists them in its run folder
         from byel.data.sources import write_problem_log
 
@@ -90,7 +94,10 @@ def evaluate(
     if adapt_bn:
         images, used = adaptation_set(adapt_bn, test.images, size, progress)
         adapted = adapt_batchnorm(model, images, batch_size, progress)
-        result["adabn"] = {**used, **scores(predict_probs(adapted, test.images, batch_size, progress), test.labels)}
+        result["adabn"] = {**used, **scores(predict_probs(adapted, test.images, batch_size, progress), test.labels),
+                           "tier": tier_block(uses + [{"stage": "evaluate", "method": "adabn", "data": used["data"],
+                                                       "n_images": used["n_adapt_images"],
+                                                       "transductive": used["transductive"]}], test.images)}
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
             np.array(result["adabn"]["confusion_matrix"]), list(CLASSES), report.with_name(report.stem + "_adabn.png"),
             f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
@@ -116,11 +123,16 @@ def format_result(result: dict) -> str:
     rows = [("plain", result)] + ([("AdaBN", result["adabn"])] if "adabn" in result else [])
     for name, r in rows:
         per = "  ".join(f"{c[:4]} {r['per_class_f1'][c]:.2f}" for c in CLASSES)
-        lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}")
+        lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}"
+                     + (f"  [tier {r['tier']['name']}]" if "tier" in r else ""))
     if "adabn" in result:
         a = result["adabn"]
         lines.append(f"  AdaBN: BatchNorm statistics of {a['n_adapt_images']} unlabelled images ("
                      + ("the evaluated images" if a["data"] == "evaluated" else a["data"])
                      + (", transductive" if a["transductive"] else "") + ")")
+    for u in result.get("tier", {}).get("unlabelled_real", []):
+        lines.append(f"  the model learned from {u['n_images']} unlabelled real images ({u['data']}) in its {u['stage']} stage"
+                     + (f" ({u['method']})" if "method" in u else "")
+                     + {True: ", transductive", False: ", none of them scored here", None: ""}[u["transductive"]])
     lines.append(f"  chance macro-F1 ≈ {1 / NUM_CLASSES:.3f}")
     return "\n".join(lines)

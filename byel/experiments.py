@@ -1,7 +1,13 @@
 """`byel benchmark ablation`: every method on the same synthetic data, backbone, resolution and
 budget (same optimiser steps, same fine-tuning), over seeds, scored on real sets without and with
 BatchNorm adaptation. Resumable: a run already in results.json under the same resolved config
-is not redone."""
+is not redone.
+
+With `unlabelled` every method that has a BYOL term (byel, byol-cls, byol) is also pre-trained
+with those unlabelled real images in it (byel.train.pretrain; supervised cannot use them: its one
+run is the reference for both); with `adapt` every run is also scored after that adaptation
+(byel.adapt) on the AdaBN images. Every score says its tier (A: synthetic pixels only; C: +
+unlabelled real images)."""
 
 from __future__ import annotations
 
@@ -32,6 +38,9 @@ def run_ablation(
     data: str | None = None,
     adapt_bn: str | None = None,
     progress: bool = False,
+    unlabelled: str | None = None,
+    adapt: str | None = None,
+    adapt_options=None,
 ) -> list[dict]:
     """Run (or resume) the ablation; returns this configuration's records (results.json keeps
     every configuration's) and writes results.json/.md/.png.
@@ -40,10 +49,18 @@ def run_ablation(
     display left out) and, with `data`, of the training data: a finished run is reused only
     under the same identity, and its folder (runs/METHOD-sSEED-ID) only then too — a rerun into
     the same `out` with other --set values trains new runs, and the table shows only them.
-    AdaBN adapts on each evaluation set's own scored images, or on `adapt_bn`'s (byel.adapt)."""
+    AdaBN adapts on each evaluation set's own scored images, or on `adapt_bn`'s (byel.adapt).
+    `unlabelled`: a spec of unlabelled real images; methods with a BYOL term are also trained with
+    them (a run identity of its own). `adapt`: an adaptation method of byel.adapt (options
+    `adapt_options`, a byel.adapt.common.Options), run on the AdaBN images; its identity (method,
+    options, images) is kept with each score, so a change recomputes it."""
     import torch
 
     from byel.adapt import adaptation_set, adapt_batchnorm
+    from byel.adapt import method as adapt_method
+    from byel.adapt.common import CollapseError, Options
+    from byel.adapt.run import adapt_model
+    from byel.adapt.tier import real_uses, tier_block
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.errors import ByelError
@@ -52,6 +69,8 @@ def run_ablation(
     from byel.synth.generate import generate
     from byel.train import finetune, pretrain
 
+    if adapt:
+        adapt_method(adapt)  # an unknown name: one line before any training
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(preset, overrides)
@@ -75,47 +94,74 @@ def run_ablation(
     save_split(split, out)
     fit, val = (train.images[tr], train.labels[tr]), (train.images[va], train.labels[va])
     reals = {spec: load(spec, base.data.image_size, progress=progress) for spec in eval_sets}
-    adapt = {spec: adaptation_set(adapt_bn, real.images, base.data.image_size, progress) for spec, real in reals.items()}
+    adabn = {spec: adaptation_set(adapt_bn, real.images, base.data.image_size, progress) for spec, real in reals.items()}
+    unl = load(unlabelled, base.data.image_size, unlabelled=True, progress=progress) if unlabelled else None
+    opts = (adapt_options or Options()).resolved(adapt) if adapt else None
+    adapt_ids = {spec: _digest(adapt, opts.record(), used) for spec, (_, used) in adabn.items()} if adapt else {}
 
     current = []
     for seed in range(seeds):
         for method in methods:
-            cfg: Config = load_config(preset, overrides)
-            cfg.method.name, cfg.seed, cfg.trainer.progress = method, seed, False
-            digest = cfg.digest()  # the run's identity: everything but the progress display
-            cfg.trainer.progress = progress
-            run_id = digest if data_id is None else _digest(digest, data_id)
-            record = done.get(run_id)
-            if record is None:
-                run_dir = out / "runs" / f"{method}-s{seed}-{run_id}"
-                t0 = time.time()
-                last = pretrain(cfg, *fit, run_dir / "pretrain",
-                                resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists())
-                best = finetune(cfg, last, *fit, run_dir / "finetune", val=val)
-                record = {"method": method, "seed": seed, "preset": preset, "overrides": list(overrides or []),
-                          "config_digest": digest, "run_id": run_id, "train_data": data_id or "generated",
-                          "steps": int(torch.load(last, weights_only=True)["global_step"]),
-                          "checkpoint": str(best), "train_s": round(time.time() - t0, 1), "eval": {}}
-                results.append(record)
-                done[run_id] = record
-            todo = [s for s in eval_sets
-                    if s not in record["eval"] or record["eval"][s]["adabn"].get("data") != adapt[s][1]["data"]]
-            if todo:
-                if not Path(record["checkpoint"]).exists():
-                    raise ByelError(f"{record['checkpoint']} is gone: cannot score run {method}-s{seed}-{run_id} "
-                                    f"on {', '.join(todo)}; remove its record from {results_path} to retrain it")
-                model = load_classifier(record["checkpoint"])
-                for spec in todo:
-                    real = reals[spec]
-                    images, used = adapt[spec]
-                    plain = scores(predict_probs(model, real.images), real.labels)
-                    adapted = scores(predict_probs(adapt_batchnorm(model, images), real.images), real.labels)
-                    record["eval"][spec] = {**plain, "adabn": {**used, **adapted}, "n_images": int(len(real.labels))}
-                tmp = results_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(results, indent=2))
-                tmp.replace(results_path)
-            current.append(record)
-    write_table(current, out, eval_sets)
+            for with_unl in ([False, True] if unl is not None and method != "supervised" else [False]):
+                cfg: Config = load_config(preset, overrides)
+                cfg.method.name, cfg.seed, cfg.trainer.progress = method, seed, False
+                digest = cfg.digest()  # the run's identity: everything but the progress display
+                cfg.trainer.progress = progress
+                run_id = digest if data_id is None else _digest(digest, data_id)
+                if with_unl:  # and the unlabelled images in its BYOL term
+                    run_id = _digest(run_id, "unlabelled", unl.spec)
+                record = done.get(run_id)
+                if record is None:
+                    run_dir = out / "runs" / f"{method}{'-unl' if with_unl else ''}-s{seed}-{run_id}"
+                    t0 = time.time()
+                    last = pretrain(cfg, *fit, run_dir / "pretrain", unlabelled=unl if with_unl else None,
+                                    resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists())
+                    best = finetune(cfg, last, *fit, run_dir / "finetune", val=val)
+                    record = {"method": method, "seed": seed, "preset": preset, "overrides": list(overrides or []),
+                              "config_digest": digest, "run_id": run_id, "train_data": data_id or "generated",
+                              "unlabelled": unl.spec if with_unl else None,
+                              "n_unlabelled": int(len(unl)) if with_unl else 0,
+                              "steps": int(torch.load(last, weights_only=True)["global_step"]),
+                              "checkpoint": str(best), "train_s": round(time.time() - t0, 1), "eval": {}}
+                    results.append(record)
+                    done[run_id] = record
+                todo = [s for s in eval_sets
+                        if s not in record["eval"] or record["eval"][s]["adabn"].get("data") != adabn[s][1]["data"]
+                        or "tier" not in record["eval"][s]
+                        or (adapt and record["eval"][s].get("adapt", {}).get("id") != adapt_ids[s])]
+                if todo:
+                    if not Path(record["checkpoint"]).exists():
+                        raise ByelError(f"{record['checkpoint']} is gone: cannot score run {method}-s{seed}-{run_id} "
+                                        f"on {', '.join(todo)}; remove its record from {results_path} to retrain it")
+                    model = load_classifier(record["checkpoint"])
+                    uses = real_uses(model.checkpoint_meta)
+                    for spec in todo:
+                        real = reals[spec]
+                        images, used = adabn[spec]
+                        ada_use = {"stage": "evaluate", "method": "adabn", "data": used["data"],
+                                   "n_images": used["n_adapt_images"], "transductive": used["transductive"]}
+                        entry = {**scores(predict_probs(model, real.images), real.labels),
+                                 "tier": tier_block(uses, real.images)["name"],
+                                 "adabn": {**used, **scores(predict_probs(adapt_batchnorm(model, images), real.images),
+                                                            real.labels),
+                                           "tier": tier_block(uses + [ada_use], real.images)["name"]},
+                                 "n_images": int(len(real.labels))}
+                        if adapt:  # on the AdaBN images; self-train mixes in the synthetic training set
+                            entry["adapt"] = {"id": adapt_ids[spec], "method": adapt, "options": opts.record(), **used,
+                                              "tier": tier_block(uses + [{**ada_use, "method": adapt}], real.images)["name"]}
+                            try:
+                                adapted, rec = adapt_model(model, images, adapt, opts, synthetic=fit, verbose=progress)
+                            except CollapseError as e:  # recorded, and the table says how many
+                                entry["adapt"]["collapsed"] = str(e)
+                            else:
+                                entry["adapt"].update({**scores(predict_probs(adapted, real.images), real.labels),
+                                                       "rounds": rec["rounds"]})
+                        record["eval"][spec] = entry
+                    tmp = results_path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(results, indent=2))
+                    tmp.replace(results_path)
+                current.append(record)
+    write_table(current, out, eval_sets, adapt)
     return current
 
 
@@ -124,35 +170,56 @@ def _mean_std(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
-def write_table(results: list[dict], out: Path, eval_sets: list[str]) -> Path:
-    """results.md (mean ± std macro-F1 per method and set, Δ vs supervised) and a bar chart."""
+def _row_name(r: dict) -> str:
+    return r["method"] + (" + unlabelled real" if r.get("unlabelled") else "")
+
+
+def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str | None = None) -> Path:
+    """results.md (mean ± std macro-F1 per method — and pre-training data — and set, Δ vs
+    supervised: without adaptation, with AdaBN, after `adapt`) and a bar chart."""
     from byel.plots import ablation_bars
 
     from byel.metrics import METRIC_DEFINITION
 
-    methods = [m for m in ABLATION_METHODS if any(r["method"] == m for r in results)]
+    rows = [name for m in ABLATION_METHODS for name in (m, m + " + unlabelled real")
+            if any(_row_name(r) == name for r in results)]
     config = {(r["preset"], " ".join(r.get("overrides", []))) for r in results}
-    adapt = {r["eval"][s]["adabn"].get("data", "evaluated") for r in results for s in eval_sets}
+    adabn = {r["eval"][s]["adabn"].get("data", "evaluated") for r in results for s in eval_sets}
+    unlabelled = sorted({f"{r['unlabelled']} ({r.get('n_unlabelled', '?')} images)" for r in results if r.get("unlabelled")})
     lines = [f"preset {', '.join(f'{p} {o}'.strip() for p, o in sorted(config))}; "
              f"chance macro-F1 = {1 / NUM_CLASSES:.3f}; {len({r['seed'] for r in results})} seed(s); "
              "AdaBN = BatchNorm statistics re-estimated (exact moments, byel.adapt) on "
-             + ("each set's own evaluated images without their labels" if adapt == {"evaluated"}
-                else "the unlabelled images of " + ", ".join(sorted(adapt))), "", METRIC_DEFINITION, ""]
+             + ("each set's own evaluated images without their labels" if adabn == {"evaluated"}
+                else "the unlabelled images of " + ", ".join(sorted(adabn)))
+             + (f"; {adapt} (byel.adapt) adapts on the same images" if adapt else ""), "",
+             "Tier A: synthetic pixels only (the plain column of the synthetic-only rows). Tier C: + unlabelled real "
+             "images (the AdaBN and adaptation columns, and every row pre-trained with them"
+             + (f": {', '.join(unlabelled)}" if unlabelled else "") + "). Δ: against supervised in the same column.",
+             "", METRIC_DEFINITION, ""]
+    columns = [("macro-F1", lambda e: e), ("macro-F1 with AdaBN", lambda e: e["adabn"])]
+    if adapt:
+        columns.append((f"macro-F1 after {adapt}", lambda e: e.get("adapt", {})))
+    head = "| method | " + " | ".join(f"{c} | Δ vs supervised" for c, _ in columns) + " | runs |"
     summary = {}
     for spec in eval_sets:
-        lines += [f"**{spec}**", "", "| method | macro-F1 | Δ vs supervised | macro-F1 with AdaBN | Δ vs supervised | runs |",
-                  "|---|---|---|---|---|---|"]
-        ref = {k: np.mean([r["eval"][spec][k] if k == "macro_f1" else r["eval"][spec]["adabn"]["macro_f1"]
-                           for r in results if r["method"] == "supervised"] or [np.nan]) for k in ("macro_f1", "adabn")}
-        for m in methods:
-            rs = [r for r in results if r["method"] == m]
-            plain = [r["eval"][spec]["macro_f1"] for r in rs]
-            ada = [r["eval"][spec]["adabn"]["macro_f1"] for r in rs]
-            summary[(spec, m)] = (plain, ada)
-            lines.append(f"| {m} | {_mean_std(plain)} | {np.mean(plain) - ref['macro_f1']:+.3f} | {_mean_std(ada)} | "
-                         f"{np.mean(ada) - ref['adabn']:+.3f} | {len(rs)} |")
+        lines += [f"**{spec}**", "", head, "|---" * (2 * len(columns) + 2) + "|"]
+
+        def values(name, get):
+            return [get(r["eval"][spec])["macro_f1"] for r in results
+                    if _row_name(r) == name and "macro_f1" in get(r["eval"][spec])]
+
+        ref = [np.mean(values("supervised", get) or [np.nan]) for _, get in columns]
+        for name in rows:
+            n = sum(_row_name(r) == name for r in results)
+            cells = []
+            for (_, get), base in zip(columns, ref):
+                v = values(name, get)
+                failed = f" ({n - len(v)} collapsed)" if len(v) < n else ""
+                cells += [(_mean_std(v) if v else "—") + failed, f"{np.mean(v) - base:+.3f}" if v else "—"]
+            summary[(spec, name)] = (values(name, columns[0][1]), values(name, columns[1][1]))
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {n} |")
         lines.append("")
     path = out / "results.md"
     path.write_text("\n".join(lines))
-    ablation_bars(summary, methods, eval_sets, out / "results.png")
+    ablation_bars(summary, rows, eval_sets, out / "results.png")
     return path

@@ -29,10 +29,12 @@ def run_demo(
     per_class: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    unlabelled: str | None = None,
 ) -> dict:
     """`resume`: reuse finished stages, continue an interrupted one. Without it a folder that
     holds a demo is refused unless `overwrite`. Every input (real faces, sources) is checked
-    before the first step, and the folder is locked for the run."""
+    before the first step, and the folder is locked for the run. `unlabelled`: a spec of
+    unlabelled real images for stage 1's BYOL term (byel.train.pretrain)."""
     from byel.checks import check_run_folder, run_lock
     from byel.data.sources import load
     from byel.errors import DataError
@@ -47,12 +49,18 @@ def run_demo(
             load(real, cfg.data.image_size, progress=cfg.trainer.progress)
         if isinstance(adapt_bn, str):
             load(adapt_bn, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
+        if unlabelled:
+            from byel.train import check_unlabelled_method
+
+            check_unlabelled_method(cfg.method.name)
+            load(unlabelled, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
         if backend == "warp" and sources and not Path(sources).is_dir():
             raise DataError(f"--sources {sources}: not a folder of face images")
-        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume)
+        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled)
 
 
-def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_class, resume: bool) -> dict:
+def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_class, resume: bool,
+              unlabelled: str | None = None) -> dict:
     """The four steps. `resume`: reuse the synthetic faces and continue each stage from its
     checkpoint; a stage without one starts over (the folder was checked by run_demo)."""
     from byel.data.sources import load
@@ -84,9 +92,11 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
 
     t = time.time()
     pre_last = out / "pretrain" / "checkpoints" / "last.ckpt"
+    unl = load(unlabelled, cfg.data.image_size, unlabelled=True, progress=progress) if unlabelled else None
     _say(f"2/4 pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, {len(tr)} images; "
-         f"{len(va)} held out by {split['grouped_by']})")
-    pretrain(cfg, *train, out / "pretrain", resume=resume and pre_last.exists())
+         f"{len(va)} held out by {split['grouped_by']}"
+         + (f"; + {len(unl)} unlabelled real images in the BYOL term" if unl is not None else "") + ")")
+    pretrain(cfg, *train, out / "pretrain", resume=resume and pre_last.exists(), unlabelled=unl)
     times["pretrain_s"] = time.time() - t
 
     t = time.time()

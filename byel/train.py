@@ -30,6 +30,7 @@ from byel.data.datamodule import ArrayDataModule
 from byel.data.split import stratified_split
 from byel.errors import ByelError, CheckpointError, ConfigError, DataError, Interrupted
 from byel.methods import FineTune, create_method
+from byel.methods.base import LEARNED_FROM
 
 log = logging.getLogger("byel")
 
@@ -122,13 +123,20 @@ def _trainer(cfg: Config, out_dir: Path, max_epochs: int, callbacks: list, logge
 RESUME_KEYS = ("model", "method.name", "optim.optimizer", "data.image_size")
 
 
-def _resume_path(cfg: Config, out_dir: Path, resume: bool | str | None, kind: str) -> str | None:
+def _resume_path(cfg: Config, out_dir: Path, resume: bool | str | None, kind: str,
+                 unlabelled: str | None = None) -> str | None:
+    """`unlabelled`: the resolved spec of stage 1's unlabelled images (None: none), which must
+    match the checkpoint's too."""
     if not resume:
         return None
     path = out_dir / "checkpoints" / "last.ckpt" if resume is True else Path(resume)
     if not path.is_file():
         raise ByelError(f"nothing to resume: {path} does not exist")
-    saved = load_checkpoint(path, kinds=(kind,))["byel"]["config"]  # one clear line if truncated or foreign
+    meta = load_checkpoint(path, kinds=(kind,))["byel"]  # one clear line if truncated or foreign
+    saved = meta["config"]
+    if kind == "pretrain" and (meta.get("unlabelled") or {}).get("data") != unlabelled:
+        raise CheckpointError(f"cannot resume from {path}: its unlabelled images are "
+                              f"{(meta.get('unlabelled') or {}).get('data')!r}, this run's are {unlabelled!r}")
     now = cfg.to_dict()
     for key in RESUME_KEYS:
         section, _, leaf = key.partition(".")
@@ -178,22 +186,42 @@ def _fit(trainer: L.Trainer, model, dm, ckpt_path: str | None) -> None:
         raise Interrupted("resume with --resume")
 
 
+def check_unlabelled_method(name: str) -> None:
+    """Unlabelled images join the BYOL term; a method without one cannot use them."""
+    if name == "supervised":
+        raise ConfigError("method supervised has no term for unlabelled images; drop --unlabelled "
+                          "(or use byel, byol-cls or byol)")
+
+
 def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False,
-             callbacks: list | None = None, overwrite: bool = True) -> Path:
+             callbacks: list | None = None, overwrite: bool = True, unlabelled=None) -> Path:
     """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint.
     `callbacks`: extra Lightning callbacks (e.g. for monitoring). `overwrite` False refuses a
     folder that holds another run (the CLI's default); nothing in it is written before the
-    resume check and the trainer settings pass."""
+    resume check and the trainer settings pass.
+    `unlabelled`: an ImageSet of unlabelled real images (byel.data.sources.load(..., unlabelled=True))
+    for the BYOL term of byel, byol-cls and byol: a batch of them beside every labelled batch, the
+    same steps and labelled data as without (supervised has no term for them: refused). The
+    checkpoint's metadata records them (`unlabelled`: set, count, fingerprint; tier C)."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_batches(len(labels), cfg.data.batch_size, "the pre-training set")
+    if unlabelled is not None:
+        check_unlabelled_method(cfg.method.name)
+        _check_batches(len(unlabelled), 2, "the unlabelled set")
     with _run_folder(out_dir, resume, overwrite):
-        ckpt_path = _resume_path(cfg, out_dir, resume, "pretrain")
+        ckpt_path = _resume_path(cfg, out_dir, resume, "pretrain", unlabelled.spec if unlabelled is not None else None)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model = create_method(cfg.to_dict())
+        if unlabelled is not None:
+            from byel.adapt.adabn import fingerprint
+
+            model.learned_from["unlabelled"] = {"data": unlabelled.spec, "n_images": int(len(unlabelled)),
+                                                "fingerprint": fingerprint(unlabelled.images)}
         dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
-                             num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
+                             num_workers=cfg.data.num_workers, balanced=cfg.data.balanced,
+                             unlabelled=None if unlabelled is None else unlabelled.images, seed=cfg.seed)
         trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
@@ -237,11 +265,13 @@ def finetune(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    state = None
+    state, learned_from = None, {}
     if init is not None:
         ckpt = load_checkpoint(init)
         cfg = finetune_config(cfg, ckpt)
         state = backbone_state(ckpt)
+        # the backbone's unlabelled real images stay on record (tier C)
+        learned_from = {k: v for k, v in ckpt["byel"].items() if k in LEARNED_FROM}
     if val is None:
         tr, va = stratified_split(labels, cfg.data.val_fraction, cfg.seed)
         val = (images[va], labels[va])
@@ -250,6 +280,7 @@ def finetune(
     with _run_folder(out_dir, resume, overwrite):
         ckpt_path = _resume_path(cfg, out_dir, resume, "finetune")
         model = FineTune(cfg.to_dict())
+        model.learned_from.update(learned_from)
         if state is not None:
             model.backbone.load_state_dict(state)
         dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),

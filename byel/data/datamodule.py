@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 
 class ArrayDataset(Dataset):
@@ -33,6 +33,27 @@ def _identity(batch):
     return batch
 
 
+class CycledSampler(Sampler):
+    """`num_samples` indices of n: reshuffled passes, one after another, from a random stream of
+    its own (seed + epoch, set by Lightning's set_epoch). It draws nothing from the global stream,
+    so the labelled loader beside it shuffles its first epoch exactly as it would alone (later
+    epochs differ: the unlabelled views' augmentation draws from the global stream)."""
+
+    def __init__(self, n: int, num_samples: int, seed: int = 0):
+        self.n, self.num_samples, self.seed, self.epoch = n, num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(-(-self.num_samples // self.n))])
+        return iter(order[: self.num_samples].tolist())
+
+
 def balanced_weights(labels: np.ndarray) -> torch.Tensor:
     """Per-sample weights so each class is drawn equally often."""
     counts = np.bincount(labels, minlength=labels.max() + 1).astype(np.float64)
@@ -48,14 +69,19 @@ class ArrayDataModule(L.LightningDataModule):
         num_workers: int = 0,
         balanced: bool = False,
         drop_last: bool = True,
+        unlabelled: np.ndarray | None = None,
+        seed: int = 0,
     ):
+        """`unlabelled`: uint8 images without labels, served beside the labelled training batches
+        (see train_dataloader)."""
         super().__init__()
         self.train_set = ArrayDataset(*train)
+        self.unlabelled_set = None if unlabelled is None else ArrayDataset(unlabelled, np.full(len(unlabelled), -1))
         self.val_set = ArrayDataset(*val) if val is not None else None
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.balanced, self.drop_last = balanced, drop_last
+        self.balanced, self.drop_last, self.seed = balanced, drop_last, seed
 
-    def _loader(self, dataset, shuffle: bool, sampler=None, drop_last: bool = False) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, sampler=None, drop_last: bool = False, generator=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -65,6 +91,7 @@ class ArrayDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=_identity,  # __getitems__ already returns stacked tensors
+            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -74,7 +101,20 @@ class ArrayDataModule(L.LightningDataModule):
         if self.balanced:
             w = balanced_weights(self.train_set.labels.numpy())
             sampler = WeightedRandomSampler(w, num_samples=len(w), replacement=True)
-        return self._loader(self.train_set, shuffle=True, sampler=sampler, drop_last=drop_last)
+        labelled = self._loader(self.train_set, shuffle=True, sampler=sampler, drop_last=drop_last)
+        if self.unlabelled_set is None:
+            return labelled
+        # Each step also gets a batch of unlabelled images, as many as the labelled batch: the
+        # unlabelled loader is exactly as long as the labelled one (reshuffled passes, repeated
+        # as needed), so the number of steps and the labelled data are those of a run without it.
+        from lightning.pytorch.utilities import CombinedLoader
+
+        n = len(labelled) * self.batch_size
+        # its own generator too: a DataLoader draws its workers' base seed when iterated
+        unlabelled = self._loader(self.unlabelled_set, shuffle=False, drop_last=True,
+                                  sampler=CycledSampler(len(self.unlabelled_set), n, self.seed),
+                                  generator=torch.Generator().manual_seed(self.seed))
+        return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
 
     def val_dataloader(self):
         return [] if self.val_set is None else self._loader(self.val_set, shuffle=False)

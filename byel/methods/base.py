@@ -47,6 +47,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Checkpoint metadata keys that say which unlabelled real images the weights learned from
+LEARNED_FROM = ("unlabelled", "adaptations")
+
+
 class NumericalError(ByelError):
     """The loss became NaN or infinite."""
 
@@ -65,9 +69,12 @@ class ByelModule(L.LightningModule):
         self.cfg = from_dict(config)
         self.backbone = backbone_from_config(self.cfg)
         self.augment = TrainAugment(self.cfg.aug, self.cfg.data.image_size)
+        # The unlabelled real images behind these weights (tier C, byel.adapt.tier), saved in the
+        # checkpoint's metadata: "unlabelled" (stage 1 --unlabelled), "adaptations" (byel adapt).
+        self.learned_from: dict = {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["byel"] = metadata(self.kind, self.cfg)
+        checkpoint["byel"] = {**metadata(self.kind, self.cfg), **self.learned_from}
         checkpoint["rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -75,6 +82,7 @@ class ByelModule(L.LightningModule):
         # shuffling and augmentation draws as an uninterrupted one (bit-exact on CPU).
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
+        self.learned_from.update({k: v for k, v in checkpoint.get("byel", {}).items() if k in LEARNED_FROM})
 
     def guard(self, loss: torch.Tensor) -> torch.Tensor | None:
         """Every training_step returns through here. A NaN/Inf loss either stops the run before

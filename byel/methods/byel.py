@@ -7,6 +7,10 @@ For a labelled synthetic image x with class y and two per-sample augmented views
 with ℓ(a, b) = 2 − 2·cos(a, b) and EVS(p) = p − ‖p‖·W[:, y].
 
 `classifier=False` gives plain BYOL; `evs=False` gives BYOL + emotion classifier.
+
+With unlabelled real images (`byel pretrain --unlabelled`), each step also gets a batch u of them:
+its two views add ℓ(p_1^u, z'_2^u) + ℓ(p_2^u, z'_1^u) to the BYOL term, without EVS (no label);
+the classifier, orthogonality and EVS terms stay on the labelled synthetic batch.
 """
 
 from __future__ import annotations
@@ -33,12 +37,20 @@ class BYEL(MomentumMethod):
         self.classifier = EmotionClassifier(m.proj_dim, NUM_CLASSES) if classifier else None
         self.init_targets()
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
+    def _views(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Online predictions and target projections of two augmented views of x."""
         views = (self.augment(x), self.augment(x))  # two independent per-sample draws
         preds = [self.predictor(self.projector(self.backbone(v))) for v in views]
         with torch.no_grad():
             targets = [self.target_projector(self.target_backbone(v)) for v in views]
+        return preds, targets
+
+    def training_step(self, batch, batch_idx):
+        if isinstance(batch, dict):  # {"labelled": (x, y), "unlabelled": (u, -1s)}
+            (x, y), u = batch["labelled"], batch["unlabelled"][0]
+        else:
+            (x, y), u = batch, None
+        preds, targets = self._views(x)
 
         logs = {}
         loss = 0.0
@@ -52,6 +64,11 @@ class BYEL(MomentumMethod):
             if self.use_evs:
                 preds = [emotion_vector_subtraction(p, W, y, self.cfg.method.evs_scale) for p in preds]
         byol = byol_loss(preds[0], targets[1]) + byol_loss(preds[1], targets[0])
+        if u is not None:  # their own batch (own BatchNorm statistics), both views, BYOL only
+            preds_u, targets_u = self._views(u)
+            byol_u = byol_loss(preds_u[0], targets_u[1]) + byol_loss(preds_u[1], targets_u[0])
+            logs["train/byol_unlabelled"] = byol_u
+            byol = byol + byol_u
         loss = loss + byol
         logs.update({"train/loss": loss, "train/byol": byol})
         self.log_dict(logs, prog_bar=False)

@@ -6,6 +6,8 @@ The statistics are exact population moments over the whole adaptation set, so th
 on the order of the images or the batch size (the per-batch averages of PyTorch's train mode
 would lose the between-batch variance, e.g. with class-sorted loaders).
 
+As a method of `byel adapt` it is the zero-step one: every method ends with these statistics.
+
 The adaptation set is one rule everywhere (evaluate, demo, ablation, the transfer benchmark):
 the evaluated images without their labels — exactly the images that are scored — unless an
 explicit data spec is given (`adaptation_set`)."""
@@ -128,6 +130,24 @@ def adapt_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int = 256,
 
 def _hashes(images: np.ndarray) -> set[bytes]:
     return {hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest() for im in images}
+
+
+def fingerprint(images: np.ndarray) -> torch.Tensor:
+    """The images' 8-byte hashes, sorted, as an int64 tensor (8 bytes an image): saved with a model
+    that learned from them, so an evaluation can tell image by image whether it is transductive."""
+    h = [int.from_bytes(hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=8).digest(), "little",
+                        signed=True) for im in images]
+    return torch.tensor(sorted(h), dtype=torch.int64)
+
+
+def overlaps(prints: torch.Tensor, images: np.ndarray) -> bool:
+    """Whether any of `images` is among those `prints` (a `fingerprint`) was made from."""
+    return bool(torch.isin(fingerprint(images), prints).any())
+
+
+def adapt(model: nn.Module, images: np.ndarray, opts, monitor) -> None:
+    """The `adabn` method of byel.adapt: nothing to train. Every method's result is its model with
+    AdaBN statistics on the images (monitor.round), so AdaBN is round 0 of every method."""
 
 
 def adaptation_set(spec: str | bool | None, evaluated: np.ndarray, size: int,

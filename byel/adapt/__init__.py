@@ -1,0 +1,44 @@
+"""Adaptation to real faces without their labels (tier C: + unlabelled real images).
+
+Every method takes a fine-tuned model and unlabelled images and returns an adapted model; `byel
+adapt` (byel.adapt.run) writes it as a fine-tuned checkpoint whose metadata says how it was made.
+One short module per method, behind the registry below:
+
+- `adabn`       BatchNorm statistics re-estimated on the images (Li et al. 2016), no weight touched
+- `tent`        entropy minimisation of the BatchNorm affine parameters (Wang et al., ICLR 2021)
+- `shot-im`     information maximisation on the backbone, classifier frozen (Liang et al., ICML 2020)
+- `self-train`  rounds of class-balanced confident pseudo-labels, mixed with the synthetic labelled set
+
+(`co-train` with the face-geometry model is not here yet: it needs that model.)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from byel.errors import ConfigError
+
+# name -> module defining `adapt(model, images, opts, monitor)`
+METHODS = {
+    "adabn": "byel.adapt.adabn",
+    "tent": "byel.adapt.tent",
+    "shot-im": "byel.adapt.shot_im",
+    "self-train": "byel.adapt.self_train",
+}
+
+
+def method(name: str):
+    """The `adapt` function of the method called `name`."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown adaptation method {name!r}; choose one of: {', '.join(METHODS)}")
+    return importlib.import_module(METHODS[name]).adapt
+
+
+def __getattr__(name: str):
+    # Loaded on first use, so the command line can name the methods without importing torch.
+    if name in ("adapt_batchnorm", "adaptation_set"):
+        return getattr(importlib.import_module("byel.adapt.adabn"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["METHODS", "adapt_batchnorm", "adaptation_set", "method"]

@@ -1,0 +1,65 @@
+"""Self-training on the unlabelled images: rounds of class-balanced confident pseudo-labels.
+
+Round r of R labels, for each class c, the k_r images the current model (in its deployed form,
+with AdaBN statistics: the monitor's) predicts as c most confidently, k_r = ⌈share · r/R · N/6⌉
+(fewer if fewer are predicted as c), so no class can take over and the set grows as the model
+improves. The model then fine-tunes for `epochs` passes over them, every batch half pseudo-labelled
+real images and half labelled synthetic images (the synthetic set keeps the classes' meaning
+anchored), with the training augmentation and cross-entropy. No real label is read: the
+pseudo-labels are the model's own predictions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from byel.adapt.common import Monitor, Options, histogram, optimizer, steps_of
+from byel.classes import NUM_CLASSES
+from byel.errors import DataError
+from byel.losses import classification_loss
+
+
+def pseudo_labels(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and labels of the top-k most confident images of each predicted class."""
+    pred, conf = probs.argmax(1), probs.max(1)
+    chosen = []
+    for c in range(NUM_CLASSES):
+        idx = np.flatnonzero(pred == c)
+        chosen.append(idx[np.argsort(-conf[idx], kind="stable")[:k]])
+    idx = np.concatenate(chosen)
+    return idx, pred[idx]
+
+
+def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=None) -> None:
+    if synthetic is None:
+        raise DataError("self-train mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
+    syn_images, syn_labels = synthetic
+    half = max(1, opts.batch_size // 2)
+    gen = torch.Generator().manual_seed(opts.seed)
+    opt = optimizer([p for p in model.parameters() if p.requires_grad], opts)
+    for r in range(1, opts.rounds + 1):
+        k = math.ceil(opts.share * r / opts.rounds * len(images) / NUM_CLASSES)
+        idx, labels = pseudo_labels(monitor.probs, k)
+        confidence = float(monitor.probs.max(1)[idx].mean())
+        model.train()
+        losses = []
+        order = torch.randperm(len(idx), generator=gen)
+        for step in range(steps_of(len(idx), half, opts.epochs)):
+            at = (step * half) % len(idx)
+            real = order[at : at + half]
+            if len(real) < half:  # a new pass over the pseudo-labelled images
+                order = torch.randperm(len(idx), generator=gen)
+                real = torch.cat([real, order[: half - len(real)]])
+            syn = torch.randint(len(syn_labels), (half,), generator=gen)
+            x = torch.cat([torch.from_numpy(images[idx[real.numpy()]]), torch.from_numpy(syn_images[syn.numpy()])])
+            y = torch.cat([torch.from_numpy(labels[real.numpy()]), torch.from_numpy(syn_labels[syn.numpy()])])
+            loss = classification_loss(model(model.augment(x.to(model.device))), y.to(model.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        monitor.round(model, f"round {r}/{opts.rounds}", ce_loss=float(np.mean(losses)), k_per_class=k,
+                      n_pseudo=int(len(idx)), pseudo_confidence=confidence,
+                      pseudo_histogram=histogram(labels))

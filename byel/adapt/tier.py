@@ -1,0 +1,50 @@
+"""Which tier a score belongs to, reported beside it, never mixed:
+
+- tier A: synthetic pixels only (the paper's setting);
+- tier B: + a pretrained face-geometry model (byel.faces; built separately: `geometry` below is
+  the hook for its record);
+- tier C: + unlabelled real images — which set, how many, and whether the scored images are
+  among them (transductive), from pre-training (`byel pretrain --unlabelled`), an adaptation
+  (`byel adapt`) or AdaBN at evaluation.
+
+A checkpoint carries its own uses of real images in its metadata (`unlabelled`, `adaptations`),
+each with the images' fingerprint, so an evaluation can say image by image whether it is
+transductive."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LABELS = {
+    "A": "tier A (synthetic pixels only)",
+    "B": "tier B (+ pretrained face-geometry model)",
+    "C": "tier C (+ unlabelled real images)",
+    "B+C": "tier B+C (+ pretrained face-geometry model, + unlabelled real images)",
+}
+
+
+def real_uses(meta: dict) -> list[dict]:
+    """The unlabelled real images a checkpoint learned from (its byel metadata): pre-training's,
+    then each adaptation's, in order."""
+    uses = [{"stage": "pretrain", **meta["unlabelled"]}] if meta.get("unlabelled") else []
+    return uses + [{"stage": "adapt", **a} for a in meta.get("adaptations", [])]
+
+
+def tier_block(uses: list[dict], evaluated: np.ndarray | None = None, geometry: dict | None = None) -> dict:
+    """{"name", "label", "unlabelled_real": [...], "face_geometry"} for a score made with `uses`
+    (real_uses, plus e.g. AdaBN's) on the `evaluated` images. `transductive` is a use's own
+    answer if it has one, else decided from its fingerprint, else None (unknown)."""
+    from byel.adapt.adabn import overlaps  # late: torch
+
+    listed = []
+    for u in uses:
+        item = {k: u[k] for k in ("stage", "method", "data", "n_images") if k in u}
+        if "transductive" in u and u["transductive"] is not None:
+            item["transductive"] = bool(u["transductive"])
+        elif u.get("fingerprint") is not None and evaluated is not None:
+            item["transductive"] = overlaps(u["fingerprint"], evaluated)
+        else:
+            item["transductive"] = None
+        listed.append(item)
+    name = "+".join(t for t, on in (("B", geometry is not None), ("C", bool(listed))) if on) or "A"
+    return {"name": name, "label": LABELS[name], "unlabelled_real": listed, "face_geometry": geometry}
