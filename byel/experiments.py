@@ -141,14 +141,14 @@ def run_ablation(
                         ada_use = {"stage": "evaluate", "method": "adabn", "data": used["data"],
                                    "n_images": used["n_adapt_images"], "transductive": used["transductive"]}
                         entry = {**scores(predict_probs(model, real.images), real.labels),
-                                 "tier": tier_block(uses, real.images)["name"],
+                                 "tier": tier_block(uses, real.images),
                                  "adabn": {**used, **scores(predict_probs(adapt_batchnorm(model, images), real.images),
                                                             real.labels),
-                                           "tier": tier_block(uses + [ada_use], real.images)["name"]},
+                                           "tier": tier_block(uses + [ada_use], real.images)},
                                  "n_images": int(len(real.labels))}
                         if adapt:  # on the AdaBN images; self-train mixes in the synthetic training set
                             entry["adapt"] = {"id": adapt_ids[spec], "method": adapt, "options": opts.record(), **used,
-                                              "tier": tier_block(uses + [{**ada_use, "method": adapt}], real.images)["name"]}
+                                              "tier": tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt}], real.images)}
                             try:
                                 adapted, rec = adapt_model(model, images, adapt, opts, synthetic=fit, verbose=progress)
                             except CollapseError as e:  # recorded, and the table says how many
@@ -168,6 +168,11 @@ def run_ablation(
 def _mean_std(values: list[float]) -> str:
     v = np.array(values)
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+_TRANSDUCTIVE = {frozenset({True}): "transductive (the scored images are among them)",
+                 frozenset({False}): "not transductive (none of the scored images is among them)",
+                 frozenset({None}): "transductive or not: unknown"}
 
 
 def _row_name(r: dict) -> str:
@@ -202,7 +207,13 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
     head = "| method | " + " | ".join(f"{c} | Δ vs supervised" for c, _ in columns) + " | runs |"
     summary = {}
     for spec in eval_sets:
-        lines += [f"**{spec}**", "", head, "|---" * (2 * len(columns) + 2) + "|"]
+        lines += [f"**{spec}**", ""]
+        seen = {u["transductive"] for r in results
+                for u in (r["eval"][spec].get("tier") or {}).get("unlabelled_real", []) if u["stage"] == "pretrain"}
+        if seen:  # whether the scored images were among the pre-training's unlabelled ones
+            said = _TRANSDUCTIVE.get(frozenset(seen), "transductive for some runs")
+            lines += [f"Pre-trained with unlabelled real images: {said}.", ""]
+        lines += [head, "|---" * (2 * len(columns) + 2) + "|"]
 
         def values(name, get):
             return [get(r["eval"][spec])["macro_f1"] for r in results

@@ -137,10 +137,14 @@ def test_ablation_with_unlabelled_and_adaptation(tmp_path, fer_sample, monkeypat
     spec = str(fer_sample)
     for r in results:
         ev = r["eval"][spec]
-        assert ev["tier"] == ("C" if r["unlabelled"] else "A") and ev["adabn"]["tier"] == ev["adapt"]["tier"] == "C"
+        assert ev["tier"]["name"] == ("C" if r["unlabelled"] else "A")
+        assert ev["adabn"]["tier"]["name"] == ev["adapt"]["tier"]["name"] == "C"
+        assert [u["stage"] for u in ev["adapt"]["tier"]["unlabelled_real"]] == ["pretrain"] * bool(r["unlabelled"]) + ["adapt"]
+        assert all(u["transductive"] is True for u in ev["adapt"]["tier"]["unlabelled_real"])
         assert ev["adapt"]["method"] == "tent" and ("macro_f1" in ev["adapt"] or "collapsed" in ev["adapt"])
     md = (out / "results.md").read_text()
     assert "| byel + unlabelled real |" in md and "macro-F1 after tent" in md and "Tier C" in md
+    assert "Pre-trained with unlabelled real images: transductive" in md
 
     # the same command again trains nothing; another adaptation rescores without training
     import byel.train
