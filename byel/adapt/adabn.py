@@ -128,10 +128,6 @@ def adapt_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int = 256,
     return adapted
 
 
-def _hashes(images: np.ndarray) -> set[bytes]:
-    return {hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest() for im in images}
-
-
 def fingerprint(images: np.ndarray) -> torch.Tensor:
     """The images' 8-byte hashes, sorted, as an int64 tensor (8 bytes an image): saved with a model
     that learned from them, so an evaluation can tell image by image whether it is transductive."""
@@ -166,4 +162,4 @@ def adaptation_set(spec: str | bool | None, evaluated: np.ndarray, size: int,
 
     unl = load(spec, size, unlabelled=True, progress=progress)
     return unl.images, {"data": spec, "data_resolved": unl.spec, "n_adapt_images": int(len(unl.images)),
-                        "transductive": not _hashes(unl.images).isdisjoint(_hashes(evaluated))}
+                        "transductive": overlaps(fingerprint(unl.images), evaluated)}

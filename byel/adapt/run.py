@@ -8,6 +8,7 @@ The images are read unlabelled: no real label reaches any method."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -34,8 +35,6 @@ def adapt_model(model: FineTune, images: np.ndarray, name: str, opts: Options | 
     """The adapted copy of `model` (eval mode) and the record of the rounds. `images`: unlabelled
     uint8 (N, H, W, 3); `synthetic`: labelled (images, labels) for self-train. `model` is untouched.
     `verbose`: each round's histogram on stderr."""
-    import copy
-
     fn = method_fn(name)
     opts = (opts or Options()).resolved(name)
     if len(images) < 2:
