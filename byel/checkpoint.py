@@ -9,9 +9,7 @@ that names what does not match.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +101,11 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 — the unpickler fails on foreign bytes in many ways
+        # (UnpicklingError, BadZipFile, EOFError, and KeyError/IndexError/TypeError on text or
+        # random bytes): all mean the file is not a checkpoint we can read.
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a byel checkpoint ({first[:120]})") from None
     if not isinstance(ckpt, dict):

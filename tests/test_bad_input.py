@@ -55,6 +55,8 @@ def world(tmp_path_factory):
     (root / "truncated.ckpt").write_bytes(ckpt.read_bytes()[:4000])
     torch.save({"state_dict": {}, "epoch": 1}, root / "foreign.ckpt")
     (root / "text.ckpt").write_text("not a checkpoint")
+    (root / "hello.ckpt").write_text("hello\n")  # the unpickler fails with a KeyError on this one
+    (root / "random.ckpt").write_bytes(np.random.default_rng(2).bytes(5000))
     shutil.copy(ft / "checkpoints" / "best.ckpt", root / "m.ckpt")
     (root / "random.yaml").write_bytes(b"\xff\xfe\x80" + np.random.default_rng(0).bytes(2000))
     (root / "a.yaml").write_text(f"base: {root / 'b.yaml'}\n")
@@ -136,6 +138,8 @@ CASES = {
     "missing checkpoint": (["evaluate", "--checkpoint", "{root}/none.ckpt", "--data", "{data}"], "not found"),
     "truncated checkpoint": (["evaluate", "--checkpoint", "{root}/truncated.ckpt", "--data", "{data}"], "truncated"),
     "text as checkpoint": (["evaluate", "--checkpoint", "{root}/text.ckpt", "--data", "{data}"], "cannot read checkpoint"),
+    "a short text file as checkpoint": (["evaluate", "--checkpoint", "{root}/hello.ckpt", "--data", "{data}"], "cannot read checkpoint"),
+    "random bytes as checkpoint": (["predict", "{root}/face.png", "--checkpoint", "{root}/random.ckpt", "--out", "{root}/r.csv"], "cannot read checkpoint"),
     "foreign checkpoint": (["evaluate", "--checkpoint", "{root}/foreign.ckpt", "--data", "{data}"], "not a byel checkpoint"),
     "stage-1 checkpoint to evaluate": (["evaluate", "--checkpoint", "{pre}", "--data", "{data}"], "fine-tune it first"),
     "predict on a missing input": (["predict", "--checkpoint", "{ft}", "{root}/nope.jpg", "--out", "{root}/p.csv", "--no-detect"], "nope.jpg"),
