@@ -157,3 +157,16 @@ def test_ablation_with_unlabelled_and_adaptation(tmp_path, fer_sample, monkeypat
     assert [r["run_id"] for r in again] == [r["run_id"] for r in results]
     assert all(r["eval"][spec]["adapt"]["method"] == "adabn" for r in again)
     assert all(r["eval"][spec]["adapt"]["macro_f1"] == r["eval"][spec]["adabn"]["macro_f1"] for r in again)
+
+
+def test_cycled_sampler_reshuffles_each_epoch_without_the_global_stream():
+    from byel.data.datamodule import CycledSampler
+
+    s = CycledSampler(5, 12, seed=3)
+    state = torch.get_rng_state()
+    first = list(s)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drawn from the global stream
+    assert len(first) == len(s) == 12 and sorted(first[:5]) == sorted(first[5:10]) == list(range(5))
+    assert list(s) == first  # the same epoch, the same order (a resumed run continues alike)
+    s.set_epoch(1)
+    assert list(s) != first
