@@ -84,10 +84,9 @@ def by_class(ok: np.ndarray, labels: np.ndarray) -> dict:
 
 def one_mode(mode: str, args, images, labels, backend, real) -> dict:
     """Mesh both sets in one mode, fit the geometry head on the synthetic faces, score the real."""
-    t0 = time.time()
     syn_m = measure_images(images, mode=mode, workers=args.workers, key=f"{args.out}:synthetic")
     real_m = measure_images(real.images, mode=mode, workers=args.workers, key=real.spec)
-    t_mesh = time.time() - t0
+    t_mesh = syn_m.meta["seconds"] + real_m.meta["seconds"]  # when cached: as measured then
     x_syn, ok_syn = geometry_features(syn_m)
     x_real, ok_real = geometry_features(real_m)
     if len(np.unique(labels[ok_syn])) < 2:
@@ -105,7 +104,8 @@ def one_mode(mode: str, args, images, labels, backend, real) -> dict:
         "accuracy_mesh_found": found_only["accuracy"], "accuracy_misses_as_errors": with_misses["accuracy"],
         "per_class_f1_mesh_found": found_only["per_class_f1"],
         "per_class_f1_misses_as_errors": with_misses["per_class_f1"],
-        "detection_rate_real": round(float(ok_real.mean()), 4), "detection_rate_real_per_class": by_class(ok_real, real.labels),
+        "detection_rate_real": round(float(ok_real.mean()), 4),
+        "detection_rate_real_per_class": by_class(ok_real, real.labels),
         "detection_rate_synthetic": {b: round(float(ok_syn[backend == b].mean()), 4) for b in np.unique(backend)},
         "detection_rate_synthetic_per_class": by_class(ok_syn, labels),
         "landmark_faces_per_s": speed, "mesh_seconds": round(t_mesh, 1),
@@ -167,10 +167,12 @@ def markdown(r: dict, command: str) -> str:
         f"Speed: detection (detect mode only) + mesh + blendshapes, first {r['speed_images']} real faces, no cache, "
         f"{platform.machine()} with {os.cpu_count()} cores (shared with other work while measured).",
         "Meshing all synthetic and real faces: " + "; ".join(
-            f"{m['mode']} {'from the cache of an earlier identical run' if m['mesh_cached'] else str(m['mesh_seconds']) + ' s'}"
+            f"{m['mode']} {m['mesh_seconds']} s" + (" (measured by an earlier identical run, read from the cache)"
+                                                    if m["mesh_cached"] else "")
             for m in r["modes"]) + f" ({r['workers']} workers).",
-        "For reference, issue 18 reported for 1,300 warp + 300 procedural faces per class in detect mode: macro-F1 0.380 on the faces with a mesh, 0.360 counting "
-        "the misses, a mesh on 89 % of the real faces and on 7,704 of the 9,600 synthetic ones.",
+        "For reference, issue 18 reported for 1,300 warp + 300 procedural faces per class in detect mode: macro-F1 "
+        "0.380 on the faces with a mesh, 0.360 counting the misses, a mesh on 89 % of the real faces and on 7,704 of "
+        "the 9,600 synthetic ones.",
         f"Time: {r['seconds']['total']} s in all ({r['seconds']['generate']} s generating).",
         "",
     ]
@@ -181,7 +183,7 @@ def main() -> None:
     ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders or any byel data spec)")
     ap.add_argument("--real-size", type=int, default=48, help="pixel side the real faces are read at (FER2013: 48)")
-    ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (needed when --warp-per-class > 0)")
+    ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (needed with --warp-per-class > 0)")
     ap.add_argument("--warp-per-class", type=int, default=1300)
     ap.add_argument("--procedural-per-class", type=int, default=300)
     ap.add_argument("--size", type=int, default=96, help="side of the generated faces")

