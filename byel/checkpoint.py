@@ -24,6 +24,9 @@ FORMAT = 1
 
 
 def metadata(kind: str, cfg) -> dict[str, Any]:
+    head = cfg.finetune.head if kind == "finetune" else "pixels"
+    geometry = {} if head == "pixels" else {  # the face-geometry model the head reads (tier B)
+        "head": head, "face_geometry": {"model": "MediaPipe Face Landmarker v2", "sha256": _landmarker_sha256()}}
     return {
         "format": FORMAT,
         "byel_version": __version__,
@@ -36,7 +39,14 @@ def metadata(kind: str, cfg) -> dict[str, Any]:
         "mean": list(cfg.aug.mean),
         "std": list(cfg.aug.std),
         "config": cfg.to_dict(),
+        **geometry,
     }
+
+
+def _landmarker_sha256() -> str:
+    from byel.faces.model import SHA256
+
+    return SHA256
 
 
 def _umask() -> int:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from byel import __version__
-from byel.config import ACCELERATORS, LIMITS, OPTIMIZERS, PRECISIONS, GenerateConfig, check_devices
+from byel.config import ACCELERATORS, HEADS, LIMITS, OPTIMIZERS, PRECISIONS, GenerateConfig, check_devices
 from byel.errors import ByelError, os_error_message
 from byel.methods import VARIANTS
 
@@ -41,8 +41,13 @@ SHORTCUTS = {
 # Per subcommand: the training settings that stage reads (fine-tuning has its own lr, batch size
 # and optimiser; optim.* and data.batch_size are pre-training's).
 STAGE_SHORTCUTS = {
-    "finetune": {"batch_size": "finetune.batch_size", "lr": "finetune.lr", "optimizer": "finetune.optimizer"},
+    "finetune": {"batch_size": "finetune.batch_size", "lr": "finetune.lr", "optimizer": "finetune.optimizer",
+                 "head": "finetune.head"},
+    "demo": {"head": "finetune.head"},
 }
+HEAD_HELP = ("pixels: the CNN alone (tier A); geometry: a face-geometry head (MediaPipe Face Landmarker, "
+             "pretrained on real faces: tier B) where a face mesh is found, the CNN elsewhere; fused: their "
+             "probabilities mixed with a weight chosen on the synthetic held-out split (default: the preset's, pixels)")
 
 
 def printable(text: str) -> str:
@@ -477,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                     help="continue from OUT/checkpoints/last.ckpt (or the given checkpoint)")
     ft.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (refused without it)")
+    ft.add_argument("--head", choices=HEADS, help=HEAD_HELP)
     _config_args(ft, "finetune.epochs")
     ft.set_defaults(func=cmd_finetune, writes={"out": "run"}, reads=("data", "val", "checkpoint"))
 
@@ -533,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
     de.add_argument("--overwrite", action="store_true", help="replace the demo already in OUT (refused without it)")
     de.add_argument("--unlabelled", metavar="SPEC", help=UNLABELLED_HELP)
+    de.add_argument("--head", choices=HEADS, help=HEAD_HELP)
     _config_args(de, "pretrain.epochs")
     de.set_defaults(func=cmd_demo, writes={"out": "demo"}, reads=("real", "sources", "adapt_bn", "unlabelled"))
 

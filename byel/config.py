@@ -60,6 +60,7 @@ class OptimConfig:
 
 OPTIMIZERS = ("lars", "sgd", "adam", "adamw")  # byel.optim.build_optimizer
 NORMALIZERS = ("dataset", "per-image", "equalize")  # input normalisations (byel.data.augment)
+HEADS = ("pixels", "geometry", "fused")  # fine-tuned classifier heads (byel.faces.fusion)
 
 
 @dataclass
@@ -97,6 +98,9 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     dropout: float = 0.3
     batch_size: int = 256
+    # one of HEADS: pixels (the CNN: tier A) | geometry | fused (+ the face-geometry head,
+    # byel.faces.fusion: tier B)
+    head: str = "pixels"
 
 
 @dataclass
@@ -412,6 +416,7 @@ def validate(cfg: Config) -> None:
         "optim.optimizer": (cfg.optim.optimizer, list(OPTIMIZERS)),
         "optim.lr_scaling": (cfg.optim.lr_scaling, ["none", "linear"]),
         "finetune.optimizer": (cfg.finetune.optimizer, list(OPTIMIZERS)),
+        "finetune.head": (cfg.finetune.head, list(HEADS)),
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "trainer.accelerator": (cfg.trainer.accelerator, list(ACCELERATORS)),
         "trainer.precision": (str(cfg.trainer.precision), list(PRECISIONS)),

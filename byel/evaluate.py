@@ -61,6 +61,7 @@ def evaluate(
     adapt_bn: also score after AdaBN — True: adapted on the evaluated images without their
     labels (the scored images only); a data spec: on the unlabelled images it holds."""
     from byel.data.sources import load  # late: keeps `import byel.evaluate` light
+    from byel.faces import fusion
 
     model = load_classifier(checkpoint, device)
     size = model.cfg.data.image_size
@@ -69,6 +70,9 @@ def evaluate(
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(test.spec.split(":", 1)[-1]).name)
         report = Path(checkpoint).resolve().parent.parent / "eval" / f"{name or 'data'}.json"
     report = Path(report)
+    pixels = predict_probs(model, test.images, batch_size, progress)
+    # a geometry | fused head: the real faces measured too (cached by data spec); None: pixels
+    geo = fusion.measure(model, test.images, key=test.spec, progress=progress)
     result = {
         "checkpoint": str(checkpoint),
         "data": data,
@@ -79,10 +83,12 @@ def evaluate(
         "dropped": dict(test.dropped),
         "classes": list(CLASSES),
         "metric_definition": METRIC_DEFINITION,
-        **scores(predict_probs(model, test.images, batch_size, progress), test.labels),
+        **scores(pixels if geo is None else geo.fuse(pixels), test.labels),
     }
     uses = real_uses(model.checkpoint_meta)  # tier A, or C if the model learned from unlabelled real images
-    result["tier"] = tier_block(uses, test.images)
+    result["tier"] = tier_block(uses, test.images, None if geo is None else geo.record())
+    if geo is not None:  # tiers never mixed: the pixel CNN's own scores beside the fused ones
+        result["pixels_only"] = {**scores(pixels, test.labels), "tier": tier_block(uses, test.images)}
     if test.problems:  # listed beside the report, as training lists them in its run folder
         from byel.data.sources import write_problem_log
 
@@ -94,10 +100,14 @@ def evaluate(
     if adapt_bn:
         images, used = adaptation_set(adapt_bn, test.images, size, progress)
         adapted = adapt_batchnorm(model, images, batch_size, progress)
-        result["adabn"] = {**used, **scores(predict_probs(adapted, test.images, batch_size, progress), test.labels),
-                           "tier": tier_block(uses + [{"stage": "evaluate", "method": "adabn", "data": used["data"],
-                                                       "n_images": used["n_adapt_images"],
-                                                       "transductive": used["transductive"]}], test.images)}
+        adapted_pixels = predict_probs(adapted, test.images, batch_size, progress)
+        adabn_uses = uses + [{"stage": "evaluate", "method": "adabn", "data": used["data"],
+                              "n_images": used["n_adapt_images"], "transductive": used["transductive"]}]
+        result["adabn"] = {**used, **scores(adapted_pixels if geo is None else geo.fuse(adapted_pixels), test.labels),
+                           "tier": tier_block(adabn_uses, test.images, None if geo is None else geo.record())}
+        if geo is not None:  # with geometry tier B+C; the CNN alone tier C
+            result["adabn"]["pixels_only"] = {**scores(adapted_pixels, test.labels),
+                                              "tier": tier_block(adabn_uses, test.images)}
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
             np.array(result["adabn"]["confusion_matrix"]), list(CLASSES), report.with_name(report.stem + "_adabn.png"),
             f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
@@ -121,6 +131,9 @@ def format_result(result: dict) -> str:
              + (f"; {sum(result['dropped'].values())} unusable file(s) not scored, listed in {result['problems_log']}"
                 if result.get("problems_log") else "")]
     rows = [("plain", result)] + ([("AdaBN", result["adabn"])] if "adabn" in result else [])
+    # a geometry head's scores, each followed by its pixel CNN's alone (another tier)
+    rows = [row for name, r in rows for row in [(name, r)] + ([(f"{name}, pixels only", r["pixels_only"])]
+                                                              if "pixels_only" in r else [])]
     for name, r in rows:
         per = "  ".join(f"{c[:4]} {r['per_class_f1'][c]:.2f}" for c in CLASSES)
         lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}"
@@ -134,5 +147,9 @@ def format_result(result: dict) -> str:
         lines.append(f"  the model learned from {u['n_images']} unlabelled real images ({u['data']}) in its {u['stage']} stage"
                      + (f" ({u['method']})" if "method" in u else "")
                      + {True: ", transductive", False: ", none of them scored here", None: ""}[u["transductive"]])
+    g = result.get("tier", {}).get("face_geometry")
+    if g:
+        lines.append(f"  {g['head']} head: a face mesh on {g['n_mesh']} of {g['n_images']} faces ({g['detection_rate']:.1%}), "
+                     f"fusion weight {g['fusion_weight']:.1f}; faces without one are classified by the pixel CNN")
     lines.append(f"  chance macro-F1 ≈ {1 / NUM_CLASSES:.3f}")
     return "\n".join(lines)

@@ -374,12 +374,16 @@ def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64):
     in order. Faces are found image by image and classified ``batch_size`` crops at a time across
     images (the one batching path of ``byel predict``, the Python API and ``byel serve``)."""
     from byel.evaluate import predict_probs
+    from byel.faces import fusion
 
     pending: list = []
 
     def flush():
         crops = [f.crop for _, _, faces in pending for f in faces]
         probs = predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, 0), np.float32)
+        # a geometry | fused head: each crop measured too; a crop without a face mesh keeps the CNN's
+        geo = fusion.measure(model, np.stack(crops), cache=False) if crops else None
+        probs = probs if geo is None else geo.fuse(probs)
         k = 0
         for meta, rgb, faces in pending:
             yield meta, rgb, faces, probs[k:k + len(faces)]

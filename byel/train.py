@@ -279,10 +279,17 @@ def finetune(
     _check_batches(len(labels), cfg.finetune.batch_size, "the fine-tuning set")
     with _run_folder(out_dir, resume, overwrite):
         ckpt_path = _resume_path(cfg, out_dir, resume, "finetune")
+        if ckpt_path:
+            _check_resume_head(cfg, ckpt_path)
         model = FineTune(cfg.to_dict())
         model.learned_from.update(learned_from)
         if state is not None:
             model.backbone.load_state_dict(state)
+        if cfg.finetune.head != "pixels":  # tier B: fitted on the synthetic training faces only
+            from byel.faces import fusion
+
+            log.info("fitting the %s head's face-geometry part on %d synthetic faces", cfg.finetune.head, len(labels))
+            model.geometry.load_state_dict(fusion.fit(images, labels, "finetune-train", cfg.trainer.progress).state_dict())
         dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
         trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
@@ -290,7 +297,22 @@ def finetune(
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
     best = out_dir / "checkpoints" / "best.ckpt"
-    return _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
+    path = _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
+    if cfg.finetune.head != "pixels" and launched_rank() == 0:
+        # the fusion weight of the selected network, chosen on the synthetic held-out split
+        from byel.faces.fusion import store_weight
+
+        record = store_weight(path, *val, key="finetune-val", progress=cfg.trainer.progress)
+        log.info("%s head: fusion weight %.1f (synthetic held-out macro-F1 by weight: %s)", cfg.finetune.head,
+                 record["weight"], record["macro_f1_by_weight"])
+    return path
+
+
+def _check_resume_head(cfg: Config, path: str) -> None:
+    saved = load_checkpoint(path, kinds=("finetune",))["byel"]["config"].get("finetune", {}).get("head", "pixels")
+    if saved != cfg.finetune.head:
+        raise CheckpointError(f"cannot resume from {path}: its finetune.head is {saved!r}, this run's is "
+                              f"{cfg.finetune.head!r}")
 
 
 def _written(path: Path) -> Path:

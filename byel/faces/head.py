@@ -28,10 +28,10 @@ class GeometryHead(nn.Module):
     @torch.no_grad()
     def probs(self, feats: np.ndarray) -> np.ndarray:
         """Class probabilities (N, 6) of feature rows; NaN rows (no mesh) give NaN rows."""
-        x = torch.as_tensor(np.asarray(feats, np.float32))
+        x = torch.as_tensor(np.asarray(feats, np.float32), device=self.mean.device)
         p = torch.softmax(self(torch.nan_to_num(x)), -1)
         p[~torch.isfinite(x).all(1)] = float("nan")
-        return p.numpy()
+        return p.cpu().numpy()
 
 
 def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, max_iter: int = 2000) -> GeometryHead:

@@ -25,6 +25,15 @@ class FineTune(ByelModule):
         self.preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size)
         self.val_f1 = MacroF1()  # byel.metrics: the same macro-F1 as every report
         self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        # finetune.head geometry | fused: a face-geometry head (byel.faces.fusion), fitted before
+        # training and never by the optimiser, and the fusion weight chosen after it
+        self.head_kind = self.cfg.finetune.head
+        self.fusion: dict = {}  # how the weight was chosen (checkpoint metadata)
+        if self.head_kind != "pixels":
+            from byel.faces import GeometryHead
+
+            self.geometry = GeometryHead().requires_grad_(False)
+            self.register_buffer("fusion_weight", torch.tensor(1.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for already-preprocessed (normalised) images."""
@@ -34,6 +43,15 @@ class FineTune(ByelModule):
     def predict_images(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities for raw uint8 images (N, H, W, 3); call under eval()."""
         return self(self.preprocess(images.to(self.device))).softmax(-1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.fusion:
+            checkpoint["byel"]["fusion"] = self.fusion
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.fusion = dict(checkpoint.get("byel", {}).get("fusion") or {})
 
     def training_step(self, batch, batch_idx):
         x, y = batch
