@@ -135,10 +135,12 @@ def check_picture(path: str | Path, what: str = "--out") -> None:
 
 
 # --- run folders ---------------------------------------------------------------------------------
-def launched_rank() -> int:
-    """This process's global rank as the launcher set it (0 when not launched as one of many).
-    Ranks above 0 (DDP workers re-running the command) neither check nor lock the run folder:
-    rank 0 does, before it starts them."""
+def global_rank() -> int:
+    """This process's rank over all processes and nodes, as the launcher set it (0 when not
+    launched as one of many): the one place byel asks, valid before and after a Trainer exists.
+    Rank 0 checks and locks the run folder (before it starts the other ranks), prints and writes
+    reports; Lightning's own child processes carry LOCAL_RANK and NODE_RANK, torchrun and SLURM
+    set RANK / SLURM_PROCID."""
     for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if os.environ.get(key, "").strip().isdigit():
             rank = int(os.environ[key])
@@ -161,7 +163,7 @@ def run_in(folder: str | Path, markers=RUN_MARKERS) -> str | None:
 def check_run_folder(folder: str | Path, *, resume: bool, overwrite: bool, markers=RUN_MARKERS,
                      resume_hint: str = "--resume") -> None:
     """A run folder belongs to one run: refuse one that holds a run unless resuming or replacing it."""
-    if resume or overwrite or launched_rank() != 0:
+    if resume or overwrite or global_rank() != 0:
         return
     found = run_in(folder, markers)
     if found:
@@ -179,7 +181,7 @@ def run_lock(folder: str | Path):
     that did not exist and holds nothing but the lock afterwards is removed again."""
     folder = Path(folder)
     key = os.path.realpath(folder)
-    if fcntl is None or launched_rank() != 0 or key in _HELD:  # unlocked, or held by an outer call
+    if fcntl is None or global_rank() != 0 or key in _HELD:  # unlocked, or held by an outer call
         yield
         return
     created = not folder.exists()

@@ -266,7 +266,8 @@ def cmd_generate(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from byel.data.split import holdout_split, save_split
-    from byel.train import check_unlabelled_method, pretrain, world_rank
+    from byel.checks import global_rank
+    from byel.train import check_unlabelled_method, pretrain
 
     cfg = _resolve_config(args)
     if args.unlabelled:
@@ -280,7 +281,7 @@ def cmd_pretrain(args) -> int:
           file=sys.stderr)
     last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume,
                     overwrite=args.overwrite, unlabelled=unlabelled)
-    if world_rank() == 0:
+    if global_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
 
@@ -288,7 +289,8 @@ def cmd_pretrain(args) -> int:
 def cmd_finetune(args) -> int:
     from byel.checkpoint import load_checkpoint
     from byel.data.split import holdout_split, recorded_split, save_split, stage1_split
-    from byel.train import finetune, finetune_config, world_rank
+    from byel.checks import global_rank
+    from byel.train import finetune, finetune_config
 
     cfg = _resolve_config(args)
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
@@ -307,7 +309,7 @@ def cmd_finetune(args) -> int:
         images, labels, val = images[train], labels[train], (images[held], labels[held])
     best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume,
                     overwrite=args.overwrite)
-    if world_rank() == 0:
+    if global_rank() == 0:
         print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
     return 0
 

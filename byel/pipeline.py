@@ -35,7 +35,7 @@ def run_demo(
     holds a demo is refused unless `overwrite`. Every input (real faces, sources) is checked
     before the first step, and the folder is locked for the run. `unlabelled`: a spec of
     unlabelled real images for stage 1's BYOL term (byel.train.pretrain)."""
-    from byel.checks import check_run_folder, run_lock
+    from byel.checks import check_run_folder, global_rank, run_lock
     from byel.data.sources import load
     from byel.errors import DataError
 
@@ -67,7 +67,7 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     from byel.data.split import holdout_split, save_split
     from byel.evaluate import evaluate, format_result
     from byel.synth.generate import generate
-    from byel.train import finetune, pretrain, world_rank
+    from byel.train import finetune, pretrain
 
     g = cfg.generate
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     best = finetune(cfg, pre_last, *train, out / "finetune", val=(data.images[va], data.labels[va]),
                     resume=resume and ft_last.exists())
     times["finetune_s"] = time.time() - t
-    if world_rank() != 0:  # under DDP every rank runs this script; one reports
+    if global_rank() != 0:  # under DDP every rank runs this script; one reports
         return {}
 
     t = time.time()

@@ -20,10 +20,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
-from byel.checks import check_run_folder, launched_rank, run_lock
+from byel.checks import check_run_folder, global_rank, run_lock
 from byel.classes import CLASSES
 from byel.config import Config
 from byel.data.datamodule import ArrayDataModule
@@ -161,7 +160,7 @@ def _run_folder(out_dir: Path, resume, overwrite: bool):
     temporary files left by a write that was killed."""
     with run_lock(out_dir):
         check_run_folder(out_dir, resume=bool(resume), overwrite=overwrite)
-        if launched_rank() == 0:
+        if global_rank() == 0:
             ckpt_dir = out_dir / "checkpoints"
             remove_stale_temporaries(ckpt_dir)
             if overwrite and not resume:
@@ -298,7 +297,7 @@ def finetune(
         _fit(trainer, model, dm, ckpt_path)
     best = out_dir / "checkpoints" / "best.ckpt"
     path = _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
-    if cfg.finetune.head != "pixels" and launched_rank() == 0:
+    if cfg.finetune.head != "pixels" and global_rank() == 0:
         # the fusion weight of the selected network, chosen on the synthetic held-out split
         from byel.faces.fusion import store_weight
 
@@ -318,17 +317,10 @@ def _check_resume_head(cfg: Config, path: str) -> None:
 def _written(path: Path) -> Path:
     """Success only with the promised artefact: a run that ended before writing its checkpoint
     is an error. (Under DDP rank 0 writes checkpoints; other ranks do not check.)"""
-    if launched_rank() == 0 and not path.is_file():
+    if global_rank() == 0 and not path.is_file():
         raise ByelError(f"training ended without writing its checkpoint {path}; see the messages above")
     return path
 
 
 def class_names(labels: np.ndarray) -> dict[str, int]:
     return {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
-
-
-def world_rank() -> int:
-    """This process's rank over all processes and nodes; rank 0 prints and writes reports. The
-    one place byel asks: Lightning's rank, set by the strategy once a Trainer is built (before
-    that, from RANK / LOCAL_RANK / SLURM_PROCID)."""
-    return rank_zero_only.rank
