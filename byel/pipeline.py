@@ -35,7 +35,7 @@ def run_demo(
     holds a demo is refused unless `overwrite`. Every input (real faces, sources) is checked
     before the first step, and the folder is locked for the run. `unlabelled`: a spec of
     unlabelled real images for stage 1's BYOL term (byel.train.pretrain)."""
-    from byel.checks import check_run_folder, global_rank, run_lock
+    from byel.checks import check_run_folder, run_lock
     from byel.data.sources import load
     from byel.errors import DataError
 
@@ -63,6 +63,7 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
               unlabelled: str | None = None) -> dict:
     """The four steps. `resume`: reuse the synthetic faces and continue each stage from its
     checkpoint; a stage without one starts over (the folder was checked by run_demo)."""
+    from byel.checks import global_rank
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.evaluate import evaluate, format_result
