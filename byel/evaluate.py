@@ -102,7 +102,8 @@ def evaluate(
         adapted = adapt_batchnorm(model, images, batch_size, progress)
         adapted_pixels = predict_probs(adapted, test.images, batch_size, progress)
         adabn_uses = uses + [{"stage": "evaluate", "method": "adabn", "data": used["data"],
-                              "n_images": used["n_adapt_images"], "transductive": used["transductive"]}]
+                              "n_images": used["n_adapt_images"], "transductive": used["transductive"],
+                              "n_evaluated_among": used["n_evaluated_among"]}]
         result["adabn"] = {**used, **scores(adapted_pixels if geo is None else geo.fuse(adapted_pixels), test.labels),
                            "tier": tier_block(adabn_uses, test.images, None if geo is None else geo.record())}
         if geo is not None:  # with geometry tier B+C; the CNN alone tier C
@@ -146,7 +147,9 @@ def format_result(result: dict) -> str:
     for u in result.get("tier", {}).get("unlabelled_real", []):
         lines.append(f"  the model learned from {u['n_images']} unlabelled real images ({u['data']}) in its {u['stage']} stage"
                      + (f" ({u['method']})" if "method" in u else "")
-                     + {True: ", transductive", False: ", none of them scored here", None: ""}[u["transductive"]])
+                     + (", none of them scored here" if u["transductive"] is False else
+                        f", transductive: {u['n_evaluated_among']} of the scored images are among them"
+                        if u["transductive"] else ""))
     g = result.get("tier", {}).get("face_geometry")
     if g:
         lines.append(f"  {g['head']} head: a face mesh on {g['n_mesh']} of {g['n_images']} faces ({g['detection_rate']:.1%}), "

@@ -139,7 +139,8 @@ def run_ablation(
                         real = reals[spec]
                         images, used = adabn[spec]
                         ada_use = {"stage": "evaluate", "method": "adabn", "data": used["data"],
-                                   "n_images": used["n_adapt_images"], "transductive": used["transductive"]}
+                                   "n_images": used["n_adapt_images"], "transductive": used["transductive"],
+                                   "n_evaluated_among": used["n_evaluated_among"]}
                         entry = {**scores(predict_probs(model, real.images), real.labels),
                                  "tier": tier_block(uses, real.images),
                                  "adabn": {**used, **scores(predict_probs(adapt_batchnorm(model, images), real.images),

@@ -141,7 +141,7 @@ def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     r = json.loads((tmp_path / "ev.json").read_text())
     assert r["tier"]["name"] == "C" and r["tier"]["face_geometry"] is None
     assert r["tier"]["unlabelled_real"] == [{"stage": "adapt", "method": "tent", "data": str(fer_sample),
-                                             "n_images": 140, "transductive": True}]
+                                             "n_images": 140, "transductive": True, "n_evaluated_among": 120}]
     assert r["adabn"]["tier"]["name"] == "C" and len(r["adabn"]["tier"]["unlabelled_real"]) == 2
     model = load_classifier(adapted)
     test = load(str(fer_sample), model.cfg.data.image_size, progress=False)
@@ -157,7 +157,8 @@ def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     # adapted on other images: not transductive
     assert main(["evaluate", "--checkpoint", str(adapted), "--data", str(world["synth"]), "--report",
                  str(tmp_path / "ev2.json"), "--no-progress"]) == 0
-    assert json.loads((tmp_path / "ev2.json").read_text())["tier"]["unlabelled_real"][0]["transductive"] is False
+    other = json.loads((tmp_path / "ev2.json").read_text())["tier"]["unlabelled_real"][0]
+    assert other["transductive"] is False and other["n_evaluated_among"] == 0
 
     # predict --no-detect: the adapted model's probabilities
     faces = sorted((fer_sample / "happy").glob("*"))[:3]

@@ -96,7 +96,7 @@ def test_pretrain_with_unlabelled_same_steps_same_synthetic_batches(tmp_path, sy
                  "--report", str(tmp_path / "ev.json"), "--no-progress"]) == 0
     tier = json.loads((tmp_path / "ev.json").read_text())["tier"]
     assert tier["name"] == "C" and tier["unlabelled_real"] == [
-        {"stage": "pretrain", "data": u["data"], "n_images": 140, "transductive": True}]
+        {"stage": "pretrain", "data": u["data"], "n_images": 140, "transductive": True, "n_evaluated_among": 120}]
 
     # resuming with other unlabelled images (or none) is refused
     capsys_err = []

@@ -136,9 +136,10 @@ def fingerprint(images: np.ndarray) -> torch.Tensor:
     return torch.tensor(sorted(h), dtype=torch.int64)
 
 
-def overlaps(prints: torch.Tensor, images: np.ndarray) -> bool:
-    """Whether any of `images` is among those `prints` (a `fingerprint`) was made from."""
-    return bool(torch.isin(fingerprint(images), prints).any())
+def overlaps(prints: torch.Tensor, images: np.ndarray) -> int:
+    """How many of `images` are among those `prints` (a `fingerprint`) was made from (a few can
+    be the same picture by chance: FER2013 repeats some faces, and blank frames, across splits)."""
+    return int(torch.isin(fingerprint(images), prints).sum())
 
 
 def adapt(model: nn.Module, images: np.ndarray, opts, monitor) -> None:
@@ -154,12 +155,14 @@ def adaptation_set(spec: str | bool | None, evaluated: np.ndarray, size: int,
     images — not, e.g., the skipped neutral ones of the same folder). A data spec: every image
     it holds, read unlabelled, at `size` px. The record says which set (`data`: "evaluated" or
     the spec), how many images (`n_adapt_images`), and whether any evaluated image is among
-    them (`transductive`, checked image by image for a spec).
+    them (`transductive`, and how many: `n_evaluated_among`, checked image by image for a spec).
     """
     if spec is None or spec is True:
-        return evaluated, {"data": "evaluated", "n_adapt_images": int(len(evaluated)), "transductive": True}
+        return evaluated, {"data": "evaluated", "n_adapt_images": int(len(evaluated)), "transductive": True,
+                           "n_evaluated_among": int(len(evaluated))}
     from byel.data.sources import load  # late: keeps `import byel.adapt` light
 
     unl = load(spec, size, unlabelled=True, progress=progress)
+    among = overlaps(fingerprint(unl.images), evaluated)
     return unl.images, {"data": spec, "data_resolved": unl.spec, "n_adapt_images": int(len(unl.images)),
-                        "transductive": overlaps(fingerprint(unl.images), evaluated)}
+                        "transductive": among > 0, "n_evaluated_among": among}

@@ -32,7 +32,8 @@ def real_uses(meta: dict) -> list[dict]:
 
 def tier_block(uses: list[dict], evaluated: np.ndarray | None = None, geometry: dict | None = None) -> dict:
     """{"name", "label", "unlabelled_real": [...], "face_geometry"} for a score made with `uses`
-    (real_uses, plus e.g. AdaBN's) on the `evaluated` images. `transductive` is a use's own
+    (real_uses, plus e.g. AdaBN's) on the `evaluated` images. `transductive` (and
+    `n_evaluated_among`: how many of the evaluated images are among the use's) is the use's own
     answer if it has one, else decided from its fingerprint, else None (unknown)."""
     from byel.adapt.adabn import overlaps  # late: torch
 
@@ -41,10 +42,12 @@ def tier_block(uses: list[dict], evaluated: np.ndarray | None = None, geometry: 
         item = {k: u[k] for k in ("stage", "method", "data", "n_images") if k in u}
         if "transductive" in u and u["transductive"] is not None:
             item["transductive"] = bool(u["transductive"])
+            item["n_evaluated_among"] = u.get("n_evaluated_among")
         elif u.get("fingerprint") is not None and evaluated is not None:
-            item["transductive"] = overlaps(u["fingerprint"], evaluated)
+            item["n_evaluated_among"] = overlaps(u["fingerprint"], evaluated)
+            item["transductive"] = item["n_evaluated_among"] > 0
         else:
-            item["transductive"] = None
+            item["transductive"] = item["n_evaluated_among"] = None
         listed.append(item)
     name = "+".join(t for t, on in (("B", geometry is not None), ("C", bool(listed))) if on) or "A"
     return {"name": name, "label": LABELS[name], "unlabelled_real": listed, "face_geometry": geometry}
