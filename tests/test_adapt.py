@@ -13,7 +13,7 @@ from byel.adapt.run import adapt_model
 from byel.cli import main
 from byel.data.sources import load
 from byel.evaluate import load_classifier, predict_probs
-from conftest import write_class_folders
+from conftest import pretrain_and_finetune, write_class_folders
 
 TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 METHODS = ("adabn", "tent", "shot-im", "self-train")
@@ -25,10 +25,7 @@ def world(tmp_path_factory):
     pixels with their labels, with the labels shuffled, and with no valid label at all."""
     root = tmp_path_factory.mktemp("adapt")
     synth = write_class_folders(root / "synth", 8)
-    pre, ft = root / "pre", root / "ft"
-    assert main(["pretrain", "--data", str(synth), "--out", str(pre), *TINY]) == 0
-    assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth),
-                 "--out", str(ft), *TINY]) == 0
+    pre, ft = pretrain_and_finetune(synth, root)
     rng = np.random.default_rng(0)
     n = 48
     labels = np.arange(n) % 6

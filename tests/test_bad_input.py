@@ -27,7 +27,7 @@ from byel.cli import Bounded, build_parser, main, run_guarded
 from byel.config import Config, _all_keys, load_config
 from byel.data.sources import load
 from byel.errors import ByelError, ConfigError
-from conftest import write_class_folders, write_image
+from conftest import pretrain_and_finetune, write_class_folders, write_image
 
 TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 HAS_CUDA = torch.cuda.is_available()
@@ -38,10 +38,7 @@ def world(tmp_path_factory):
     """A tiny data set, a trained stage-1 and stage-2 run, and broken inputs of every kind."""
     root = tmp_path_factory.mktemp("world")
     data = write_class_folders(root / "data", 4)
-    pre, ft = root / "pre", root / "ft"
-    assert main(["pretrain", "--data", str(data), "--out", str(pre), *TINY]) == 0
-    assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(data),
-                 "--out", str(ft), *TINY]) == 0
+    pre, ft = pretrain_and_finetune(data, root)
     (root / "empty").mkdir()
     write_image(root / "only_neutral" / "neutral" / "n.jpg")
     broken = root / "broken"
