@@ -47,7 +47,8 @@ def test_generator_transfer_trains_and_scores_with_the_chosen_normalisation(tmp_
             skm.f1_score(y, p_, labels=range(6), average="macro", zero_division=0), abs=1e-9)
         assert r[pre + "accuracy"] == pytest.approx(skm.accuracy_score(y, p_), abs=1e-9)
     # AdaBN adapted on exactly the 120 scored real images, not the folder's 20 neutral ones too
-    assert r["adabn"] == {"data": "evaluated", "n_adapt_images": 120, "transductive": True}
+    assert r["adabn"] == {"data": "evaluated", "n_adapt_images": 120, "transductive": True,
+                          "n_evaluated_among": 120}
     assert f"| procedural | {r['macro_f1']:.3f} | {r['adabn_macro_f1']:.3f} | {r['accuracy']:.3f} |" in p.stdout
     assert "normalize: equalize" in (tmp_path / "bench" / "procedural-s0" / "model" / "config.yaml").read_text()
     assert "| procedural |" in p.stdout
