@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from byel import __version__
-from byel.classes import CLASSES
+from byel.classes import CLASS_COUNTS, class_names
 from byel.errors import CheckpointError, os_reason
 
 FORMAT = 1
@@ -33,7 +33,7 @@ def metadata(kind: str, cfg) -> dict[str, Any]:
         "kind": kind,  # "pretrain" | "finetune"
         "method": cfg.method.name,
         "backbone": cfg.model.backbone,
-        "classes": list(CLASSES),
+        "classes": list(class_names(cfg.data.classes)),
         "image_size": cfg.data.image_size,
         "normalize": cfg.aug.normalize,
         "mean": list(cfg.aug.mean),
@@ -140,8 +140,12 @@ def load_checkpoint(path: str | Path, kinds: tuple[str, ...] = ("pretrain", "fin
         if isinstance(config, dict) else ["config"])
     if lacking:  # what finetune, evaluate and predict read
         raise CheckpointError(f"{path} is not a byel checkpoint: its byel metadata has no {', '.join(lacking)}")
-    if meta.get("classes") != list(CLASSES):
-        raise CheckpointError(f"{path} was trained for classes {meta.get('classes')}, not {list(CLASSES)}")
+    classes = meta.get("classes")
+    if classes not in [list(class_names(n)) for n in CLASS_COUNTS]:
+        raise CheckpointError(f"{path} was trained for classes {classes}, not {list(class_names(6))} "
+                              f"(or those and neutral)")
+    # the network's outputs follow the class list (configs from before data.classes lack it)
+    config["data"]["classes"] = len(classes)
     if meta["kind"] not in kinds:
         hint = " — fine-tune it first with `byel finetune`" if meta["kind"] == "pretrain" else ""
         raise CheckpointError(f"{path} is a {meta['kind']} checkpoint; expected {' or '.join(kinds)}{hint}")

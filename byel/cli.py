@@ -37,6 +37,7 @@ SHORTCUTS = {
     "strategy": "trainer.strategy",
     "precision": "trainer.precision",
     "logger": "trainer.logger",
+    "classes": "data.classes",
 }
 # Per subcommand: the training settings that stage reads (fine-tuning has its own lr, batch size
 # and optimiser; optim.* and data.batch_size are pre-training's).
@@ -113,6 +114,8 @@ epochs_int = int_range(1, LIMITS["epochs"])
 lr_float = Bounded(float, 0.0, LIMITS["lr"], lo_open=True)
 
 LOGGERS = ("csv", "tensorboard", "both", "none")
+CLASS_COUNTS = (6, 7)  # byel.classes.CLASS_COUNTS (not imported here: keeps --help light)
+CLASSES_HELP = "6: the six emotions; 7: the six and neutral (default: the preset's, 6)"
 UNLABELLED_HELP = ("unlabelled real images (a folder: every image below it, or any data spec; labels never read) "
                    "that join stage 1's BYOL term, a batch of them beside each synthetic batch (same steps, same "
                    "synthetic data); byel, byol-cls and byol only; results are tier C")
@@ -129,6 +132,16 @@ def _type_from_check(check):
 
     parse.__name__ = check.__name__
     return parse
+
+
+def class_choice(text: str) -> int | str:
+    """`generate --classes`: a class count (6 or 7) or a class name (checked by generate)."""
+    if text.strip().isdigit():
+        if int(text) not in CLASS_COUNTS:
+            raise argparse.ArgumentTypeError(f"{text} classes: use 6 (the six emotions) or 7 (and neutral), "
+                                             "or class names")
+        return int(text)
+    return text
 
 
 def _device(text: str) -> str:
@@ -188,6 +201,7 @@ def _config_args(p: argparse.ArgumentParser, epochs_key: str | None) -> None:
     g.add_argument("--lr", type=lr_float, help=f"learning rate, > 0 and ≤ {LIMITS['lr']:g} (default: the preset's)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help="(default: the preset's)")
     g.add_argument("--seed", type=seed_int, help=f"0–{LIMITS['seed']} (default: the preset's)")
+    g.add_argument("--classes", type=int, choices=CLASS_COUNTS, help=f"sets data.classes: {CLASSES_HELP}")
     if epochs_key:
         g.add_argument("--epochs", type=epochs_int, metavar="N", help=f"sets {epochs_key} (default: the preset's)")
     t = p.add_argument_group("hardware")
@@ -223,11 +237,12 @@ def _resolve_config(args):
     return cfg
 
 
-def _load_labelled(spec: str, size: int, progress: bool, out: str | Path):
-    """Load a labelled data spec, say what was found, and log unusable files in the run folder."""
+def _load_labelled(spec: str, size: int, progress: bool, out: str | Path, classes: int = 6):
+    """Load a labelled data spec of `classes` classes (6, or 7 with neutral), say what was found,
+    and log unusable files in the run folder."""
     from byel.data.sources import load, write_problem_log
 
-    data = load(spec, size, progress=progress)
+    data = load(spec, size, progress=progress, classes=classes)
     print(f"data {data.spec}: {data.summary()}", file=sys.stderr)
     for note in data.notes:
         print(f"  note: {note}", file=sys.stderr)
@@ -254,9 +269,14 @@ def _load_unlabelled(spec: str | None, size: int, progress: bool):
 def cmd_generate(args) -> int:
     from byel.synth.generate import generate
 
+    classes = args.classes
+    if classes and any(isinstance(c, int) for c in classes):
+        if len(classes) > 1:
+            raise ByelError("--classes takes a count (6 or 7) or class names, not both")
+        classes = classes[0]
     summary = generate(
         args.out, backend=args.backend, per_class=args.per_class, size=args.size, seed=args.seed,
-        workers=args.workers, sources=args.sources, grey=args.grey, classes=args.classes,
+        workers=args.workers, sources=args.sources, grey=args.grey, classes=classes,
         warp_strength=args.warp_strength, progress=not args.no_progress,
     )
     print(f"wrote {summary['n_images']} images to {args.out} ({summary['images_per_s']:.0f} images/s)")
@@ -272,7 +292,7 @@ def cmd_pretrain(args) -> int:
     cfg = _resolve_config(args)
     if args.unlabelled:
         check_unlabelled_method(cfg.method.name)
-    data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
+    data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
     unlabelled = _load_unlabelled(args.unlabelled, cfg.data.image_size, cfg.trainer.progress)
     # Fine-tuning selects its best epoch on images held out here, before stage 1 sees any.
     train, held, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
@@ -295,10 +315,10 @@ def cmd_finetune(args) -> int:
     cfg = _resolve_config(args)
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
         cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
-    data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out)
+    data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
     images, labels = data.images, data.labels
     if args.val:
-        v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out)
+        v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
         val = (v.images, v.labels)
     else:  # the images stage 1 held out when it trained on this data, else a split of our own
         split = recorded_split(data, stage1_split(args.checkpoint)) if args.checkpoint else None
@@ -362,8 +382,9 @@ def cmd_benchmark_ablation(args) -> int:
     for m in args.methods or []:
         if m not in ABLATION_METHODS:
             raise ByelError(f"unknown method {m!r}; choose from {', '.join(ABLATION_METHODS)}")
+    overrides = args.overrides + ([f"data.classes={args.classes}"] if args.classes else [])
     run_ablation(args.out, evals, preset=args.preset, seeds=args.seeds, methods=tuple(args.methods or ABLATION_METHODS),
-                 overrides=args.overrides, data=args.data, adapt_bn=args.adapt_bn, progress=not args.no_progress,
+                 overrides=overrides, data=args.data, adapt_bn=args.adapt_bn, progress=not args.no_progress,
                  unlabelled=args.unlabelled, adapt=args.adapt)
     print((Path(args.out) / "results.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}\nchart:   {Path(args.out) / 'results.png'}")
@@ -462,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warp-strength", type=Bounded(float, 0.0, LIMITS["warp_strength"], lo_open=True),
                    default=GenerateConfig.warp_strength, metavar="X",
                    help=f"warp: multiple of the FACS displacement magnitudes, > 0 and ≤ {LIMITS['warp_strength']:g}")
-    g.add_argument("--classes", nargs="+", help="a subset of the six classes")
+    g.add_argument("--classes", nargs="+", type=class_choice, metavar="6|7|NAME",
+                   help="6: the six emotions; 7: the six and neutral (faces with no action unit); "
+                        "or some of the classes by name (default: 6)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_generate, writes={"out": "folder"}, reads=("sources",))
 
@@ -621,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--adapt", choices=list(ADAPT_METHODS),
                     help="also score every run after this adaptation (byel adapt, its default settings) on the "
                          "AdaBN images; self-train mixes in the synthetic training set")
+    ab.add_argument("--classes", type=int, choices=CLASS_COUNTS, help=f"sets data.classes: {CLASSES_HELP}")
     ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--no-progress", action="store_true")
     ab.set_defaults(func=cmd_benchmark_ablation, writes={"out": "folder"}, reads=("eval", "data", "adapt_bn", "unlabelled"))

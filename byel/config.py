@@ -83,6 +83,9 @@ class DataConfig:
     num_workers: int = 0  # images live in memory as uint8; workers only help huge sets
     val_fraction: float = 0.1  # held-out synthetic split for fine-tuning model selection
     balanced: bool = False  # class-balanced sampling
+    # 6: the six emotions; 7: the six and neutral (byel.classes.class_names). The classifiers'
+    # outputs, the classes read from the data and the checkpoint's class list follow it.
+    classes: int = 6
 
 
 @dataclass
@@ -149,8 +152,13 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
     def digest(self) -> str:
-        """Short hash of the resolved config, recorded in reports."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Short hash of the resolved config, recorded in reports (and the identity of an
+        ablation run). data.classes counts only when not 6, so a 6-class config keeps the digest
+        it had before the key existed."""
+        d = self.to_dict()
+        if d["data"]["classes"] == 6:
+            del d["data"]["classes"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -368,6 +376,7 @@ KEY_BOUNDS: dict[str, tuple[float, float]] = {
     "aug.grayscale_p": (0, 1), "aug.blur_p": (0, 1), "aug.mean": (0, 1), "aug.std": (1e-6, 10),
     "data.image_size": (16, LIMITS["image_size"]), "data.batch_size": (2, LIMITS["batch_size"]),
     "data.num_workers": (0, LIMITS["workers"]), "data.val_fraction": (0, 1),
+    "data.classes": (6, 7),  # byel.classes.CLASS_COUNTS
     "pretrain.epochs": (1, LIMITS["epochs"]),
     "finetune.epochs": (1, LIMITS["epochs"]),  # 0 epochs would write no checkpoint
     "finetune.lr": (0, LIMITS["lr"]), "finetune.weight_decay": (0, 1),

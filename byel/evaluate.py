@@ -16,14 +16,14 @@ from byel import __version__
 from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.adapt.tier import real_uses, tier_block
 from byel.checkpoint import load_checkpoint
-from byel.classes import CLASSES, NUM_CLASSES
 from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.plots import confusion_matrix_png
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> FineTune:
-    """A fine-tuned byel model in eval mode, ready for `predict_probs`."""
+    """A fine-tuned byel model in eval mode, ready for `predict_probs`; `model.classes` are its
+    classes (the checkpoint's: the six, or the six and neutral)."""
     ckpt = load_checkpoint(path, kinds=("finetune",))
     model = FineTune(ckpt["byel"]["config"])
     model.load_state_dict(ckpt["state_dict"])
@@ -38,13 +38,14 @@ def _batches(n: int, batch_size: int, desc: str, progress: bool):
 
 @torch.inference_mode()
 def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """Class probabilities (N, 6) for uint8 images (N, H, W, 3), under eval() and inference_mode."""
+    """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
+    eval() and inference_mode."""
     model.eval()
     out = [
         model.predict_images(torch.from_numpy(images[s : s + batch_size])).float().cpu()
         for s in _batches(len(images), batch_size, "predict", progress)
     ]
-    return torch.cat(out).numpy() if out else np.zeros((0, NUM_CLASSES), np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, len(model.classes)), np.float32)
 
 
 def evaluate(
@@ -59,13 +60,15 @@ def evaluate(
     """Evaluate a fine-tuned checkpoint on a labelled data spec; write the JSON report and PNG.
 
     adapt_bn: also score after AdaBN — True: adapted on the evaluated images without their
-    labels (the scored images only); a data spec: on the unlabelled images it holds."""
+    labels (the scored images only); a data spec: on the unlabelled images it holds.
+    The classes are the model's: a 7-class model scores neutral too, a 6-class one skips it."""
     from byel.data.sources import load  # late: keeps `import byel.evaluate` light
     from byel.faces import fusion
 
     model = load_classifier(checkpoint, device)
     size = model.cfg.data.image_size
-    test = load(data, size, progress=progress)
+    classes = list(model.classes)
+    test = load(data, size, progress=progress, classes=len(classes))
     if report is None:  # RUN/eval/<data set name>.json, named after the spec as the loader normalised it
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(test.spec.split(":", 1)[-1]).name)
         report = Path(checkpoint).resolve().parent.parent / "eval" / f"{name or 'data'}.json"
@@ -81,7 +84,7 @@ def evaluate(
         "class_counts": test.counts(),
         "skipped": dict(test.skipped),
         "dropped": dict(test.dropped),
-        "classes": list(CLASSES),
+        "classes": classes,
         "metric_definition": METRIC_DEFINITION,
         **scores(pixels if geo is None else geo.fuse(pixels), test.labels),
     }
@@ -95,7 +98,7 @@ def evaluate(
         result["problems_log"] = str(report.with_name(report.stem + "-data-problems.txt"))
         write_problem_log(test, result["problems_log"])
     result["confusion_png"] = str(confusion_matrix_png(
-        np.array(result["confusion_matrix"]), list(CLASSES), report.with_suffix(".png"),
+        np.array(result["confusion_matrix"]), classes, report.with_suffix(".png"),
         f"{Path(str(checkpoint)).name} on {data}\nmacro-F1 {result['macro_f1']:.3f}  acc {result['accuracy']:.3f}"))
     if adapt_bn:
         images, used = adaptation_set(adapt_bn, test.images, size, progress)
@@ -110,7 +113,7 @@ def evaluate(
             result["adabn"]["pixels_only"] = {**scores(adapted_pixels, test.labels),
                                               "tier": tier_block(adabn_uses, test.images)}
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
-            np.array(result["adabn"]["confusion_matrix"]), list(CLASSES), report.with_name(report.stem + "_adabn.png"),
+            np.array(result["adabn"]["confusion_matrix"]), classes, report.with_name(report.stem + "_adabn.png"),
             f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
     cfg = model.cfg
     result["provenance"] = {
@@ -136,7 +139,7 @@ def format_result(result: dict) -> str:
     rows = [row for name, r in rows for row in [(name, r)] + ([(f"{name}, pixels only", r["pixels_only"])]
                                                               if "pixels_only" in r else [])]
     for name, r in rows:
-        per = "  ".join(f"{c[:4]} {r['per_class_f1'][c]:.2f}" for c in CLASSES)
+        per = "  ".join(f"{c[:4]} {f1:.2f}" for c, f1 in r["per_class_f1"].items())
         lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}"
                      + (f"  [tier {r['tier']['name']}]" if "tier" in r else ""))
     if "adabn" in result:
@@ -154,5 +157,6 @@ def format_result(result: dict) -> str:
     if g:
         lines.append(f"  {g['head']} head: a face mesh on {g['n_mesh']} of {g['n_images']} faces ({g['detection_rate']:.1%}), "
                      f"fusion weight {g['fusion_weight']:.1f}; faces without one are classified by the pixel CNN")
-    lines.append(f"  chance macro-F1 ≈ {1 / NUM_CLASSES:.3f}")
+    n = len(result.get("classes") or range(6))
+    lines.append(f"  chance macro-F1 ≈ {1 / n:.3f} ({n} classes)")
     return "\n".join(lines)

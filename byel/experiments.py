@@ -80,20 +80,23 @@ def run_ablation(
     done = {r["run_id"]: r for r in results if "run_id" in r}
 
     generated = data is None
+    n_classes = base.data.classes  # 6, or 7 with neutral: generated, trained and scored
     if generated:  # one synthetic set for every method and seed, named after what makes it
-        data = str(out / f"synthetic-{_digest(base.to_dict()['generate'], base.data.image_size)}")
+        # (the class count only when 7: 6-class sets keep the names they had before it was a choice)
+        seven = [n_classes] if n_classes != 6 else []
+        data = str(out / f"synthetic-{_digest(base.to_dict()['generate'], base.data.image_size, *seven)}")
         if not (Path(data) / "manifest.csv").exists():
             g = base.generate
             generate(data, backend=g.backend, per_class=g.per_class, size=base.data.image_size, seed=0,
                      workers=g.workers, sources=g.sources, grey=g.grey, warp_strength=g.warp_strength,
-                     progress=progress)
-    train = load(data, base.data.image_size, progress=progress)
+                     progress=progress, classes=n_classes)
+    train = load(data, base.data.image_size, progress=progress, classes=n_classes)
     data_id = None if generated else train.spec  # a generated set is fixed by the config already
     # One held-out split (by person) for every method and seed, kept out of both stages.
     tr, va, split = holdout_split(train, base.data.val_fraction, base.seed)
     save_split(split, out)
     fit, val = (train.images[tr], train.labels[tr]), (train.images[va], train.labels[va])
-    reals = {spec: load(spec, base.data.image_size, progress=progress) for spec in eval_sets}
+    reals = {spec: load(spec, base.data.image_size, progress=progress, classes=n_classes) for spec in eval_sets}
     adabn = {spec: adaptation_set(adapt_bn, real.images, base.data.image_size, progress) for spec, real in reals.items()}
     unl = load(unlabelled, base.data.image_size, unlabelled=True, progress=progress) if unlabelled else None
     opts = (adapt_options or Options()).resolved(adapt) if adapt else None
@@ -192,8 +195,12 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
     config = {(r["preset"], " ".join(r.get("overrides", []))) for r in results}
     adabn = {r["eval"][s]["adabn"].get("data", "evaluated") for r in results for s in eval_sets}
     unlabelled = sorted({f"{r['unlabelled']} ({r.get('n_unlabelled', '?')} images)" for r in results if r.get("unlabelled")})
+    # the runs' class count (6, or 7 with neutral), from their per-class scores
+    n_classes = max((len(e.get("per_class_f1", ())) for r in results for e in r["eval"].values()),
+                    default=NUM_CLASSES) or NUM_CLASSES
+    chance = f"{1 / n_classes:.3f}" + ("" if n_classes == NUM_CLASSES else f" ({n_classes} classes)")
     lines = [f"preset {', '.join(f'{p} {o}'.strip() for p, o in sorted(config))}; "
-             f"chance macro-F1 = {1 / NUM_CLASSES:.3f}; {len({r['seed'] for r in results})} seed(s); "
+             f"chance macro-F1 = {chance}; {len({r['seed'] for r in results})} seed(s); "
              "AdaBN = BatchNorm statistics re-estimated (exact moments, byel.adapt) on "
              + ("each set's own evaluated images without their labels" if adabn == {"evaluated"}
                 else "the unlabelled images of " + ", ".join(sorted(adabn)))
@@ -233,5 +240,5 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
         lines.append("")
     path = out / "results.md"
     path.write_text("\n".join(lines))
-    ablation_bars(summary, rows, eval_sets, out / "results.png")
+    ablation_bars(summary, rows, eval_sets, out / "results.png", chance=1 / n_classes)
     return path

@@ -26,7 +26,6 @@ from torch import nn
 
 from byel import __version__
 from byel.checks import same_path
-from byel.classes import CLASSES
 from byel.errors import ByelError
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
@@ -124,13 +123,13 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     meta = {
         "format": fmt,
         "file": out.name,
-        "classes": list(CLASSES),
+        "classes": list(model.classes),
         "input": {
             "name": "images", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW",
             "channel_order": "RGB", "value_range": [0.0, 1.0],
             "resize": f"resize faces to {size}x{size} before calling (area / antialiased when shrinking)",
         },
-        "output": {"name": "probabilities", "shape": ["N", len(CLASSES)],
+        "output": {"name": "probabilities", "shape": ["N", len(model.classes)],
                    "meaning": "softmax probabilities in the order of classes"},
         "normalisation": {"kind": cfg.aug.normalize, "mean": list(cfg.aug.mean), "std": list(cfg.aug.std),
                           "applied_inside": True,

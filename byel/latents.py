@@ -5,7 +5,7 @@ space (the domain gap, seen), and how the emotion vectors W of a stage-1 model r
   projected to 2-D by PCA fitted on all sets together (so the sets share one set of axes);
   one panel with every set overlaid (colour = class, marker = set) and one panel per set on
   the same axes; plus a t-SNE panel when scikit-learn is installed.
-- ``plot_emotion_vectors``: the 6x6 cosine similarities between the columns of W (one emotion
+- ``plot_emotion_vectors``: the 6x6 (7x7 with neutral) cosine similarities between the columns of W (one emotion
   vector per class) of a `byel` / `byol-cls` stage-1 checkpoint. After training the
   orthogonality loss should leave them near-orthogonal: ones on the diagonal, ~0 elsewhere.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from byel.classes import CLASSES
+from byel.classes import class_names
 from byel.errors import ByelError, DataError
 
 MARKERS = ["o", "^", "s", "D", "v", "P", "X", "*"]
-CLASS_COLOURS = ["#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e"]
+CLASS_COLOURS = ["#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#17becf"]  # the six, neutral
 UNLABELLED = "#7f7f7f"
 
 
@@ -63,11 +63,11 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return proj, ratio, mean
 
 
-def _load_set(spec: str, size: int, max_per_set: int, seed: int):
+def _load_set(spec: str, size: int, max_per_set: int, seed: int, classes: int = 6):
     from byel.data.sources import load
 
     try:
-        data = load(spec, size, progress=False)
+        data = load(spec, size, progress=False, classes=classes)
     except DataError:
         data = load(spec, size, progress=False, unlabelled=True)  # no class folders: plain images
     idx = np.arange(len(data))
@@ -102,9 +102,10 @@ def plot_latents(
     if max_per_set < 2:
         raise ByelError(f"max_per_set must be >= 2, got {max_per_set}")
     backbone, pre, cfg = load_backbone(checkpoint, device)
+    classes = class_names(cfg.data.classes)  # the checkpoint's
     sets = []
     for i, spec in enumerate(data_specs):
-        images, labels, resolved = _load_set(spec, cfg.data.image_size, max_per_set, seed + i)
+        images, labels, resolved = _load_set(spec, cfg.data.image_size, max_per_set, seed + i, len(classes))
         sets.append({"name": _short(resolved), "spec": resolved, "labels": labels,
                      "feats": features(backbone, pre, images, device=device)})
     names = [s["name"] for s in sets]
@@ -142,7 +143,7 @@ def plot_latents(
         lab = s["labels"]
         if (lab < 0).all():
             ax.scatter(pts[:, 0], pts[:, 1], s=14, marker=marker, c=UNLABELLED, alpha=alpha, linewidths=0)
-        for ci, c in enumerate(CLASSES):
+        for ci, c in enumerate(classes):
             sel = lab == ci
             if sel.any():
                 ax.scatter(pts[sel, 0], pts[sel, 1], s=14, marker=marker, c=CLASS_COLOURS[ci], alpha=alpha,
@@ -177,7 +178,7 @@ def plot_latents(
 
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker="o", ls="", color=CLASS_COLOURS[i], label=c) for i, c in enumerate(CLASSES)]
+    handles = [Line2D([], [], marker="o", ls="", color=CLASS_COLOURS[i], label=c) for i, c in enumerate(classes)]
     if any((s["labels"] < 0).all() for s in sets):
         handles.append(Line2D([], [], marker="o", ls="", color=UNLABELLED, label="unlabelled"))
     handles += [Line2D([], [], marker=MARKERS[k % len(MARKERS)], ls="", color="black", label=s["name"])
@@ -201,7 +202,8 @@ def plot_latents(
 
 
 def emotion_vectors(checkpoint: str | Path) -> np.ndarray:
-    """W (proj_dim, 6) of a stage-1 byel / byol-cls checkpoint; ByelError for any other."""
+    """W (proj_dim, C) of a stage-1 byel / byol-cls checkpoint (C = 6, or 7 with neutral);
+    ByelError for any other."""
     from byel.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, kinds=("pretrain", "finetune"))
@@ -221,18 +223,19 @@ def cosine_matrix(W: np.ndarray) -> np.ndarray:
 
 def plot_emotion_vectors(checkpoint: str | Path, out_png: str | Path) -> np.ndarray:
     """Heat-map of the cosine similarities between the emotion vectors (columns of W) of a
-    stage-1 byel / byol-cls checkpoint; returns the (6, 6) matrix."""
+    stage-1 byel / byol-cls checkpoint; returns the (C, C) matrix."""
     from byel.plots import plt, save_figure
 
     W = emotion_vectors(checkpoint)
+    classes = class_names(W.shape[1])
     cos = cosine_matrix(W.astype(np.float64))
     off = cos[~np.eye(len(cos), dtype=bool)]
     fig, ax = plt.subplots(figsize=(5.6, 4.9))
     im = ax.imshow(cos, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=35, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
-    for i in range(len(CLASSES)):
-        for j in range(len(CLASSES)):
+    ax.set_xticks(range(len(classes)), classes, rotation=35, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
             ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if abs(cos[i, j]) > 0.6 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")

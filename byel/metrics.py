@@ -1,9 +1,10 @@
 """The one definition of byel's scores, used by evaluation, the benchmarks and fine-tuning's
 model selection alike.
 
-macro-F1 is the unweighted mean of the six per-class F1 scores, always over all six classes;
-a class with no true and no predicted image (F1 = 0/0) counts as 0 — scikit-learn's
-``f1_score(labels=range(6), average="macro", zero_division=0)``. (torchmetrics' macro average
+macro-F1 is the unweighted mean of the per-class F1 scores, always over all the model's classes
+(the six emotions, or seven with neutral); a class with no true and no predicted image (F1 = 0/0)
+counts as 0 — scikit-learn's ``f1_score(labels=range(6), average="macro", zero_division=0)``
+(range(7) for a 7-class model). (torchmetrics' macro average
 instead drops such a class and averages over fewer, so a report's macro-F1 could disagree
 with the mean of its own per-class column.)"""
 
@@ -13,20 +14,21 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from byel.classes import CLASSES, NUM_CLASSES
+from byel.classes import NUM_CLASSES, class_names
 
 METRIC_DEFINITION = (
-    "macro_f1: unweighted mean of the per-class F1 over all six classes; a class with no true and no "
-    "predicted image scores 0 (= sklearn f1_score(labels=range(6), average='macro', zero_division=0)). "
+    "macro_f1: unweighted mean of the per-class F1 over all the model's classes (listed in 'classes'); a class "
+    "with no true and no predicted image scores 0 (= sklearn f1_score(labels=range(len(classes)), "
+    "average='macro', zero_division=0)). "
     "accuracy: share of images whose arg-max class is their label. "
     "confusion_matrix: rows = true class, columns = predicted class, in the order of 'classes'."
 )
 
 
-def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(6, 6) int64 counts: rows = true class, columns = predicted class."""
-    idx = labels.long().flatten() * NUM_CLASSES + preds.long().flatten()
-    return torch.bincount(idx, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, n: int = NUM_CLASSES) -> torch.Tensor:
+    """(n, n) int64 counts of n classes: rows = true class, columns = predicted class."""
+    idx = labels.long().flatten() * n + preds.long().flatten()
+    return torch.bincount(idx, minlength=n**2).reshape(n, n)
 
 
 def per_class_f1(cm: torch.Tensor) -> torch.Tensor:
@@ -37,20 +39,23 @@ def per_class_f1(cm: torch.Tensor) -> torch.Tensor:
 
 
 def macro_f1(cm: torch.Tensor) -> torch.Tensor:
-    """Mean of the six per-class F1 scores (see the module docstring)."""
+    """Mean of the per-class F1 scores of all classes (see the module docstring)."""
     return per_class_f1(cm).mean()
 
 
 def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """macro-F1, accuracy, per-class F1 and the confusion matrix of class scores (N, 6)
-    (probabilities or logits: the arg-max is the prediction) against labels (N,)."""
-    preds = torch.from_numpy(np.asarray(probs)).argmax(-1) if len(probs) else torch.zeros(0, dtype=torch.long)
-    cm = confusion_matrix(preds, torch.from_numpy(np.asarray(labels, np.int64)))
+    """macro-F1, accuracy, per-class F1 and the confusion matrix of class scores (N, C), C = 6
+    or 7 (byel.classes.class_names; probabilities or logits: the arg-max is the prediction)
+    against labels (N,)."""
+    probs = np.asarray(probs)
+    classes = class_names(probs.shape[-1] if probs.ndim == 2 else NUM_CLASSES)
+    preds = torch.from_numpy(probs).argmax(-1) if len(probs) else torch.zeros(0, dtype=torch.long)
+    cm = confusion_matrix(preds, torch.from_numpy(np.asarray(labels, np.int64)), len(classes))
     n = int(cm.sum())
     return {
         "macro_f1": float(macro_f1(cm)),
         "accuracy": float(cm.diagonal().sum()) / n if n else 0.0,
-        "per_class_f1": {c: float(v) for c, v in zip(CLASSES, per_class_f1(cm))},
+        "per_class_f1": {c: float(v) for c, v in zip(classes, per_class_f1(cm))},
         "confusion_matrix": cm.tolist(),
     }
 
@@ -61,12 +66,13 @@ class MacroF1(Metric):
 
     full_state_update = False
 
-    def __init__(self):
+    def __init__(self, n: int = NUM_CLASSES):
         super().__init__()
-        self.add_state("cm", torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long), dist_reduce_fx="sum")
+        self.n = n
+        self.add_state("cm", torch.zeros(n, n, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self.cm += confusion_matrix(logits.argmax(-1), labels).to(self.cm.device)
+        self.cm += confusion_matrix(logits.argmax(-1), labels, self.n).to(self.cm.device)
 
     def compute(self) -> torch.Tensor:
         return macro_f1(self.cm).float()

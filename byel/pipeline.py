@@ -46,7 +46,7 @@ def run_demo(
         check_run_folder(out, resume=resume, overwrite=overwrite, markers=DEMO_MARKERS)
         # Inputs that would otherwise fail only after all the training (decoded here, then cached):
         if real:
-            load(real, cfg.data.image_size, progress=cfg.trainer.progress)
+            load(real, cfg.data.image_size, progress=cfg.trainer.progress, classes=cfg.data.classes)
         if isinstance(adapt_bn, str):
             load(adapt_bn, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
         if unlabelled:
@@ -79,12 +79,13 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     if resume and (synth / "manifest.csv").exists():
         _say(f"1/4 reusing synthetic faces in {synth}")
     else:
-        _say(f"1/4 generating {per_class} synthetic faces per class ({backend}, {cfg.data.image_size} px)")
+        _say(f"1/4 generating {per_class} synthetic faces per class ({backend}, {cfg.data.image_size} px, "
+             f"{cfg.data.classes} classes)")
         generate(synth, backend=backend, per_class=per_class, size=cfg.data.image_size, seed=cfg.seed,
                  workers=g.workers, sources=sources, grey=g.grey, warp_strength=g.warp_strength,
-                 progress=progress)
+                 progress=progress, classes=cfg.data.classes)
     times["generate_s"] = time.time() - t0
-    data = load(f"imagefolder:{synth}", cfg.data.image_size, progress=progress)
+    data = load(f"imagefolder:{synth}", cfg.data.image_size, progress=progress, classes=cfg.data.classes)
     # Held out before stage 1, by person, and used by neither stage: fine-tuning's model selection.
     # Recorded in the stage-1 run, where `byel finetune --checkpoint` finds it too.
     tr, va, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)

@@ -48,7 +48,8 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: str | Path, t
     return save_figure(fig, path)
 
 
-def ablation_bars(summary: dict, methods: list[str], eval_sets: list[str], path: str | Path) -> Path:
+def ablation_bars(summary: dict, methods: list[str], eval_sets: list[str], path: str | Path,
+                  chance: float = 1 / 6) -> Path:
     """Bar chart: mean macro-F1 (± std over seeds) per method, without / with AdaBN, per set."""
     fig, axes = plt.subplots(1, len(eval_sets), figsize=(5.5 * len(eval_sets), 4), squeeze=False)
     x = np.arange(len(methods))
@@ -56,7 +57,7 @@ def ablation_bars(summary: dict, methods: list[str], eval_sets: list[str], path:
         for k, (label, offset) in enumerate((("plain", -0.2), ("AdaBN", 0.2))):
             vals = [np.array(summary[(spec, m)][k]) for m in methods]
             ax.bar(x + offset, [v.mean() for v in vals], 0.4, yerr=[v.std() for v in vals], label=label, capsize=3)
-        ax.axhline(1 / 6, color="grey", ls="--", lw=1, label="chance")
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
         ax.set_xticks(x, methods)
         ax.set_ylabel("macro-F1 on real faces")
         ax.set_title(Path(spec.split(":")[-1]).name, fontsize=9)

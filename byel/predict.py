@@ -65,7 +65,8 @@ SHIFT_UP = {"dlib-hog": 0.05, "opencv-haar": 0.0}
 DLIB_WINDOW = 80  # dlib's HOG detector finds faces of >= ~80 px at the scale it runs on
 MAX_DETECT_SIDE = 2048  # upsampling for small faces stops at this image side (speed)
 ANNOTATE_MIN_SIDE = 256  # smaller images are enlarged for drawing
-_COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144, 255), (255, 215, 0)]
+# per class (the six, then neutral), as the web page (byel/assets/web/index.html) draws them
+_COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144, 255), (255, 215, 0), (0, 128, 128)]
 
 
 # --------------------------------------------------------------------------- detection
@@ -350,12 +351,11 @@ def default_checkpoint() -> Path:
 def load_model(checkpoint: str | Path | None, device: str = "cpu"):
     """A fine-tuned classifier in eval mode and its class names (the checkpoint's ``byel.classes``).
     ``checkpoint=None``: the model shipped with byel."""
-    from byel.checkpoint import load_checkpoint
     from byel.evaluate import load_classifier  # late: torch/lightning import
 
     checkpoint = default_checkpoint() if checkpoint is None else checkpoint
     model = load_classifier(checkpoint, device)
-    return model, tuple(load_checkpoint(checkpoint, kinds=("finetune",))["byel"]["classes"])
+    return model, tuple(model.checkpoint_meta["classes"])
 
 
 def check_uncertain(uncertain: float | None) -> None:

@@ -14,7 +14,10 @@ Index mapping (``codes="byel"``, the default): 0 anger, 1 disgust, 2 fear, 3 hap
 4 sadness, 5 surprise — the position of the class in the header. Note that the official
 Aff-Wild2 EXPR files use another coding (header ``Neutral,Anger,Disgust,Fear,Happiness,Sadness,
 Surprise,Other``, anger = 1 ... surprise = 6); ``codes="affwild2"`` writes that header and those
-codes instead (this model never predicts Neutral 0 or Other 7).
+codes instead (a 6-class model never predicts Neutral 0; none predicts Other 7).
+
+A 7-class model (the six and neutral) adds ``neutral`` to the byel header, as index 6; with
+``codes="affwild2"`` neutral is written as 0.
 
 Line k + 1 of a file is frame k, for k = 1 .. the highest frame number found, so a file has
 (highest frame number) + 1 lines. A frame whose file is missing (a gap in the numbering) or
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.classes import CLASSES
+from byel.classes import CLASSES, NUM_CLASSES
 from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
@@ -38,7 +41,15 @@ HEADERS = {
     "byel": ",".join(CLASSES),
     "affwild2": "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other",
 }
-CODE_OFFSET = {"byel": 0, "affwild2": 1}  # class index i is written as i + offset
+CODE_OFFSET = {"byel": 0, "affwild2": 1}  # class index i is written as i + offset, but:
+AFFWILD2_NEUTRAL = 0  # neutral (index 6 of a 7-class model) in the official coding
+
+
+def _code(i: int, codes: str) -> int:
+    """The written label of class index i."""
+    if codes == "affwild2" and i == NUM_CLASSES:
+        return AFFWILD2_NEUTRAL
+    return i + CODE_OFFSET[codes]
 
 
 def scan_frames(frames_root: str | Path) -> tuple[dict[str, dict[int, str]], dict[str, int]]:
@@ -111,6 +122,7 @@ def submit(
     if batch_size < 1:
         raise ByelError(f"batch size must be >= 1, got {batch_size}")
     model = load_classifier(checkpoint, device)
+    header = ",".join(model.classes) if codes == "byel" else HEADERS[codes]
     size = model.cfg.data.image_size
     videos, ignored = scan_frames(frames_root)
     out = Path(out_dir)
@@ -146,10 +158,9 @@ def submit(
                 continue
             filled_labels, filled = fill_nearest(labels, last)
             missing = last - len(frames)
-            offset = CODE_OFFSET[codes]
             path = out / f"{video}.txt"
             tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(HEADERS[codes] + "\n" + "".join(f"{c + offset}\n" for c in filled_labels))
+            tmp.write_text(header + "\n" + "".join(f"{_code(c, codes)}\n" for c in filled_labels))
             os.replace(tmp, path)
             per_video[video] = {"frames": last, "predicted": len(labels), "filled_missing": missing,
                                 "filled_unreadable": unreadable, "written": True}
@@ -161,7 +172,7 @@ def submit(
     return {
         "out_dir": str(out),
         "codes": codes,
-        "header": HEADERS[codes],
+        "header": header,
         "videos": len(written),
         "videos_without_frames": [v for v, r in per_video.items() if not r["written"]],
         "frames": sum(per_video[v]["frames"] for v in written),

@@ -133,6 +133,9 @@ def _resume_path(cfg: Config, out_dir: Path, resume: bool | str | None, kind: st
         raise ByelError(f"nothing to resume: {path} does not exist")
     meta = load_checkpoint(path, kinds=(kind,))["byel"]  # one clear line if truncated or foreign
     saved = meta["config"]
+    if len(meta["classes"]) != cfg.data.classes:
+        raise CheckpointError(f"cannot resume from {path}: it was trained for {len(meta['classes'])} classes, "
+                              f"this run for {cfg.data.classes} (data.classes)")
     if kind == "pretrain" and (meta.get("unlabelled") or {}).get("data") != unlabelled:
         raise CheckpointError(f"cannot resume from {path}: its unlabelled images are "
                               f"{(meta.get('unlabelled') or {}).get('data')!r}, this run's are {unlabelled!r}")
@@ -228,8 +231,15 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
 
 
 def finetune_config(cfg: Config, init_ckpt: dict) -> Config:
-    """The stage-1 checkpoint decides the network (backbone, input size, normalisation)."""
+    """The stage-1 checkpoint decides the network (backbone, input size, normalisation); its class
+    set must be this run's (data.classes)."""
     pre = init_ckpt["byel"]["config"]
+    classes = init_ckpt["byel"]["classes"]
+    if len(classes) != cfg.data.classes:
+        raise CheckpointError(
+            f"the stage-1 checkpoint was pre-trained for {len(classes)} classes ({', '.join(classes)}), this "
+            f"fine-tune is for {cfg.data.classes}: fine-tune with --classes {len(classes)} "
+            f"(data.classes={len(classes)}), or pre-train again with --classes {cfg.data.classes}")
 
     def saved(section: str, key: str, default=KeyError):
         value = pre.get(section, {}).get(key, default)
@@ -288,7 +298,8 @@ def finetune(
             from byel.faces import fusion
 
             log.info("fitting the %s head's face-geometry part on %d synthetic faces", cfg.finetune.head, len(labels))
-            model.geometry.load_state_dict(fusion.fit(images, labels, "finetune-train", cfg.trainer.progress).state_dict())
+            head = fusion.fit(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
+            model.geometry.load_state_dict(head.state_dict())
         dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
         trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",

@@ -52,14 +52,15 @@ def write_class_folders(root: Path, per_class: int, size: int = 32) -> Path:
 SMOKE = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 
 
-def pretrain_and_finetune(data: Path, root: Path) -> tuple[Path, Path]:
-    """A smoke stage-1 run in root/pre and its fine-tuning in root/ft, through the CLI."""
+def pretrain_and_finetune(data: Path, root: Path, extra: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """A smoke stage-1 run in root/pre and its fine-tuning in root/ft, through the CLI; `extra`:
+    more options for both (e.g. ("--classes", "7"))."""
     from byel.cli import main
 
     pre, ft = root / "pre", root / "ft"
-    assert main(["pretrain", "--data", str(data), "--out", str(pre), *SMOKE]) == 0
+    assert main(["pretrain", "--data", str(data), "--out", str(pre), *SMOKE, *extra]) == 0
     assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(data),
-                 "--out", str(ft), *SMOKE]) == 0
+                 "--out", str(ft), *SMOKE, *extra]) == 0
     return pre, ft
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from byel.adapt.adabn import _bn_layers, adapt_batchnorm
-from byel.classes import CLASSES, NUM_CLASSES
+from byel.classes import NUM_CLASSES, class_names
 from byel.errors import ByelError
 from byel.evaluate import predict_probs
 
@@ -92,8 +92,9 @@ def optimizer(params, opts: Options) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=opts.lr)
 
 
-def histogram(labels: np.ndarray) -> dict[str, int]:
-    return {c: int(k) for c, k in zip(CLASSES, np.bincount(labels, minlength=NUM_CLASSES))}
+def histogram(labels: np.ndarray, n: int = NUM_CLASSES) -> dict[str, int]:
+    """Images per class of n classes (7: with neutral)."""
+    return {c: int(k) for c, k in zip(class_names(n), np.bincount(labels, minlength=n))}
 
 
 class Monitor:
@@ -110,7 +111,7 @@ class Monitor:
     def round(self, model: nn.Module, what: str = "round", **extra) -> nn.Module:
         self.adapted = adapt_batchnorm(model, self.images, progress=self.progress)
         self.probs = predict_probs(self.adapted, self.images)
-        hist = histogram(self.probs.argmax(1))
+        hist = histogram(self.probs.argmax(1), self.probs.shape[1])
         i = len(self.rounds)
         record = {"round": i, "what": "AdaBN (BatchNorm statistics only)" if i == 0 else what,
                   "mean_entropy": float(entropy(torch.from_numpy(self.probs)).mean()),

@@ -65,7 +65,7 @@ def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Pa
     if name == "self-train" and synthetic is None:
         raise DataError("self-train mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
     unl = load(data, size, unlabelled=True, progress=progress)
-    syn = load(synthetic, size, progress=progress) if name == "self-train" else None
+    syn = load(synthetic, size, progress=progress, classes=len(model.classes)) if name == "self-train" else None
     say(f"{name} on {len(unl)} unlabelled images of {unl.spec}"
         + (f", with {len(syn)} labelled synthetic images of {syn.spec}" if syn is not None else ""))
     t0 = time.time()

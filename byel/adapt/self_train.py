@@ -2,7 +2,7 @@
 
 Round r of R labels, for each class c, the k_r images the current model (in its deployed form,
 with AdaBN statistics: the monitor's) predicts as c most confidently, k_r = ⌈share · r/R · N/6⌉
-(fewer if fewer are predicted as c), so no class can take over and the set grows as the model
+(fewer if fewer are predicted as c; 6 is the number of classes, 7 with neutral), so no class can take over and the set grows as the model
 improves. The model then fine-tunes for `epochs` passes over them, every batch half pseudo-labelled
 real images and half labelled synthetic images (the synthetic set keeps the classes' meaning
 anchored), with the training augmentation and cross-entropy. No real label is read: the
@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from byel.adapt.common import Monitor, Options, histogram, optimizer, steps_of
-from byel.classes import NUM_CLASSES
 from byel.errors import DataError
 from byel.losses import classification_loss
 
@@ -25,7 +24,7 @@ def pseudo_labels(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and labels of the top-k most confident images of each predicted class."""
     pred, conf = probs.argmax(1), probs.max(1)
     chosen = []
-    for c in range(NUM_CLASSES):
+    for c in range(probs.shape[1]):
         idx = np.flatnonzero(pred == c)
         chosen.append(idx[np.argsort(-conf[idx], kind="stable")[:k]])
     idx = np.concatenate(chosen)
@@ -40,7 +39,8 @@ def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=
     gen = torch.Generator().manual_seed(opts.seed)
     opt = optimizer([p for p in model.parameters() if p.requires_grad], opts)
     for r in range(1, opts.rounds + 1):
-        k = math.ceil(opts.share * r / opts.rounds * len(images) / NUM_CLASSES)
+        n_classes = monitor.probs.shape[1]
+        k = math.ceil(opts.share * r / opts.rounds * len(images) / n_classes)
         idx, labels = pseudo_labels(monitor.probs, k)
         confidence = float(monitor.probs.max(1)[idx].mean())
         model.train()
@@ -62,4 +62,4 @@ def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=
             losses.append(loss.item())
         monitor.round(model, f"round {r}/{opts.rounds}", ce_loss=float(np.mean(losses)), k_per_class=k,
                       n_pseudo=int(len(idx)), pseudo_confidence=confidence,
-                      pseudo_histogram=histogram(labels))
+                      pseudo_histogram=histogram(labels, n_classes))

@@ -17,7 +17,9 @@ Data specs (one string on the command line)::
 
 Nothing the user brings makes this crash: unreadable, corrupt, truncated, zero-byte and
 unsupported files are skipped, counted in ``dropped`` and listed in ``problems``; classes
-outside the six are counted in ``skipped``. Only when nothing usable remains (or the spec
+outside the six are counted in ``skipped``. ``load(..., classes=7)`` (a 7-class run or model)
+also reads neutral, as class 6: a ``neutral`` (or ``ne``) folder, FER2013 emotion 6, Aff-Wild2
+expression 0; with 6 classes neutral is skipped like any other class. Only when nothing usable remains (or the spec
 itself is wrong) is a one-line ``DataError`` raised.
 """
 
@@ -38,7 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, canonical
+from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, class_names
 from byel.data import cache as cache_store
 from byel.data.formats import IMAGE_EXTS, MANIFEST, PREVIEW
 from byel.errors import DataError
@@ -46,11 +48,14 @@ from byel.errors import DataError
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
 FER_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 
-# FER2013 emotion codes 0-5 follow CLASSES (angry, disgust, fear, happy, sad, surprise); 6 neutral.
+# FER2013 emotion codes 0-5 follow CLASSES (angry, disgust, fear, happy, sad, surprise); 6 neutral
+# (class 6 of a 7-class set too).
 _FER_NEUTRAL = 6
 _FER_SIDE = 48
-# Aff-Wild2 EXPR codes: 1-6 are CLASSES; these are skipped (counted), -1 is an invalid frame.
+# Aff-Wild2 EXPR codes: 1-6 are CLASSES; these are skipped (counted), -1 is an invalid frame
+# (0, neutral, is class 6 of a 7-class set).
 _AFFWILD2_SKIPPED = {0: "neutral", 7: "other"}
+_AFFWILD2_NEUTRAL = 0
 # The ABAW4 LSD release names its anger folder "ANGERE".
 _EXTRA_ALIASES = {"angere": "anger"}
 # Written by file managers and archivers, never data: ignored without a word.
@@ -66,21 +71,22 @@ class ImageSet:
     """Decoded images of one data spec, ready for a Dataset."""
 
     images: np.ndarray  # uint8 (N, size, size, 3) RGB
-    labels: np.ndarray  # int64 (N,), index into CLASSES; -1 when unlabelled
+    labels: np.ndarray  # int64 (N,), index into `classes`; -1 when unlabelled
     paths: list[str]  # source of each image: a file, or "FILE.csv:LINE"
     skipped: dict[str, int]  # class outside the six (lower-case name) -> images skipped
     dropped: dict[str, int]  # reason -> unusable files / frames / rows
     problems: list[tuple[str, str]]  # (where, reason[: detail]) for every dropped item
     spec: str  # normalised spec: "kind:path[...]"
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user
+    classes: tuple[str, ...] = CLASSES  # the class set read: the six, or the six and neutral
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def counts(self) -> dict[str, int]:
-        """Images per class, all six classes present (zeros for an unlabelled set)."""
-        n = np.bincount(self.labels[self.labels >= 0], minlength=len(CLASSES))
-        return {c: int(k) for c, k in zip(CLASSES, n)}
+        """Images per class, every class of the set present (zeros for an unlabelled set)."""
+        n = np.bincount(self.labels[self.labels >= 0], minlength=len(self.classes))
+        return {c: int(k) for c, k in zip(self.classes, n)}
 
     def summary(self) -> str:
         """One line: how many images of which classes, what was skipped and dropped."""
@@ -383,11 +389,12 @@ def _accepted_names() -> str:
     return ", ".join("/".join([c, *names[c]]) for c in CLASSES)
 
 
-def _class_index(name: str, *, numeric: bool) -> int | None:
+def _class_index(name: str, *, numeric: bool, n: int = NUM_CLASSES) -> int | None:
+    """Label of a class folder name among n classes (7: neutral too), or None."""
     key = name.strip().lower()
-    c = canonical(key) or _EXTRA_ALIASES.get(key)
+    c = canonical(key, n) or _EXTRA_ALIASES.get(key)
     if c is not None:
-        return CLASSES.index(c)
+        return class_names(n).index(c)
     if numeric and key.isdigit() and int(key) < len(CLASSES) and len(key) == 1:
         return int(key)
     return None
@@ -410,7 +417,7 @@ def _add_file(e: os.DirEntry, label: int, items: list, tally: _Tally) -> None:
         items.append((e.path, label, st.st_size, st.st_mtime_ns))
 
 
-def _scan_imagefolder(args: dict, unlabelled: bool, *, numeric: bool) -> _Scan:
+def _scan_imagefolder(args: dict, unlabelled: bool, n_classes: int = NUM_CLASSES, *, numeric: bool) -> _Scan:
     root, tally, items = args["path"], _Tally(), []
     # `byel generate` output: its manifest and preview sheet sit beside the class folders.
     ours = {os.path.join(root, n) for n in (MANIFEST, PREVIEW)} \
@@ -425,7 +432,7 @@ def _scan_imagefolder(args: dict, unlabelled: bool, *, numeric: bool) -> _Scan:
         if e.path in ours:
             continue
         if e.is_dir():
-            label = _class_index(e.name, numeric=numeric)
+            label = _class_index(e.name, numeric=numeric, n=n_classes)
             if label is not None:
                 for f in _walk(e.path, tally):
                     _add_file(f, label, items, tally)
@@ -446,7 +453,7 @@ def _scan_imagefolder(args: dict, unlabelled: bool, *, numeric: bool) -> _Scan:
     return _files_scan(items, tally)
 
 
-def _scan_affwild2(args: dict, unlabelled: bool) -> _Scan:
+def _scan_affwild2(args: dict, unlabelled: bool, n_classes: int = NUM_CLASSES) -> _Scan:
     frames, ann_dir = args["frames"], args["annotations"]
     every = int(args["options"].get("every", 1))
     tally, items = _Tally(), []
@@ -477,6 +484,8 @@ def _scan_affwild2(args: dict, unlabelled: bool) -> _Scan:
                 wanted.append((n, -1))
             elif code == -1:
                 tally.drop(where, "invalid_label")
+            elif code == _AFFWILD2_NEUTRAL and n_classes > NUM_CLASSES:
+                wanted.append((n, NUM_CLASSES))
             elif code in _AFFWILD2_SKIPPED:
                 tally.skipped[_AFFWILD2_SKIPPED[code]] += 1
             elif 1 <= code <= len(CLASSES):
@@ -523,10 +532,10 @@ def _annotation_lines(path: str, tally: _Tally) -> list[str] | None:
     return None
 
 
-def _scan_fer_csv(args: dict, unlabelled: bool) -> _Scan:
+def _scan_fer_csv(args: dict, unlabelled: bool, n_classes: int = NUM_CLASSES) -> _Scan:
     st = os.stat(args["path"])
     return _Scan(fingerprint=[args["path"], st.st_size, st.st_mtime_ns],
-                 build=partial(_read_fer_csv, args["path"], args["usage"], unlabelled),
+                 build=partial(_read_fer_csv, args["path"], args["usage"], unlabelled, n_classes),
                  tally=_Tally())
 
 
@@ -534,7 +543,7 @@ def _files_scan(items: list, tally: _Tally) -> _Scan:
     return _Scan(fingerprint=items, build=partial(_decode_files, items), tally=tally)
 
 
-_SCANNERS: dict[str, Callable[[dict, bool], _Scan]] = {
+_SCANNERS: dict[str, Callable[[dict, bool, int], _Scan]] = {
     "imagefolder": partial(_scan_imagefolder, numeric=False),
     "abaw-lsd": partial(_scan_imagefolder, numeric=True),
     "affwild2": _scan_affwild2,
@@ -632,16 +641,18 @@ def _decode_files(items: list, size: int, workers: int, progress: bool) -> _Buil
     return _Built(out, labels, [paths[i] for i in keep], tally)
 
 
-def _read_fer_csv(path: str, usage: str | None, unlabelled: bool,
+def _read_fer_csv(path: str, usage: str | None, unlabelled: bool, n_classes: int,
                   size: int, _workers: int, progress: bool) -> _Built:
     try:
-        return _read_fer_rows(path, usage, unlabelled, size, progress)
+        return _read_fer_rows(path, usage, unlabelled, size, progress, n_classes)
     except csv.Error as e:  # e.g. a binary file: "field larger than field limit"
         raise DataError(f"{path} is not a FER2013 CSV: {e}") from None
 
 
-def _read_fer_rows(path: str, usage: str | None, unlabelled: bool, size: int, progress: bool) -> _Built:
-    """Rows of a FER2013 CSV (emotion,pixels,Usage) as RGB images; bad rows dropped, not fatal.
+def _read_fer_rows(path: str, usage: str | None, unlabelled: bool, size: int, progress: bool,
+                   n_classes: int = NUM_CLASSES) -> _Built:
+    """Rows of a FER2013 CSV (emotion,pixels,Usage) as RGB images of n_classes (7: with neutral);
+    bad rows dropped, not fatal.
 
     Single-threaded: parsing 48x48 rows is cheap next to decoding JPEGs."""
     tally, images, labels, where = _Tally(), [], [], []
@@ -672,10 +683,10 @@ def _read_fer_rows(path: str, usage: str | None, unlabelled: bool, size: int, pr
                 tally.drop(at, "malformed_row",
                            f"{pixels.size} pixel values, not {_FER_SIDE}x{_FER_SIDE} in 0-255")
                 continue
-            if code == _FER_NEUTRAL:
+            if code == _FER_NEUTRAL and n_classes == NUM_CLASSES:
                 tally.skipped["neutral"] += 1
                 continue
-            if not unlabelled and not 0 <= code < len(CLASSES):
+            if not unlabelled and not 0 <= code < n_classes:
                 tally.drop(at, "label_out_of_range", f"emotion {code}")
                 continue
             images.append(fit(pixels.astype(np.uint8).reshape(_FER_SIDE, _FER_SIDE), size))
@@ -692,23 +703,27 @@ def _read_fer_rows(path: str, usage: str | None, unlabelled: bool, size: int, pr
 
 
 def load(spec: str, size: int, *, cache: bool = True, progress: bool = True, workers: int = 0,
-         unlabelled: bool = False) -> ImageSet:
+         unlabelled: bool = False, classes: int = NUM_CLASSES) -> ImageSet:
     """Read a data spec into memory as size x size RGB uint8 images.
 
     ``unlabelled`` reads every image (folders: recursively, no class folders needed; FER
     CSV: every row of the split; Aff-Wild2: every annotated frame), labels all -1.
     ``workers`` decoding threads, 0 = one per available core (at most 8). With ``cache``
     the decoded arrays are kept under ``$BYEL_CACHE_DIR`` (``~/.cache/byel/data``) so the
-    next load of unchanged files decodes nothing. Raises DataError when nothing is usable.
+    next load of unchanged files decodes nothing. ``classes``: 6, the six emotions (neutral
+    skipped and counted), or 7, the six and neutral (label 6). Raises DataError when nothing
+    is usable.
     """
+    names = class_names(classes)
     if size < 1:
         raise DataError(f"image size must be a positive number of pixels, got {size}")
     kind, args = _parse(spec)
     if kind is None:
         kind, args = _detect(args, unlabelled=unlabelled)
     name = _format_spec(kind, args)
-    scan = _SCANNERS[kind](args, unlabelled)
-    family = cache_store.digest(kind, args, size, unlabelled)
+    scan = _SCANNERS[kind](args, unlabelled, classes)
+    # a 6-class load keeps the cache name it had before the class count was a choice
+    family = cache_store.digest(kind, args, size, unlabelled, *([classes] if classes != NUM_CLASSES else []))
     content = cache_store.digest(scan.fingerprint)
     built = _from_cache(cache_store.read(family, content), size) if cache else None
     if built is None:
@@ -716,7 +731,7 @@ def load(spec: str, size: int, *, cache: bool = True, progress: bool = True, wor
         if cache and len(built.labels):
             cache_store.write(family, content, {"images": built.images, "labels": built.labels},
                               {"paths": built.paths, **built.tally.to_json()})
-    return _finish(name, scan.tally, built, unlabelled, args)
+    return _finish(name, scan.tally, built, unlabelled, args, names)
 
 
 def _from_cache(hit: tuple[dict, dict] | None, size: int) -> _Built | None:
@@ -732,15 +747,17 @@ def _from_cache(hit: tuple[dict, dict] | None, size: int) -> _Built | None:
         return None
 
 
-def _finish(name: str, scanned: _Tally, built: _Built, unlabelled: bool, args: dict) -> ImageSet:
+def _finish(name: str, scanned: _Tally, built: _Built, unlabelled: bool, args: dict,
+            classes: tuple[str, ...] = CLASSES) -> ImageSet:
     skipped = scanned.skipped + built.tally.skipped
     dropped = scanned.dropped + built.tally.dropped
     s = ImageSet(images=built.images, labels=built.labels, paths=built.paths,
                  skipped=dict(sorted(skipped.items())), dropped=dict(sorted(dropped.items())),
                  problems=scanned.problems + built.tally.problems, spec=name,
-                 notes=scanned.notes + built.tally.notes)
+                 notes=scanned.notes + built.tally.notes, classes=classes)
     if not len(s):
-        what = "no usable images" + ("" if unlabelled else " of the six classes")
+        what = "no usable images" + ("" if unlabelled else " of the six classes"
+                                     + (" and neutral" if len(classes) > NUM_CLASSES else ""))
         found = "; ".join(_tally_parts(s.skipped, s.dropped)) or "no image files found"
         hint = _class_folder_hint(args["path"]) if "path" in args and os.path.isdir(args["path"]) else ""
         raise DataError(f"{what} in {name} ({found}){hint}")

@@ -2,7 +2,7 @@
 
 Fine-tuning picks its best epoch on this split, which is only honest on images no stage trained
 on, and on people no stage saw: the warp backend turns each source face into many images of
-all six classes, so a split by image would put one person on both sides. `byel generate`
+all classes, so a split by image would put one person on both sides. `byel generate`
 records a `group` per image in OUT/manifest.csv (warp: the source face; procedural: the image
 itself, each image drawing its own identity); whole groups go to one side. Data without a
 manifest (user folders, ABAW LSD, FER2013 CSV, Aff-Wild2) is split by image, per class.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.classes import CLASSES
+from byel.classes import NUM_CLASSES
 from byel.data.formats import MANIFEST
 from byel.data.sources import ImageSet, parse_spec
 
@@ -35,11 +35,12 @@ def grouped_split(labels: np.ndarray, groups, fraction: float, seed: int) -> tup
     images."""
     labels = np.asarray(labels)
     names, gid = np.unique(np.asarray(groups), return_inverse=True)
-    counts = np.zeros((len(names), len(CLASSES)), np.int64)
+    n_classes = max(NUM_CLASSES, int(labels.max()) + 1 if len(labels) else 0)  # 7 with neutral
+    counts = np.zeros((len(names), n_classes), np.int64)
     np.add.at(counts, (gid, labels), 1)
     total = counts.sum(0)
     target = np.where(total > 1, np.maximum(1, np.round(fraction * total)), 0)
-    held, take = np.zeros(len(CLASSES), np.int64), np.zeros(len(names), bool)
+    held, take = np.zeros(n_classes, np.int64), np.zeros(len(names), bool)
 
     def fits(new: np.ndarray) -> bool:
         return bool(((new < total) | (total == 0)).all())
@@ -109,7 +110,7 @@ def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[np.ndarra
     info = {
         "spec": data.spec, "fraction": fraction, "seed": seed, "grouped_by": grouped_by,
         "n_train": int(len(train)), "n_held_out": int(len(held)),
-        "held_out_per_class": dict(zip(CLASSES, np.bincount(data.labels[held], minlength=len(CLASSES)).tolist())),
+        "held_out_per_class": dict(zip(data.classes, np.bincount(data.labels[held], minlength=len(data.classes)).tolist())),
         "held_out_groups": sorted(set(groups[held].tolist())),
         "held_out_files": [data.paths[i] for i in held],
     }

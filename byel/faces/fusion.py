@@ -39,11 +39,12 @@ def features(images: np.ndarray, key: str | None = None, progress: bool = False,
     return feats, found, meshes.meta
 
 
-def fit(images: np.ndarray, labels: np.ndarray, key: str | None = None, progress: bool = False) -> GeometryHead:
-    """A geometry head fitted on labelled synthetic faces (those with a mesh)."""
+def fit(images: np.ndarray, labels: np.ndarray, key: str | None = None, progress: bool = False,
+        n_classes: int = 6) -> GeometryHead:
+    """A geometry head of n_classes outputs fitted on labelled synthetic faces (those with a mesh)."""
     feats, found, _ = features(images, key, progress)
     try:
-        return fit_geometry_head(feats, labels)
+        return fit_geometry_head(feats, labels, n_classes=n_classes)
     except ValueError as e:  # too few faces with a mesh
         raise DataError(f"cannot fit the face-geometry head: {e} (a mesh was found on {int(found.sum())} "
                         f"of {len(found)} synthetic faces; faces of 96 px or more help)") from None
@@ -75,7 +76,7 @@ class Geometry:
 
     head: str  # geometry | fused
     weight: float
-    probs: np.ndarray  # (N, 6); NaN rows where no mesh was found
+    probs: np.ndarray  # (N, C); NaN rows where no mesh was found
     found: np.ndarray  # bool (N,)
 
     def fuse(self, pixel_probs: np.ndarray) -> np.ndarray:

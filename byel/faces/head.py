@@ -14,7 +14,7 @@ from byel.faces.features import N_FEATURES
 
 
 class GeometryHead(nn.Module):
-    """(N, 1008) geometry features -> (N, 6) class logits: (x - mean) / std, then linear."""
+    """(N, 1008) geometry features -> (N, C) class logits (C = 6, or 7 with neutral): (x - mean) / std, then linear."""
 
     def __init__(self, n_features: int = N_FEATURES, n_classes: int = NUM_CLASSES):
         super().__init__()
@@ -27,14 +27,15 @@ class GeometryHead(nn.Module):
 
     @torch.no_grad()
     def probs(self, feats: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, 6) of feature rows; NaN rows (no mesh) give NaN rows."""
+        """Class probabilities (N, C) of feature rows; NaN rows (no mesh) give NaN rows."""
         x = torch.as_tensor(np.asarray(feats, np.float32), device=self.mean.device)
         p = torch.softmax(self(torch.nan_to_num(x)), -1)
         p[~torch.isfinite(x).all(1)] = float("nan")
         return p.cpu().numpy()
 
 
-def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, max_iter: int = 2000) -> GeometryHead:
+def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, max_iter: int = 2000,
+                      n_classes: int = NUM_CLASSES) -> GeometryHead:
     """Logistic regression as scikit-learn's ``LogisticRegression(C=c, class_weight="balanced")``
     fits it on standardised features: minimise sum_i w_i CE_i + |W|^2 / (2c) (bias free), w_i =
     n / (k n_class) over the k classes present, full-batch L-BFGS run to convergence (a looser
@@ -45,7 +46,7 @@ def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, ma
     x, y = x[keep], y[keep]
     if len(np.unique(y)) < 2:
         raise ValueError("a geometry head needs faces of at least two classes with a mesh")
-    head = GeometryHead(x.shape[1])
+    head = GeometryHead(x.shape[1], n_classes)
     mean, std = x.mean(0), x.std(0)
     std[std < 1e-12] = 1.0
     counts = np.bincount(y, minlength=head.linear.out_features)

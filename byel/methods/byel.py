@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 
-from byel.classes import NUM_CLASSES
 from byel.losses import byol_loss, classification_loss, emotion_vector_subtraction, orthogonality_loss
 from byel.methods.base import MomentumMethod
 from byel.models import MLP, EmotionClassifier
@@ -34,7 +33,7 @@ class BYEL(MomentumMethod):
         m = self.cfg.model
         self.projector = MLP(self.backbone.out_dim, m.proj_hidden, m.proj_dim)
         self.predictor = MLP(m.proj_dim, m.pred_hidden, m.proj_dim)
-        self.classifier = EmotionClassifier(m.proj_dim, NUM_CLASSES) if classifier else None
+        self.classifier = EmotionClassifier(m.proj_dim, self.cfg.data.classes) if classifier else None
         self.init_targets()
 
     def _views(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -1,5 +1,5 @@
-"""Stage 2: backbone (from a stage-1 checkpoint) + Dropout(0.3) → Linear(d, 6), CE, Adam by
-default (finetune.optimizer).
+"""Stage 2: backbone (from a stage-1 checkpoint) + Dropout(0.3) → Linear(d, C), C the run's
+classes (data.classes: 6, or 7 with neutral), CE, Adam by default (finetune.optimizer).
 Model selection by validation macro-F1 (torchmetrics)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from byel.classes import NUM_CLASSES
+from byel.classes import class_names
 from byel.data.augment import EvalTransform
 from byel.losses import classification_loss
 from byel.metrics import MacroF1
@@ -21,10 +21,12 @@ class FineTune(ByelModule):
 
     def __init__(self, config: dict):
         super().__init__(config)
-        self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, NUM_CLASSES))
+        self.classes = class_names(self.cfg.data.classes)  # the outputs' names, in order
+        n = len(self.classes)
+        self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, n))
         self.preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size)
-        self.val_f1 = MacroF1()  # byel.metrics: the same macro-F1 as every report
-        self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.val_f1 = MacroF1(n)  # byel.metrics: the same macro-F1 as every report
+        self.val_acc = MulticlassAccuracy(n, average="micro")
         # finetune.head geometry | fused: a face-geometry head (byel.faces.fusion), fitted before
         # training and never by the optimiser, and the fusion weight chosen after it
         self.head_kind = self.cfg.finetune.head
@@ -32,7 +34,7 @@ class FineTune(ByelModule):
         if self.head_kind != "pixels":
             from byel.faces import GeometryHead
 
-            self.geometry = GeometryHead().requires_grad_(False)
+            self.geometry = GeometryHead(n_classes=n).requires_grad_(False)
             self.register_buffer("fusion_weight", torch.tensor(1.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

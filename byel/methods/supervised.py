@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from byel.classes import NUM_CLASSES
 from byel.losses import classification_loss
 from byel.methods.base import PretrainMethod
 
@@ -14,7 +13,7 @@ from byel.methods.base import PretrainMethod
 class Supervised(PretrainMethod):
     def __init__(self, config: dict):
         super().__init__(config)
-        self.head = nn.Linear(self.backbone.out_dim, NUM_CLASSES)
+        self.head = nn.Linear(self.backbone.out_dim, self.cfg.data.classes)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

@@ -6,7 +6,8 @@ drawn with a probability, occasional dropped core AUs (partial expressions) and 
 of AUs from other emotions (mixed expressions), so the classes overlap the way real faces do.
 
 Intensities are floats in [0, 1]; 0 means the AU is absent. The renderers turn them into
-geometry (procedural) or displacement fields (warp).
+geometry (procedural) or displacement fields (warp). Neutral (the seventh class of a 7-class
+run) is the face with no AU at all; its identity and nuisances are drawn as for any class.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from byel.classes import CLASSES
+from byel.classes import CLASSES, NEUTRAL
 
 # The AUs the renderers know, in a fixed order (manifest columns follow it).
 AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20, 23, 24, 25, 26, 27)
@@ -76,6 +77,8 @@ class AUSampler:
     leak_scale: float = 0.35
 
     def sample(self, emotion: str, rng: np.random.Generator) -> dict[int, float]:
+        if emotion == NEUTRAL:  # draws nothing: the renderer's draws from rng stay as for any class
+            return {au: 0.0 for au in AUS}
         proto = PROTOTYPES[emotion]
         core = dict(proto.core)
         if proto.alternatives:

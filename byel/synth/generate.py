@@ -4,8 +4,9 @@ Layout: OUT/<class>/<class>_<i:06d>.png, OUT/manifest.csv, OUT/preview.png. The 
 last two as generate's own files (byel.data.formats), so OUT can be trained on directly.
 
 Reproducibility: image i of class c is drawn from np.random.default_rng([seed, c, i]) alone,
-with c the class's index among all six (so a `classes` subset gives the same images), hence
-the output is byte-identical for a seed whatever the number of worker processes.
+with c the class's index among all seven (the six emotions 0-5, neutral 6; so a `classes`
+subset, or the seven, gives the same images of a class), hence the output is byte-identical
+for a seed whatever the number of worker processes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from byel.classes import CLASSES, canonical
+from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
 from byel.data.formats import MANIFEST, PREVIEW
 from byel.errors import ByelError, ConfigError
 from byel.synth.au import AUS, AUSampler, as_vector
@@ -32,6 +33,7 @@ BACKENDS = ("procedural", "warp")
 PREVIEW_PER_CLASS = 8
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed, so files are deterministic
 
+ALL = class_names(NUM_CLASSES + 1)  # every class generate renders: the six and neutral (index 6)
 # Per-process state of a worker (set once by _init_worker; spawn-safe: no closures).
 _STATE: dict = {}
 
@@ -39,7 +41,9 @@ _STATE: dict = {}
 def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size: int = 64,
              seed: int = 0, workers: int = 1, sources=None, grey: bool = False, classes=None,
              warp_strength: float = DEFAULT_STRENGTH, progress: bool = True) -> dict:
-    """Render `per_class` faces for each class and return a summary dict (see module doc)."""
+    """Render `per_class` faces for each class and return a summary dict (see module doc).
+    `classes`: None or 6, the six emotions; 7, the six and neutral; or a list of class names
+    (neutral among them allowed)."""
     names = _check(backend, per_class, size, workers, sources, classes, warp_strength)
     out = Path(out_dir)
     renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength)
@@ -47,7 +51,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     for c in names:
         (out / c).mkdir(exist_ok=True)
 
-    tasks = [(CLASSES.index(c), i) for c in names for i in range(per_class)]
+    tasks = [(ALL.index(c), i) for c in names for i in range(per_class)]
     chunk = int(np.clip(len(tasks) // (max(workers, 1) * 8), 16, 256))
     chunks = [tasks[k:k + chunk] for k in range(0, len(tasks), chunk)]
     rows: list[dict] = []
@@ -69,7 +73,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     bar.close()
     seconds = time.perf_counter() - t0
 
-    rows.sort(key=lambda r: (CLASSES.index(r["class"]), r["file"]))
+    rows.sort(key=lambda r: (ALL.index(r["class"]), r["file"]))
     manifest = _write_manifest(out / MANIFEST, rows, backend, seed)
     _remove_stale(out, names, per_class)
     preview = contact_sheet(
@@ -103,14 +107,16 @@ def _check(backend, per_class, size, workers, sources, classes, warp_strength) -
         raise ConfigError("the warp backend needs --sources DIR: a folder of (neutral) face images")
     if not classes:
         return list(CLASSES)
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+        return list(class_names(int(classes)))  # 6 or 7; another number: ConfigError
     names = []
     for name in classes:
-        c = canonical(str(name))
+        c = canonical(str(name), len(ALL))
         if c is None:
-            raise ConfigError(f"unknown class {name!r}: choose from {', '.join(CLASSES)}")
+            raise ConfigError(f"unknown class {name!r}: choose from {', '.join(ALL)} (or give 6 or 7)")
         if c not in names:
             names.append(c)
-    return sorted(names, key=CLASSES.index)
+    return sorted(names, key=ALL.index)
 
 
 def _make_backend(backend, size, grey, seed, sources, progress, warp_strength):
@@ -135,7 +141,7 @@ def _render_chunk(tasks: list[tuple[int, int]]) -> list[dict]:
     renderer, out, seed, sampler = _STATE["renderer"], _STATE["out"], _STATE["seed"], _STATE["sampler"]
     rows = []
     for ci, i in tasks:
-        name = CLASSES[ci]
+        name = ALL[ci]
         rng = np.random.default_rng([seed, ci, i])
         aus = sampler.sample(name, rng)
         img, params = renderer.render(name, aus, rng)
