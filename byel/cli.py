@@ -608,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--frames", required=True, help="ROOT/<video>/<00001>.jpg")
     su.add_argument("--out", required=True)
     su.add_argument("--codes", default="byel", choices=("byel", "affwild2"),
-                    help="byel: header anger…surprise, labels 0–5; affwild2: the official header, labels 1–6")
+                    help="byel: header anger…surprise, labels 0–5 (a 7-class model: …,neutral, 0–6); affwild2: "
+                         "the official header, labels 1–6 (neutral 0)")
     su.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="frames per forward pass")
     su.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     su.add_argument("--no-progress", action="store_true")
