@@ -213,3 +213,14 @@ def test_serve_info_lists_neutral(tmp_path):
     app = create_app(byel.load(_neutral_biased(tmp_path), detect=False))
     (info,) = [r.endpoint for r in app.routes if getattr(r, "path", "") == "/api/info"]
     assert info()["classes"] == SEVEN
+
+
+def test_adaptation_counts_follow_the_model_classes():
+    from byel.adapt.common import histogram
+    from byel.adapt.self_train import pseudo_labels
+
+    probs = np.full((4, 7), 0.05)
+    probs[np.arange(4), [6, 6, 0, 3]] = 0.7
+    assert histogram(probs.argmax(1), 7) == {**dict.fromkeys(SEVEN, 0), "anger": 1, "happiness": 1, "neutral": 2}
+    _, labels = pseudo_labels(probs, 1)
+    assert sorted(labels.tolist()) == [0, 3, 6]
