@@ -526,24 +526,28 @@ def build_parser() -> argparse.ArgumentParser:
     from byel.adapt import METHODS as ADAPT_METHODS  # names only: no torch import
 
     ad = sub.add_parser("adapt", help="adapt a fine-tuned model to unlabelled real faces (AdaBN, TENT, SHOT-IM, "
-                                      "self-training) → an adapted fine-tuned checkpoint")
+                                      "self-training, co-training) → an adapted fine-tuned checkpoint")
     ad.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
     ad.add_argument("--data", required=True, help="unlabelled real images: a folder (every image below it) or any "
                                                   "data spec; labels, if any, are never read")
     ad.add_argument("--method", required=True, metavar="|".join(ADAPT_METHODS),  # checked by byel.adapt.method
                     help="adabn: BatchNorm statistics only; tent: + BatchNorm affine parameters by entropy "
                          "minimisation; shot-im: backbone by information maximisation, classifier frozen; "
-                         "self-train: rounds of class-balanced pseudo-labels mixed with --synthetic")
+                         "self-train: rounds of class-balanced pseudo-labels mixed with --synthetic; co-train (a "
+                         "geometry or fused head): the pixel CNN and the face-geometry head pseudo-label faces for "
+                         "each other, in rounds, mixed with --synthetic (tier B+C)")
     ad.add_argument("--out", required=True, help="folder: checkpoints/adapted.ckpt and adapt.json")
-    ad.add_argument("--synthetic", metavar="SPEC", help="self-train: the labelled synthetic set to mix in")
+    ad.add_argument("--synthetic", metavar="SPEC", help="self-train, co-train: the labelled synthetic set to mix in")
     ad.add_argument("--epochs", type=epochs_int, metavar="N", help="passes over the images (self-train: per round; "
                                                                    "default: the method's)")
-    ad.add_argument("--rounds", type=int_range(1, 1000), metavar="N", help="self-train: pseudo-labelling rounds (default 2)")
+    ad.add_argument("--rounds", type=int_range(1, 1000), metavar="N",
+                    help="self-train, co-train: pseudo-labelling rounds (default 2)")
     ad.add_argument("--lr", type=lr_float, help="learning rate (default: the method's)")
     ad.add_argument("--optimizer", choices=("adam", "sgd"), help="default: adam")
     ad.add_argument("--batch-size", type=train_batch_int, metavar="N", help="images per step (default: the method's)")
     ad.add_argument("--share", type=prob_float, metavar="X",
-                    help="self-train: fraction of the images pseudo-labelled in the last round, 0 < X ≤ 1 (default 0.5)")
+                    help="self-train, co-train: fraction of the images (co-train: of those with a face mesh) "
+                         "pseudo-labelled in the last round, 0 < X ≤ 1 (default 0.5)")
     ad.add_argument("--max-class-share", type=prob_float, default=0.9, metavar="X",
                     help="stop if more than this fraction of the images is predicted as one class (collapse)")
     ad.add_argument("--seed", type=seed_int, help="default: the checkpoint's")
@@ -644,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(rows '+ unlabelled real'; supervised cannot use them)")
     ab.add_argument("--adapt", choices=list(ADAPT_METHODS),
                     help="also score every run after this adaptation (byel adapt, its default settings) on the "
-                         "AdaBN images; self-train mixes in the synthetic training set")
+                         "AdaBN images; self-train and co-train mix in the synthetic training set; co-train needs "
+                         "--set finetune.head=fused (or geometry)")
     ab.add_argument("--classes", type=int, choices=CLASS_COUNTS, help=f"sets data.classes: {CLASSES_HELP}")
     ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--no-progress", action="store_true")

@@ -71,6 +71,11 @@ def run_ablation(
 
     if adapt:
         adapt_method(adapt)  # an unknown name: one line before any training
+    if adapt == "co-train" and load_config(preset, overrides).finetune.head == "pixels":
+        from byel.errors import ConfigError
+
+        raise ConfigError("co-train needs a geometry or fused head: train the ablation's models with "
+                          "--set finetune.head=fused")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(preset, overrides)
@@ -160,6 +165,9 @@ def run_ablation(
                             else:
                                 entry["adapt"].update({**scores(predict_probs(adapted, real.images), real.labels),
                                                        "rounds": rec["rounds"]})
+                                if "face_geometry" in rec:  # co-train: the CNN learned the landmarker's labels (B+C)
+                                    entry["adapt"]["tier"] = tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt,
+                                                                                 "face_geometry": rec["face_geometry"]}], real.images)
                         record["eval"][spec] = entry
                     tmp = results_path.with_suffix(".tmp")
                     tmp.write_text(json.dumps(results, indent=2))

@@ -181,7 +181,7 @@ def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     (["--data", "{root}/nope", "--method", "tent"], "not found"),
     (["--data", "{root}/same", "--method", "tent", "--checkpoint", "{pre}"], "is a pretrain checkpoint"),
     (["--data", "{root}/same", "--method", "self-train"], "give --synthetic SPEC"),
-    (["--data", "{root}/same", "--method", "bogus"], "unknown adaptation method 'bogus'; choose one of: adabn, tent, shot-im, self-train"),
+    (["--data", "{root}/same", "--method", "bogus"], "unknown adaptation method 'bogus'; choose one of: adabn, tent, shot-im, self-train, co-train"),
     (["--data", "{root}/same", "--method", "tent", "--lr", "0"], "--lr"),
     (["--data", "{root}/same", "--method", "tent", "--out", "{root}/adapt-twice"], "already holds a run"),
 ])

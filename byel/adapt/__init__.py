@@ -8,8 +8,8 @@ One short module per method, behind the registry below:
 - `tent`        entropy minimisation of the BatchNorm affine parameters (Wang et al., ICLR 2021)
 - `shot-im`     information maximisation on the backbone, classifier frozen (Liang et al., ICML 2020)
 - `self-train`  rounds of class-balanced confident pseudo-labels, mixed with the synthetic labelled set
-
-(`co-train` with the face-geometry model is not here yet: it needs that model.)
+- `co-train`    a geometry or fused head's two views (pixel CNN, face-geometry head) label their
+                confident faces for each other, in rounds (Blum & Mitchell 1998); tier B+C
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ METHODS = {
     "tent": "byel.adapt.tent",
     "shot-im": "byel.adapt.shot_im",
     "self-train": "byel.adapt.self_train",
+    "co-train": "byel.adapt.co_train",
 }
+SYNTHETIC = ("self-train", "co-train")  # the methods that mix in a labelled synthetic set (--synthetic)
 
 
 def method(name: str):
@@ -41,4 +43,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "adapt_batchnorm", "adaptation_set", "method"]
+__all__ = ["METHODS", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]

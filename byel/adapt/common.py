@@ -27,11 +27,11 @@ class Options:
     """Settings of one adaptation. None: the method's default (DEFAULTS)."""
 
     epochs: int | None = None  # passes over the unlabelled images (per round for self-train)
-    rounds: int | None = None  # self-train: pseudo-labelling rounds
+    rounds: int | None = None  # self-train, co-train: pseudo-labelling rounds
     lr: float | None = None
     optimizer: str | None = None  # adam | sgd
     batch_size: int | None = None
-    share: float | None = None  # self-train: pseudo-labelled fraction of the images in the last round
+    share: float | None = None  # self-train, co-train: pseudo-labelled fraction of the images in the last round
     max_class_share: float = 0.9  # collapse: one class predicted for more than this fraction
     seed: int | None = None  # None: 0 (byel adapt: the checkpoint's seed)
 
@@ -50,6 +50,7 @@ DEFAULTS = {
     "tent": dict(epochs=1, lr=1e-3, optimizer="adam", batch_size=128),
     "shot-im": dict(epochs=2, lr=1e-4, optimizer="adam", batch_size=64),
     "self-train": dict(epochs=1, rounds=2, lr=1e-4, optimizer="adam", batch_size=128, share=0.5),
+    "co-train": dict(epochs=1, rounds=2, lr=1e-4, optimizer="adam", batch_size=128, share=0.5),
 }
 
 
@@ -105,6 +106,7 @@ class Monitor:
     def __init__(self, name: str, images: np.ndarray, opts: Options, progress: bool = False, verbose: bool = True):
         self.name, self.images, self.opts, self.progress, self.verbose = name, images, opts, progress, verbose
         self.rounds: list[dict] = []
+        self.extra: dict = {}  # what a method adds to the adaptation's record (co-train: the landmarker)
         self.adapted: nn.Module | None = None
         self.probs: np.ndarray | None = None
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from byel import __version__
+from byel.adapt import SYNTHETIC
 from byel.adapt import method as method_fn
 from byel.adapt.adabn import fingerprint
 from byel.adapt.common import Monitor, Options, say
@@ -33,10 +34,14 @@ def adapt_model(model: FineTune, images: np.ndarray, name: str, opts: Options | 
                 synthetic: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
                 verbose: bool = True) -> tuple[FineTune, dict]:
     """The adapted copy of `model` (eval mode) and the record of the rounds. `images`: unlabelled
-    uint8 (N, H, W, 3); `synthetic`: labelled (images, labels) for self-train. `model` is untouched.
+    uint8 (N, H, W, 3); `synthetic`: labelled (images, labels) for self-train and co-train. `model` is untouched.
     `verbose`: each round's histogram on stderr."""
     fn = method_fn(name)
     opts = (opts or Options()).resolved(name)
+    if name == "co-train":
+        from byel.adapt.co_train import check_head
+
+        check_head(model)
     if len(images) < 2:
         raise DataError(f"{len(images)} unlabelled image(s): adaptation needs at least 2")
     work = copy.deepcopy(model)
@@ -44,8 +49,8 @@ def adapt_model(model: FineTune, images: np.ndarray, name: str, opts: Options | 
     with torch.random.fork_rng(devices=[]):  # a seeded run, whatever the caller drew before
         torch.manual_seed(opts.seed)
         monitor.round(work)  # round 0: AdaBN
-        fn(work, images, opts, monitor, **({"synthetic": synthetic} if name == "self-train" else {}))
-    return monitor.adapted.eval(), {"method": name, "options": opts.record(), "rounds": monitor.rounds}
+        fn(work, images, opts, monitor, **({"synthetic": synthetic} if name in SYNTHETIC else {}))
+    return monitor.adapted.eval(), {"method": name, "options": opts.record(), **monitor.extra, "rounds": monitor.rounds}
 
 
 def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Path, opts: Options | None = None,
@@ -62,10 +67,14 @@ def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Pa
     size = model.cfg.data.image_size
     opts = opts or Options()
     opts = Options(**{**opts.__dict__, "seed": model.cfg.seed if opts.seed is None else opts.seed}).resolved(name)
-    if name == "self-train" and synthetic is None:
-        raise DataError("self-train mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
+    if name == "co-train":  # a pixels-only model: one line before any image is read
+        from byel.adapt.co_train import check_head
+
+        check_head(model)
+    if name in SYNTHETIC and synthetic is None:
+        raise DataError(f"{name} mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
     unl = load(data, size, unlabelled=True, progress=progress)
-    syn = load(synthetic, size, progress=progress, classes=len(model.classes)) if name == "self-train" else None
+    syn = load(synthetic, size, progress=progress, classes=len(model.classes)) if name in SYNTHETIC else None
     say(f"{name} on {len(unl)} unlabelled images of {unl.spec}"
         + (f", with {len(syn)} labelled synthetic images of {syn.spec}" if syn is not None else ""))
     t0 = time.time()
@@ -97,6 +106,10 @@ def format_report(r: dict) -> str:
         f"{r['method']} on {r['n_images']} unlabelled images ({r['data']}), {len(r['rounds']) - 1} round(s) after AdaBN, "
         f"{r['seconds']:.0f} s",
         "  predicted classes, last round: " + " ".join(f"{c} {n}" for c, n in last["histogram"].items()),
+        *(["  geometry view, last round: " + " ".join(f"{c} {n}" for c, n in last["geometry_histogram"].items())
+           + f" on {last['n_mesh']} faces with a mesh; the views agree on {last['agreement']:.0%}"]
+          if "geometry_histogram" in last else []),
+        f"  tier: {r['tier']['label']}",
         f"adapted checkpoint: {r['checkpoint']}",
         f"report: {r['report']}",
     ])

@@ -31,11 +31,36 @@ def pseudo_labels(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, pred[idx]
 
 
+def fine_tune(model, opt, gen: torch.Generator, images: np.ndarray, idx: np.ndarray, labels: np.ndarray,
+              synthetic: tuple[np.ndarray, np.ndarray], opts: Options) -> float:
+    """`epochs` passes over the pseudo-labelled images images[idx] (labels `labels`), every batch
+    half of them and half labelled synthetic images, with the training augmentation and
+    cross-entropy. Returns the mean loss. (Self-training's step; co-training's pixel view.)"""
+    syn_images, syn_labels = synthetic
+    half = max(1, opts.batch_size // 2)
+    model.train()
+    losses = []
+    order = torch.randperm(len(idx), generator=gen)
+    for step in range(steps_of(len(idx), half, opts.epochs)):
+        at = (step * half) % len(idx)
+        real = order[at : at + half]
+        if len(real) < half:  # a new pass over the pseudo-labelled images
+            order = torch.randperm(len(idx), generator=gen)
+            real = torch.cat([real, order[: half - len(real)]])
+        syn = torch.randint(len(syn_labels), (half,), generator=gen)
+        x = torch.cat([torch.from_numpy(images[idx[real.numpy()]]), torch.from_numpy(syn_images[syn.numpy()])])
+        y = torch.cat([torch.from_numpy(labels[real.numpy()]), torch.from_numpy(syn_labels[syn.numpy()])])
+        loss = classification_loss(model(model.augment(x.to(model.device))), y.to(model.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
 def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=None) -> None:
     if synthetic is None:
         raise DataError("self-train mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
-    syn_images, syn_labels = synthetic
-    half = max(1, opts.batch_size // 2)
     gen = torch.Generator().manual_seed(opts.seed)
     opt = optimizer([p for p in model.parameters() if p.requires_grad], opts)
     for r in range(1, opts.rounds + 1):
@@ -43,23 +68,7 @@ def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=
         k = math.ceil(opts.share * r / opts.rounds * len(images) / n_classes)
         idx, labels = pseudo_labels(monitor.probs, k)
         confidence = float(monitor.probs.max(1)[idx].mean())
-        model.train()
-        losses = []
-        order = torch.randperm(len(idx), generator=gen)
-        for step in range(steps_of(len(idx), half, opts.epochs)):
-            at = (step * half) % len(idx)
-            real = order[at : at + half]
-            if len(real) < half:  # a new pass over the pseudo-labelled images
-                order = torch.randperm(len(idx), generator=gen)
-                real = torch.cat([real, order[: half - len(real)]])
-            syn = torch.randint(len(syn_labels), (half,), generator=gen)
-            x = torch.cat([torch.from_numpy(images[idx[real.numpy()]]), torch.from_numpy(syn_images[syn.numpy()])])
-            y = torch.cat([torch.from_numpy(labels[real.numpy()]), torch.from_numpy(syn_labels[syn.numpy()])])
-            loss = classification_loss(model(model.augment(x.to(model.device))), y.to(model.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        monitor.round(model, f"round {r}/{opts.rounds}", ce_loss=float(np.mean(losses)), k_per_class=k,
+        loss = fine_tune(model, opt, gen, images, idx, labels, synthetic, opts)
+        monitor.round(model, f"round {r}/{opts.rounds}", ce_loss=loss, k_per_class=k,
                       n_pseudo=int(len(idx)), pseudo_confidence=confidence,
                       pseudo_histogram=histogram(labels, n_classes))

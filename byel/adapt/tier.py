@@ -1,8 +1,8 @@
 """Which tier a score belongs to, reported beside it, never mixed:
 
 - tier A: synthetic pixels only (the paper's setting);
-- tier B: + a pretrained face-geometry model (byel.faces; built separately: `geometry` below is
-  the hook for its record);
+- tier B: + a pretrained face-geometry model (byel.faces): a geometry head that scores (`geometry`
+  below), or a use of the real images that learned from it (co-train's `face_geometry`);
 - tier C: + unlabelled real images — which set, how many, and whether the scored images are
   among them (transductive), from pre-training (`byel pretrain --unlabelled`), an adaptation
   (`byel adapt`) or AdaBN at evaluation.
@@ -39,7 +39,7 @@ def tier_block(uses: list[dict], evaluated: np.ndarray | None = None, geometry: 
 
     listed = []
     for u in uses:
-        item = {k: u[k] for k in ("stage", "method", "data", "n_images") if k in u}
+        item = {k: u[k] for k in ("stage", "method", "data", "n_images", "face_geometry") if k in u}
         if "transductive" in u and u["transductive"] is not None:
             item["transductive"] = bool(u["transductive"])
             item["n_evaluated_among"] = u.get("n_evaluated_among")
@@ -49,5 +49,6 @@ def tier_block(uses: list[dict], evaluated: np.ndarray | None = None, geometry: 
         else:
             item["transductive"] = item["n_evaluated_among"] = None
         listed.append(item)
-    name = "+".join(t for t, on in (("B", geometry is not None), ("C", bool(listed))) if on) or "A"
+    landmarker = geometry is not None or any("face_geometry" in u for u in listed)  # co-train's CNN learned from it too
+    name = "+".join(t for t, on in (("B", landmarker), ("C", bool(listed))) if on) or "A"
     return {"name": name, "label": LABELS[name], "unlabelled_real": listed, "face_geometry": geometry}
