@@ -7,7 +7,9 @@ without their labels, or on the unlabelled images of --adapt-bn SPEC).
         --sources ../shared/data/fer2013-train-neutral --per-class 600 --epochs 8 --seeds 0
 
 `--backends mix` trains on --per-class faces from each backend together (twice the images).
-Prints a markdown table and writes results JSON. Training uses byel's own fine-tuning code from
+Prints a markdown table and writes results JSON. Every score says its tier (byel.adapt.tier):
+procedural faces are tier A; warp faces are made of real unlabelled neutral faces (--sources), so
+a model trained on them is tier C (which folder, how many of its faces), and AdaBN is tier C. Training uses byel's own fine-tuning code from
 scratch (no stage 1), model selection on a held-out synthetic split: no real label is used
 except for the final scores.
 """
@@ -27,6 +29,7 @@ from byel.data.sources import load
 from byel.data.split import holdout_split
 from byel.errors import ConfigError
 from byel.adapt import adaptation_set, adapt_batchnorm
+from byel.adapt.tier import LABELS, real_uses, tier_block
 from byel.evaluate import load_classifier, predict_probs
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.synth.generate import generate
@@ -37,8 +40,8 @@ def make_data(backend: str, args, seed: int, out: Path):
     """Generate --per-class faces per class with one backend ("mix": with each of the two, and
     train on both sets together) and load them. Returns (train, held-out) as (images, labels)
     pairs, the held-out split grouped by source face (warp) as `byel demo` does, the split
-    records and the generation speed."""
-    parts, infos, rates = [], [], []
+    records, the generation speed and the real images the faces are made of (warp: its sources)."""
+    parts, infos, rates, uses = [], [], [], []
     for b in ("procedural", "warp") if backend == "mix" else (backend,):
         folder = out / ("data" if backend != "mix" else f"data-{b}")
         gen = generate(folder, backend=b, per_class=args.per_class, size=args.size, seed=seed,
@@ -49,22 +52,26 @@ def make_data(backend: str, args, seed: int, out: Path):
         parts.append((data.images[tr], data.labels[tr], data.images[va], data.labels[va]))
         infos.append({k: v for k, v in info.items() if k not in ("held_out_files", "held_out_groups")})
         rates.append(gen["images_per_s"])
+        uses += data.real_uses
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     val = (np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
-    return train, val, infos, float(np.mean(rates))
+    return train, val, infos, float(np.mean(rates)), uses
 
 
 def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> dict:
     out = Path(args.out) / f"{backend}-s{seed}"
     t0 = time.time()
-    (images, labels), val, split, rate = make_data(backend, args, seed, out)
+    (images, labels), val, split, rate, uses = make_data(backend, args, seed, out)
     cfg = load_config(args.preset, {
         "seed": seed, "finetune.epochs": args.epochs, "finetune.lr": args.lr, "finetune.dropout": 0.3,
         "trainer.progress": False, "trainer.logger": "none", "data.image_size": args.size,
         "aug.normalize": args.normalize,
     })
-    best = finetune(cfg, None, images, labels, out / "model", val=val)
+    best = finetune(cfg, None, images, labels, out / "model", val=val, generator_sources=uses)
     model = load_classifier(best)
+    uses = real_uses(model.checkpoint_meta)  # as byel evaluate reads them: the warp faces' sources
+    ada_use = {"stage": "evaluate", "method": "adabn", "data": adapt[1]["data"], "n_images": adapt[1]["n_adapt_images"],
+               "transductive": adapt[1]["transductive"], "n_evaluated_among": adapt[1]["n_evaluated_among"]}
     plain = scores(predict_probs(model, real.images), real.labels)
     adapted = scores(predict_probs(adapt_batchnorm(model, adapt[0]), real.images), real.labels)
     return {"backend": backend, "seed": seed, "n_train": int(len(labels)), "normalize": args.normalize,
@@ -73,7 +80,19 @@ def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> 
             "confusion_matrix": plain["confusion_matrix"],
             "adabn_macro_f1": adapted["macro_f1"], "adabn_accuracy": adapted["accuracy"],
             "adabn_per_class_f1": adapted["per_class_f1"], "adabn_confusion_matrix": adapted["confusion_matrix"],
-            "adabn": adapt[1], "metric_definition": METRIC_DEFINITION, "seconds": round(time.time() - t0, 1)}
+            "adabn": adapt[1], "tier": tier_block(uses, real.images), "adabn_tier": tier_block(uses + [ada_use], real.images),
+            "metric_definition": METRIC_DEFINITION, "seconds": round(time.time() - t0, 1)}
+
+
+def tier_note(results: list[dict]) -> str:
+    """One line: what tiers the table's rows are, and for warp rows which real faces they are made of."""
+    warp = sorted({f"{u['n_images']} faces of {u['data']}" for r in results for u in r["tier"]["unlabelled_real"]
+                   if u["stage"] == "generate"})
+    plain_a = any(r["tier"]["name"] == "A" for r in results)
+    return ((f"{LABELS['A']}: the plain scores of the procedural rows. " if plain_a else "")
+            + f"{LABELS['C']}: " + (f"every score of the warp and mix rows (their faces are warped from "
+                                    f"{'; '.join(warp)}) and " if warp else "")
+            + "every AdaBN score (BatchNorm statistics of unlabelled real images).")
 
 
 def main() -> None:
@@ -119,14 +138,16 @@ def main() -> None:
           + ("the scored real images" if adapt[1]["data"] == "evaluated" else adapt[1]["data"]))
     print(f"warp strength {args.warp_strength}, input normalisation {args.normalize}")
     print(f"train: {args.per_class}/class at {args.size} px, {args.epochs} epochs, the {args.preset} preset's backbone from scratch, seeds {args.seeds}")
-    print("| backend | macro-F1 | macro-F1 with AdaBN | accuracy | accuracy with AdaBN |")
-    print("|---|---|---|---|---|")
+    print(tier_note(results))
+    print("| backend | macro-F1 | macro-F1 with AdaBN | accuracy | accuracy with AdaBN | tier (with AdaBN: C) |")
+    print("|---|---|---|---|---|---|")
     for backend in dict.fromkeys(r["backend"] for r in results):
         rs = [r for r in results if r["backend"] == backend]
         def ms(k):
             v = np.array([r[k] for r in rs])
             return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
-        print(f"| {backend} | {ms('macro_f1')} | {ms('adabn_macro_f1')} | {ms('accuracy')} | {ms('adabn_accuracy')} |")
+        tier = "/".join(sorted({r["tier"]["name"] for r in rs}))
+        print(f"| {backend} | {ms('macro_f1')} | {ms('adabn_macro_f1')} | {ms('accuracy')} | {ms('adabn_accuracy')} | {tier} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Face geometry transfer, tier B (+ pretrained face-geometry model): a linear classifier on
+"""Face geometry transfer, tier B (+ pretrained face-geometry model; B+C with warp faces): a linear classifier on
 MediaPipe Face Landmarker features (52 blendshapes + 478 landmarks aligned on the eye corners),
 trained on synthetic faces from `byel generate` ONLY, scored on real labelled faces.
 
@@ -13,7 +13,9 @@ the real faces where a mesh is found and counting the faces without one as error
 F1, mesh detection rates, and landmark extraction speed with 1 and 2 workers.
 Writes RESULTS.json and RESULTS.md (default benchmarks/results/geometry_transfer.*).
 The landmarker was trained by Google on real faces (geometry only, no expression classes):
-every figure is labelled "tier B (+ pretrained face-geometry model)".
+every figure is labelled "tier B (+ pretrained face-geometry model)" — and tier B+C when the
+training faces include warp faces (--warp-per-class > 0), which are made of real unlabelled
+neutral faces (--sources): the label names that folder and how many of its faces were used.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from byel.adapt.tier import LABELS
 from byel.classes import CLASSES
 from byel.cli import Parser, run_guarded
 from byel.config import GenerateConfig
@@ -44,9 +47,20 @@ TIER = "tier B (+ pretrained face-geometry model)"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def synthetic(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], dict]:
-    """Generate the training faces with each backend asked for; images, labels, backend of each."""
-    images, labels, backend, commands, speed = [], [], [], [], {}
+def tier_label(warp_uses: list[dict]) -> str:
+    """The figures' tier: B (TIER), or B+C when the training faces include warp faces, which are
+    made of real unlabelled faces (`warp_uses`: the warp data's ImageSet.real_uses) — which
+    folder, how many of its faces."""
+    if not warp_uses:
+        return TIER
+    made_of = "; ".join(f"{u['n_images']} faces of {u['data']}" for u in warp_uses)
+    return LABELS["B+C"][:-1] + f": the warp faces' sources, {made_of})"
+
+
+def synthetic(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], dict, list[dict]]:
+    """Generate the training faces with each backend asked for; images, labels, backend of each,
+    and the real images they are made of (the warp faces' sources; none for procedural)."""
+    images, labels, backend, commands, speed, uses = [], [], [], [], {}, []
     for name, n in (("warp", args.warp_per_class), ("procedural", args.procedural_per_class)):
         if n <= 0:
             continue
@@ -62,7 +76,8 @@ def synthetic(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], dict
         images.append(data.images)
         labels.append(data.labels)
         backend += [name] * len(data.labels)
-    return np.concatenate(images), np.concatenate(labels), np.array(backend), commands, speed
+        uses += data.real_uses
+    return np.concatenate(images), np.concatenate(labels), np.array(backend), commands, speed, uses
 
 
 def f1s(labels: np.ndarray, pred: np.ndarray) -> dict:
@@ -116,11 +131,12 @@ def one_mode(mode: str, args, images, labels, backend, real) -> dict:
 def run(args) -> dict:
     t0 = time.time()
     real = load(args.real, args.real_size, progress=False)
-    images, labels, backend, commands, gen_speed = synthetic(args)
+    images, labels, backend, commands, gen_speed, uses = synthetic(args)
     t_gen = time.time() - t0
     rows = [one_mode(mode, args, images, labels, backend, real) for mode in args.modes]
     return {
-        "tier": TIER, "real": real.spec, "n_real": int(len(real.labels)), "n_synthetic": int(len(labels)),
+        "tier": tier_label(uses), "unlabelled_real": [{k: v for k, v in u.items() if k != "fingerprint"} for u in uses],
+        "real": real.spec, "n_real": int(len(real.labels)), "n_synthetic": int(len(labels)),
         "features": N_FEATURES, "classifier": f"byel.faces.GeometryHead: standardised features, multinomial "
                                               f"logistic regression, L2 C={args.C}, balanced class weights",
         "generate_commands": commands, "generate_images_per_s": gen_speed, "modes": rows,
@@ -131,8 +147,9 @@ def run(args) -> dict:
 
 def markdown(r: dict, command: str) -> str:
     per = lambda d: " | ".join(f"{d[c]:.2f}" for c in CLASSES)  # noqa: E731
+    tier = r["tier"].split(" (")[0]  # "tier B" or "tier B+C"; the heading says which images
     lines = [
-        f"# Geometry transfer — {TIER}",
+        f"# Geometry transfer — {r['tier']}",
         "",
         "A linear classifier on MediaPipe Face Landmarker features (52 blendshapes + 478 landmarks aligned on the "
         "eye corners), trained on synthetic faces from `byel generate` only; no real label is used except for "
@@ -143,7 +160,7 @@ def markdown(r: dict, command: str) -> str:
         f"Real set: {r['real']} ({r['n_real']} faces, six classes). Synthetic: {r['n_synthetic']} faces "
         f"({'; '.join(r['generate_commands'])}). Classifier: {r['classifier']}.",
         "",
-        f"| {TIER} | mesh mode | faces scored | macro-F1 | accuracy | " + " | ".join(CLASSES) + " |",
+        f"| {tier} | mesh mode | faces scored | macro-F1 | accuracy | " + " | ".join(CLASSES) + " |",
         "|---|---|---|---|---|" + "---|" * len(CLASSES),
     ]
     for m in r["modes"]:
@@ -153,7 +170,7 @@ def markdown(r: dict, command: str) -> str:
             f"| all faces, no mesh = error | {m['mode']} | {r['n_real']} | {m['macro_f1_misses_as_errors']:.3f} | "
             f"{m['accuracy_misses_as_errors']:.3f} | {per(m['per_class_f1_misses_as_errors'])} |",
         ]
-    lines += ["", f"| {TIER} | mesh mode | found, real | found, synthetic | faces/s, 1 worker | faces/s, 2 workers |",
+    lines += ["", f"| {tier} | mesh mode | found, real | found, synthetic | faces/s, 1 worker | faces/s, 2 workers |",
               "|---|---|---|---|---|---|"]
     for m in r["modes"]:
         syn = ", ".join(f"{b} {v:.3f}" for b, v in m["detection_rate_synthetic"].items())

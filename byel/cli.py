@@ -244,6 +244,9 @@ def _load_labelled(spec: str, size: int, progress: bool, out: str | Path, classe
 
     data = load(spec, size, progress=progress, classes=classes)
     print(f"data {data.spec}: {data.summary()}", file=sys.stderr)
+    for u in data.real_uses:  # warp faces: tier C (byel.adapt.tier)
+        print(f"  note: warped from {u['n_images']} unlabelled real faces ({u['data']}): "
+              "scores of a model trained on them are tier C", file=sys.stderr)
     for note in data.notes:
         print(f"  note: {note}", file=sys.stderr)
     if data.problems:
@@ -280,7 +283,7 @@ def cmd_generate(args) -> int:
         warp_strength=args.warp_strength, progress=not args.no_progress,
     )
     print(f"wrote {summary['n_images']} images to {args.out} ({summary['images_per_s']:.0f} images/s)")
-    print(f"manifest: {summary['manifest']}\npreview:  {summary['preview']}")
+    print(f"manifest: {summary['manifest']}\npreview:  {summary['preview']}\nsettings: {summary['provenance']}")
     return 0
 
 
@@ -300,7 +303,7 @@ def cmd_pretrain(args) -> int:
     print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: {path}",
           file=sys.stderr)
     last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume,
-                    overwrite=args.overwrite, unlabelled=unlabelled)
+                    overwrite=args.overwrite, unlabelled=unlabelled, generator_sources=data.real_uses)
     if global_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
@@ -316,10 +319,10 @@ def cmd_finetune(args) -> int:
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
         cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
-    images, labels = data.images, data.labels
+    images, labels, gen = data.images, data.labels, data.real_uses
     if args.val:
         v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
-        val = (v.images, v.labels)
+        val, gen = (v.images, v.labels), gen + v.real_uses
     else:  # the images stage 1 held out when it trained on this data, else a split of our own
         split = recorded_split(data, stage1_split(args.checkpoint)) if args.checkpoint else None
         train, held, info = split or holdout_split(data, cfg.data.val_fraction, cfg.seed)
@@ -328,7 +331,7 @@ def cmd_finetune(args) -> int:
               f"{', as in stage 1' if split else ''}): {path}", file=sys.stderr)
         images, labels, val = images[train], labels[train], (images[held], labels[held])
     best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, generator_sources=gen)
     if global_rank() == 0:
         print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
     return 0

@@ -148,8 +148,11 @@ def format_result(result: dict) -> str:
                      + ("the evaluated images" if a["data"] == "evaluated" else a["data"])
                      + (", transductive" if a["transductive"] else "") + ")")
     for u in result.get("tier", {}).get("unlabelled_real", []):
-        lines.append(f"  the model learned from {u['n_images']} unlabelled real images ({u['data']}) in its {u['stage']} stage"
-                     + (f" ({u['method']})" if "method" in u else "")
+        lines.append((f"  the model learned from {u['n_images']} unlabelled real faces ({u['data']}): its synthetic "
+                      f"training faces are warped from them (byel generate --backend {u['method']})"
+                      if u["stage"] == "generate" else
+                      f"  the model learned from {u['n_images']} unlabelled real images ({u['data']}) in its {u['stage']} stage"
+                      + (f" ({u['method']})" if "method" in u else ""))
                      + (", none of them scored here" if u["transductive"] is False else
                         f", transductive: {u['n_evaluated_among']} of the scored images are among them"
                         if u["transductive"] else ""))

@@ -60,7 +60,7 @@ def run_ablation(
     from byel.adapt import method as adapt_method
     from byel.adapt.common import CollapseError, Options
     from byel.adapt.run import adapt_model
-    from byel.adapt.tier import real_uses, tier_block
+    from byel.adapt.tier import add_uses, real_uses, tier_block
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.errors import ByelError
@@ -123,8 +123,9 @@ def run_ablation(
                     run_dir = out / "runs" / f"{method}{'-unl' if with_unl else ''}-s{seed}-{run_id}"
                     t0 = time.time()
                     last = pretrain(cfg, *fit, run_dir / "pretrain", unlabelled=unl if with_unl else None,
-                                    resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists())
-                    best = finetune(cfg, last, *fit, run_dir / "finetune", val=val)
+                                    resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists(),
+                                    generator_sources=train.real_uses)
+                    best = finetune(cfg, last, *fit, run_dir / "finetune", val=val, generator_sources=train.real_uses)
                     record = {"method": method, "seed": seed, "preset": preset, "overrides": list(overrides or []),
                               "config_digest": digest, "run_id": run_id, "train_data": data_id or "generated",
                               "unlabelled": unl.spec if with_unl else None,
@@ -136,13 +137,16 @@ def run_ablation(
                 todo = [s for s in eval_sets
                         if s not in record["eval"] or record["eval"][s]["adabn"].get("data") != adabn[s][1]["data"]
                         or "tier" not in record["eval"][s]
+                        or (train.real_uses and all(u["stage"] != "generate"
+                                                    for u in record["eval"][s]["tier"]["unlabelled_real"]))
                         or (adapt and record["eval"][s].get("adapt", {}).get("id") != adapt_ids[s])]
                 if todo:
                     if not Path(record["checkpoint"]).exists():
                         raise ByelError(f"{record['checkpoint']} is gone: cannot score run {method}-s{seed}-{run_id} "
                                         f"on {', '.join(todo)}; remove its record from {results_path} to retrain it")
                     model = load_classifier(record["checkpoint"])
-                    uses = real_uses(model.checkpoint_meta)
+                    # warp training faces' source faces: also for a checkpoint from before they were recorded
+                    uses = add_uses(real_uses(model.checkpoint_meta), train.real_uses)
                     for spec in todo:
                         real = reals[spec]
                         images, used = adabn[spec]
@@ -203,6 +207,8 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
     config = {(r["preset"], " ".join(r.get("overrides", []))) for r in results}
     adabn = {r["eval"][s]["adabn"].get("data", "evaluated") for r in results for s in eval_sets}
     unlabelled = sorted({f"{r['unlabelled']} ({r.get('n_unlabelled', '?')} images)" for r in results if r.get("unlabelled")})
+    warped = sorted({f"{u['n_images']} source faces of {u['data']}" for r in results for e in r["eval"].values()
+                     for u in (e.get("tier") or {}).get("unlabelled_real", []) if u["stage"] == "generate"})
     # the runs' class count (6, or 7 with neutral), from their per-class scores
     n_classes = max((len(e.get("per_class_f1", ())) for r in results for e in r["eval"].values()),
                     default=NUM_CLASSES) or NUM_CLASSES
@@ -213,8 +219,11 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
              + ("each set's own evaluated images without their labels" if adabn == {"evaluated"}
                 else "the unlabelled images of " + ", ".join(sorted(adabn)))
              + (f"; {adapt} (byel.adapt) adapts on the same images" if adapt else ""), "",
-             "Tier A: synthetic pixels only (the plain column of the synthetic-only rows). Tier C: + unlabelled real "
-             "images (the AdaBN and adaptation columns, and every row pre-trained with them"
+             (f"Tier C in every column: the synthetic training faces are warped from {', '.join(warped)} "
+              "(unlabelled real faces; + the AdaBN and adaptation images, and those of the rows pre-trained with "
+              "unlabelled real images"
+              if warped else "Tier A: synthetic pixels only (the plain column of the synthetic-only rows). Tier C: + "
+              "unlabelled real images (the AdaBN and adaptation columns, and every row pre-trained with them")
              + (f": {', '.join(unlabelled)}" if unlabelled else "") + "). Δ: against supervised in the same column.",
              "", METRIC_DEFINITION, ""]
     columns = [("macro-F1", lambda e: e), ("macro-F1 with AdaBN", lambda e: e["adabn"])]
@@ -224,11 +233,13 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
     summary = {}
     for spec in eval_sets:
         lines += [f"**{spec}**", ""]
-        seen = {u["transductive"] for r in results
-                for u in (r["eval"][spec].get("tier") or {}).get("unlabelled_real", []) if u["stage"] == "pretrain"}
-        if seen:  # whether the scored images were among the pre-training's unlabelled ones
-            said = _TRANSDUCTIVE.get(frozenset(seen), "transductive for some runs")
-            lines += [f"Pre-trained with unlabelled real images: {said}.", ""]
+        for stage, what in (("generate", "Trained on faces warped from unlabelled real faces"),
+                            ("pretrain", "Pre-trained with unlabelled real images")):
+            seen = {u["transductive"] for r in results
+                    for u in (r["eval"][spec].get("tier") or {}).get("unlabelled_real", []) if u["stage"] == stage}
+            if seen:  # whether the scored images were among those real images
+                said = _TRANSDUCTIVE.get(frozenset(seen), "transductive for some runs")
+                lines += [f"{what}: {said}.", ""]
         lines += [head, "|---" * (2 * len(columns) + 2) + "|"]
 
         def values(name, get):

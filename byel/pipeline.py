@@ -98,14 +98,16 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     _say(f"2/4 pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, {len(tr)} images; "
          f"{len(va)} held out by {split['grouped_by']}"
          + (f"; + {len(unl)} unlabelled real images in the BYOL term" if unl is not None else "") + ")")
-    pretrain(cfg, *train, out / "pretrain", resume=resume and pre_last.exists(), unlabelled=unl)
+    # warp faces are made of real source faces: both checkpoints record them (tier C)
+    pretrain(cfg, *train, out / "pretrain", resume=resume and pre_last.exists(), unlabelled=unl,
+             generator_sources=data.real_uses)
     times["pretrain_s"] = time.time() - t
 
     t = time.time()
     ft_last = out / "finetune" / "checkpoints" / "last.ckpt"
     _say(f"3/4 fine-tuning ({cfg.finetune.epochs} epochs; model selection on a held-out synthetic split)")
     best = finetune(cfg, pre_last, *train, out / "finetune", val=(data.images[va], data.labels[va]),
-                    resume=resume and ft_last.exists())
+                    resume=resume and ft_last.exists(), generator_sources=data.real_uses)
     times["finetune_s"] = time.time() - t
     if global_rank() != 0:  # under DDP every rank runs this script; one reports
         return {}

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+from byel.adapt.tier import add_uses
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
 from byel.checks import check_run_folder, global_rank, run_lock
 from byel.classes import CLASSES
@@ -195,8 +196,16 @@ def check_unlabelled_method(name: str) -> None:
                           "(or use byel, byol-cls or byol)")
 
 
+def stored_uses(uses: list[dict]) -> list[dict]:
+    """Uses of real images as checkpoint metadata: fingerprints as int64 tensors (compact, and
+    loadable with weights_only=True)."""
+    return [{**u, "fingerprint": None if u.get("fingerprint") is None
+             else torch.as_tensor(u["fingerprint"], dtype=torch.int64)} for u in uses]
+
+
 def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False,
-             callbacks: list | None = None, overwrite: bool = True, unlabelled=None) -> Path:
+             callbacks: list | None = None, overwrite: bool = True, unlabelled=None,
+             generator_sources: list[dict] | None = None) -> Path:
     """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint.
     `callbacks`: extra Lightning callbacks (e.g. for monitoring). `overwrite` False refuses a
     folder that holds another run (the CLI's default); nothing in it is written before the
@@ -204,7 +213,9 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
     `unlabelled`: an ImageSet of unlabelled real images (byel.data.sources.load(..., unlabelled=True))
     for the BYOL term of byel, byol-cls and byol: a batch of them beside every labelled batch, the
     same steps and labelled data as without (supervised has no term for them: refused). The
-    checkpoint's metadata records them (`unlabelled`: set, count, fingerprint; tier C)."""
+    checkpoint's metadata records them (`unlabelled`: set, count, fingerprint; tier C).
+    `generator_sources`: the real images behind the labelled ones (the training ImageSet's
+    `real_uses`: warp faces' source faces), recorded the same way (`generator_sources`; tier C)."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -221,6 +232,8 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
 
             model.learned_from["unlabelled"] = {"data": unlabelled.spec, "n_images": int(len(unlabelled)),
                                                 "fingerprint": fingerprint(unlabelled.images)}
+        if generator_sources:
+            model.learned_from["generator_sources"] = stored_uses(generator_sources)
         dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced,
                              unlabelled=None if unlabelled is None else unlabelled.images, seed=cfg.seed)
@@ -264,12 +277,14 @@ def finetune(
     val: tuple[np.ndarray, np.ndarray] | None = None,
     resume=False,
     overwrite: bool = True,
+    generator_sources: list[dict] | None = None,
 ) -> Path:
     """Stage 2. `init` is a stage-1 (or fine-tune) checkpoint whose online backbone starts the
     network (None = from scratch). `val` selects the best epoch: pass the split held out before
     stage 1 (byel.data.split.holdout_split, grouped by person). Without it, a split of `images`
     by image is used, which stage 1 may have trained on. Returns the path of the best checkpoint.
-    `overwrite`: as for `pretrain`."""
+    `overwrite`: as for `pretrain`. `generator_sources`: the real images behind `images` and `val`
+    (their ImageSets' `real_uses`), added to those the stage-1 checkpoint carries."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,6 +296,9 @@ def finetune(
         state = backbone_state(ckpt)
         # the backbone's unlabelled real images stay on record (tier C)
         learned_from = {k: v for k, v in ckpt["byel"].items() if k in LEARNED_FROM}
+    gen = add_uses(learned_from.get("generator_sources", []), generator_sources or [])
+    if gen:  # the warp faces' source faces, stage 1's and this stage's own (tier C)
+        learned_from["generator_sources"] = stored_uses(gen)
     if val is None:
         tr, va = stratified_split(labels, cfg.data.val_fraction, cfg.seed)
         val = (images[va], labels[va])

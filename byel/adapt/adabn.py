@@ -138,8 +138,9 @@ def fingerprint(images: np.ndarray) -> torch.Tensor:
 
 def overlaps(prints: torch.Tensor, images: np.ndarray) -> int:
     """How many of `images` are among those `prints` (a `fingerprint`) was made from (a few can
-    be the same picture by chance: FER2013 repeats some faces, and blank frames, across splits)."""
-    return int(torch.isin(fingerprint(images), prints).sum())
+    be the same picture by chance: FER2013 repeats some faces, and blank frames, across splits).
+    `prints` may also be a list of the hashes (an ImageSet's `real_uses`)."""
+    return int(torch.isin(fingerprint(images), torch.as_tensor(prints, dtype=torch.int64)).sum())
 
 
 def adapt(model: nn.Module, images: np.ndarray, opts, monitor) -> None:

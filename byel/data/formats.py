@@ -5,3 +5,5 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp
 # What `byel generate` writes next to the class folders of its output: not training images.
 MANIFEST = "manifest.csv"
 PREVIEW = "preview.png"
+# ... and its provenance: backend, seed, size, and the warp backend's real source faces (tier C)
+GENERATE_INFO = "generate.json"

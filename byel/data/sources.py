@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 from collections import Counter
@@ -42,7 +43,7 @@ from tqdm import tqdm
 
 from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, class_names
 from byel.data import cache as cache_store
-from byel.data.formats import IMAGE_EXTS, MANIFEST, PREVIEW
+from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW
 from byel.errors import DataError
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
@@ -79,6 +80,9 @@ class ImageSet:
     spec: str  # normalised spec: "kind:path[...]"
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user
     classes: tuple[str, ...] = CLASSES  # the class set read: the six, or the six and neutral
+    # Real images behind these images (byel.adapt.tier): warp faces of `byel generate` are made of
+    # real unlabelled source faces, so a model trained on them is tier C (see generator_uses).
+    real_uses: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -420,7 +424,7 @@ def _add_file(e: os.DirEntry, label: int, items: list, tally: _Tally) -> None:
 def _scan_imagefolder(args: dict, unlabelled: bool, n_classes: int = NUM_CLASSES, *, numeric: bool) -> _Scan:
     root, tally, items = args["path"], _Tally(), []
     # `byel generate` output: its manifest and preview sheet sit beside the class folders.
-    ours = {os.path.join(root, n) for n in (MANIFEST, PREVIEW)} \
+    ours = {os.path.join(root, n) for n in (MANIFEST, GENERATE_INFO, PREVIEW)} \
         if os.path.isfile(os.path.join(root, MANIFEST)) else set()
     if unlabelled:
         for e in _walk(root, tally):
@@ -731,7 +735,58 @@ def load(spec: str, size: int, *, cache: bool = True, progress: bool = True, wor
         if cache and len(built.labels):
             cache_store.write(family, content, {"images": built.images, "labels": built.labels},
                               {"paths": built.paths, **built.tally.to_json()})
-    return _finish(name, scan.tally, built, unlabelled, args, names)
+    s = _finish(name, scan.tally, built, unlabelled, args, names)
+    if kind in ("imagefolder", "abaw-lsd"):
+        s.real_uses = generator_uses(args["path"], s.paths, size)
+    return s
+
+
+def read_manifest(root: str) -> list[dict] | None:
+    """The rows of a `byel generate` folder's manifest.csv; None without a readable one."""
+    try:
+        with open(os.path.join(root, MANIFEST), newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def generator_uses(root: str, paths: list[str], size: int) -> list[dict]:
+    """The real images behind the images `paths` of a `byel generate` folder, as a tier record
+    (byel.adapt.tier): the warp backend's source faces — {"stage": "generate", "method": "warp",
+    "data": the sources folder, "n_images": distinct source faces shown, "generated": root,
+    "fingerprint": their hashes at `size` px or None}. From the manifest (backend and group
+    columns) and generate.json; a folder without generate.json (older data) still gets its count,
+    with the sources "unknown". [] for procedural faces and folders without a manifest."""
+    rows = read_manifest(root)
+    if not rows:
+        return []
+    loaded = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
+    faces = sorted({r.get("group") or r.get("source") or r["file"] for r in rows
+                    if r.get("backend") == "warp" and r.get("file") in loaded})
+    if not faces:
+        return []
+    try:
+        with open(os.path.join(root, GENERATE_INFO), encoding="utf-8") as f:
+            src = json.load(f).get("sources") or {}
+    except (OSError, ValueError, AttributeError):
+        src = {}
+    hashes = src.get("hashes") or {}
+    if src.get("hash_size") != size or any(f not in hashes for f in faces):
+        hashes = _rehash(src.get("path"), faces, size)
+    return [{"stage": "generate", "method": "warp", "data": src.get("path") or "unknown (warp sources)",
+             "n_images": len(faces), "generated": root,
+             "fingerprint": None if hashes is None else sorted(hashes[f] for f in faces)}]
+
+
+def _rehash(sources: str | None, faces: list[str], size: int) -> dict[str, int] | None:
+    """The source faces' hashes at another size than generate's, read again from the sources
+    folder; None (transductive unknown) when any of them is gone."""
+    if not sources or not all(os.path.isfile(os.path.join(sources, f)) for f in faces):
+        return None
+    from byel.synth.generate import face_hashes  # late: torch
+
+    hashes = face_hashes(sources, faces, size)
+    return hashes if len(hashes) == len(faces) else None
 
 
 def _from_cache(hit: tuple[dict, dict] | None, size: int) -> _Built | None:

@@ -13,7 +13,6 @@ a later stage, or a reader, can check which images were held out.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 
 from byel.classes import NUM_CLASSES
 from byel.data.formats import MANIFEST
-from byel.data.sources import ImageSet, parse_spec
+from byel.data.sources import ImageSet, parse_spec, read_manifest
 
 SPLIT_FILE = "split.json"
 
@@ -73,13 +72,10 @@ def image_groups(data: ImageSet) -> tuple[np.ndarray | None, str]:
     (None, reason) when there is none."""
     kind, args = parse_spec(data.spec)
     root = args.get("path", "")
-    path = os.path.join(root, MANIFEST)
-    if kind != "imagefolder" or not os.path.isfile(path):
+    if kind != "imagefolder" or not os.path.isfile(os.path.join(root, MANIFEST)):
         return None, f"no {MANIFEST}"
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
+    rows = read_manifest(root)
+    if rows is None:
         return None, f"unreadable {MANIFEST}"
     cols = set(rows[0]) if rows else set()
     # Manifests from before the group column: a warp one names the source face in "source".

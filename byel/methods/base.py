@@ -48,7 +48,9 @@ def set_rng_state(state: dict) -> None:
 
 
 # Checkpoint metadata keys that say which unlabelled real images the weights learned from
-LEARNED_FROM = ("unlabelled", "adaptations")
+# (byel.adapt.tier.real_uses): the warp generator's source faces behind the training data,
+# stage 1's --unlabelled images, byel adapt's.
+LEARNED_FROM = ("generator_sources", "unlabelled", "adaptations")
 
 
 class NumericalError(ByelError):
@@ -70,7 +72,8 @@ class ByelModule(L.LightningModule):
         self.backbone = backbone_from_config(self.cfg)
         self.augment = TrainAugment(self.cfg.aug, self.cfg.data.image_size)
         # The unlabelled real images behind these weights (tier C, byel.adapt.tier), saved in the
-        # checkpoint's metadata: "unlabelled" (stage 1 --unlabelled), "adaptations" (byel adapt).
+        # checkpoint's metadata: "generator_sources" (warp faces' source faces), "unlabelled"
+        # (stage 1 --unlabelled), "adaptations" (byel adapt).
         self.learned_from: dict = {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,7 +1,9 @@
 """`byel generate`: write labelled synthetic expression faces, a manifest and a preview sheet.
 
-Layout: OUT/<class>/<class>_<i:06d>.png, OUT/manifest.csv, OUT/preview.png. The loader knows the
-last two as generate's own files (byel.data.formats), so OUT can be trained on directly.
+Layout: OUT/<class>/<class>_<i:06d>.png, OUT/manifest.csv, OUT/generate.json, OUT/preview.png. The
+loader knows the last three as generate's own files (byel.data.formats), so OUT can be trained on
+directly. generate.json says how OUT was made; for the warp backend, which real faces it is made of
+(tier C, byel.adapt.tier: a model trained on them has learned from unlabelled real images).
 
 Reproducibility: image i of class c is drawn from np.random.default_rng([seed, c, i]) alone,
 with c the class's index among all seven (the six emotions 0-5, neutral 6; so a `classes`
@@ -12,6 +14,7 @@ for a seed whatever the number of worker processes.
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
 import os
 import re
@@ -23,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
-from byel.data.formats import MANIFEST, PREVIEW
+from byel.data.formats import GENERATE_INFO, MANIFEST, PREVIEW
 from byel.errors import ByelError, ConfigError
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
@@ -75,6 +78,8 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
 
     rows.sort(key=lambda r: (ALL.index(r["class"]), r["file"]))
     manifest = _write_manifest(out / MANIFEST, rows, backend, seed)
+    info = _write_provenance(out / GENERATE_INFO, rows, renderer, sources, backend=backend, seed=seed, size=size,
+                             grey=grey, per_class={c: per_class for c in names})
     _remove_stale(out, names, per_class)
     preview = contact_sheet(
         {c: [cv2.imread(str(out / c / f"{c}_{i:06d}.png"))[..., ::-1]
@@ -84,7 +89,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
         "n_images": len(rows), "per_class": {c: per_class for c in names}, "backend": backend,
         "size": size, "seed": seed, "grey": grey, "seconds": round(seconds, 3),
         "images_per_s": len(rows) / max(seconds, 1e-9), "out_dir": str(out),
-        "manifest": str(manifest), "preview": str(preview),
+        "manifest": str(manifest), "preview": str(preview), "provenance": str(info),
     }
     if hasattr(renderer, "stats"):
         summary["sources"] = renderer.stats
@@ -177,6 +182,39 @@ def _write_manifest(path: Path, rows: list[dict], backend: str, seed: int) -> Pa
             w.writerow({**r, "backend": backend, "seed": seed})
     os.replace(tmp, path)
     return path
+
+
+def _write_provenance(path: Path, rows: list[dict], renderer, sources, **settings) -> Path:
+    """OUT/generate.json: the settings, and for warp the real faces the images are made of: the
+    sources folder, its counts, how many faces the images show (`n_faces_shown`, the manifest's
+    distinct groups) and each one's hash as the data loader reads it at `size` px
+    (byel.adapt.adabn.fingerprint), so an evaluation can tell whether it scores any of them.
+    Written to a temporary file and renamed, like the manifest."""
+    info = {**settings, "n_images": len(rows)}
+    if settings["backend"] == "warp":
+        shown = sorted({r["group"] for r in rows})
+        info["warp_strength"] = renderer.strength
+        info["sources"] = {"path": str(Path(sources).resolve()), **renderer.stats, "n_faces_shown": len(shown),
+                           "hash_size": settings["size"], "hashes": face_hashes(sources, shown, settings["size"])}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def face_hashes(root, names: list[str], size: int) -> dict[str, int]:
+    """{source face: its fingerprint hash} for the files `names` under root, read as the data
+    loader reads an image at `size` px (so they match an evaluation set holding the same file)."""
+    from byel.adapt.adabn import fingerprint  # late: torch
+    from byel.data.sources import Unusable, decode_image
+
+    hashes = {}
+    for name in names:
+        try:
+            hashes[name] = int(fingerprint(decode_image(os.path.join(root, name), size)[None])[0])
+        except Unusable:  # read by the warp backend, not by the loader: no hash, counted all the same
+            pass
+    return hashes
 
 
 def _remove_stale(out: Path, names: list[str], per_class: int) -> None:
