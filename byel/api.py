@@ -16,7 +16,7 @@ input (missing file, unreadable image, unsupported type) raises one ByelError li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,15 @@ INPUT_HELP = "an image path, a PIL image, a uint8 numpy array (H×W, H×W×3 RGB
 @dataclass(frozen=True)
 class Face:
     """One face: its box (x, y, w, h) in pixels of the image, the predicted label (a class, or
-    ``uncertain`` under the threshold), every class's probability, and in videos its track id."""
+    ``uncertain`` under the threshold), every class's probability, and in videos its track id.
+    ``landmarks``: MediaPipe's 478-point face mesh, float32 (478, 3): x, y in pixels of the
+    image, z its relative depth at the scale of x (mesh indices as MediaPipe's, e.g. 33 and 263
+    the outer eye corners); None unless the faces were found by the landmarker (the default)."""
 
     box: tuple[int, int, int, int]
     label: str
     probabilities: dict[str, float]
-    landmarks: np.ndarray | None = None  # not predicted yet
+    landmarks: np.ndarray | None = field(default=None, compare=False, repr=False)
     track: int | None = None
 
     def to_dict(self) -> dict:
@@ -164,13 +167,14 @@ class Model:
         return (f"byel.Model({str(self.checkpoint)!r}, classes={list(self.classes)}, detector={self.finder.name!r}, "
                 f"device={self.device!r})")
 
-    def _faces(self, boxes, probs, uncertain, *, source, frame=None, size=None, tracks=None) -> Faces:
+    def _faces(self, faces, probs, uncertain, *, source, frame=None, size=None, tracks=None) -> Faces:
+        """``faces``: byel.predict.Face (box, mesh) of one image, ``probs`` theirs."""
         from byel.predict import label_of
 
-        return Faces([Face(tuple(int(v) for v in b), label_of(p, self.classes, uncertain),
-                           {c: float(v) for c, v in zip(self.classes, p)}, None,
+        return Faces([Face(tuple(int(v) for v in f.box), label_of(p, self.classes, uncertain),
+                           {c: float(v) for c, v in zip(self.classes, p)}, f.landmarks,
                            None if tracks is None else int(tracks[i]))
-                      for i, (b, p) in enumerate(zip(boxes, probs))],
+                      for i, (f, p) in enumerate(zip(faces, probs))],
                      source=source, frame=frame, size=size, classes=self.classes)
 
     def predict(self, x, *, uncertain: float | None = None):
@@ -186,7 +190,7 @@ class Model:
         out = Results()
         for (i, size), _, faces, probs in classify_stream(self.net, self.finder, _sized(
                 (i, _image_rgb(v, names[i])) for i, v in enumerate(inputs)), self.batch_size):
-            out.append(self._faces([f.box for f in faces], probs, uncertain, source=names[i], size=size))
+            out.append(self._faces(faces, probs, uncertain, source=names[i], size=size))
         return out if many else out[0]
 
     def predict_video(self, path: str | Path, *, stride: int = 1, smooth: str = "none",
@@ -204,15 +208,18 @@ class Model:
         p = Path(path).expanduser()
         if not p.is_file():
             raise ByelError(f"{path}: {'a folder, not a video' if p.is_dir() else 'not found'}")
-        frames = []  # (frame index, size, boxes, probabilities)
+        frames = []  # (frame index, size, faces, probabilities)
         items = _sized(_video_frames(str(p), stride))
         for (k, size), _, faces, probs in classify_stream(self.net, self.finder, items, self.batch_size):
-            frames.append((k, size, [f.box for f in faces], probs))
+            for f in faces:  # the crops are not needed any more: a long video keeps boxes and meshes only
+                f.crop = None
+            frames.append((k, size, faces, probs))
         if not frames:
             raise ByelError(f"{path}: not a readable video (no frame could be decoded)")
-        ids, smoothed = track_and_smooth([b for *_, b, _ in frames], [pr for *_, pr in frames], smooth)
-        return Results(self._faces(b, pr, uncertain, source=str(path), frame=f, size=size, tracks=t)
-                       for (f, size, b, _), t, pr in zip(frames, ids, smoothed))
+        ids, smoothed = track_and_smooth([[f.box for f in fs] for *_, fs, _ in frames], [pr for *_, pr in frames],
+                                         smooth)
+        return Results(self._faces(fs, pr, uncertain, source=str(path), frame=f, size=size, tracks=t)
+                       for (f, size, fs, _), t, pr in zip(frames, ids, smoothed))
 
 
 def load(checkpoint: str | Path | None = None, *, device: str = "cpu", detect: bool = True,
@@ -220,7 +227,8 @@ def load(checkpoint: str | Path | None = None, *, device: str = "cpu", detect: b
     """A ready ``Model`` from a fine-tuned checkpoint (None: the model shipped with byel).
 
     ``detect=False``: every image is one face crop (its centred square is classified).
-    ``detector``: auto | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels;
+    ``detector``: auto (the landmarker; where its runtime has no wheel, OpenCV's Haar cascade or
+    dlib) | landmarker | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels;
     ``batch_size``: faces per forward pass; ``device``: cpu, cuda, cuda:N or mps."""
     return Model(checkpoint, device=device, detect=detect, detector=detector, min_face=min_face,
                  batch_size=batch_size)

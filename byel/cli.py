@@ -582,7 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV: file, frame, [track,] x, y, w, h, predicted, p_<class>…")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
     pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn")
-    pr.add_argument("--detector", default="auto", choices=("auto", "opencv-haar", "dlib-hog"), help="face detector")
+    pr.add_argument("--detector", default="auto", choices=("auto", "landmarker", "opencv-haar", "dlib-hog"),
+                    help="face detector. auto: landmarker (MediaPipe's BlazeFace + face mesh, shipped with byel; crops "
+                         "aligned on the eyes), or where its runtime has no wheel opencv-haar, else dlib-hog (both: "
+                         "axis-aligned crops around the box)")
     pr.add_argument("--min-face", type=int_range(1, 100_000), default=24, metavar="PX", help="smallest face side in pixels")
     pr.add_argument("--video-stride", type=positive_int, default=1, metavar="K", help="use every k-th video frame")
     pr.add_argument("--uncertain", type=prob_float, metavar="P",

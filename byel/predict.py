@@ -11,8 +11,10 @@ CSV columns (one row per detected face, largest face of an image first)::
 - ``track`` (after ``frame``, only when an input is a video): the face's track id within its
   video, the same person across frames by box overlap (byel.track); empty for images.
 - ``x, y, w, h``: the face box the detector found, in pixels of the original image (with
-  ``detect=False``: the centred square that was classified). The crop given to the model is a
-  larger square around it (forehead to chin, like the training crops; see ``MARGIN``).
+  ``detect=False``: the centred square that was classified). The crop given to the model is
+  framed like the training faces: with the landmarker, rotated and scaled so the outer eye
+  corners sit level where the face generator puts them (``SYNTH_EYES``); with the other
+  detectors, a larger axis-aligned square around the box (forehead to chin, see ``MARGIN``).
 - ``predicted``: the most probable class; ``p_*``: the softmax probabilities. With
   ``uncertain=P``, a face whose top probability is below P is labelled ``uncertain``. With
   ``smooth`` (videos), ``p_*`` and ``predicted`` are the probabilities smoothed along the track.
@@ -21,10 +23,13 @@ CSV columns (one row per detected face, largest face of an image first)::
 - Files that are missing, unreadable or not images/videos get no row; they are counted and
   listed in the returned dict (``missing``, ``unreadable``, ``problems``).
 
-Face detection needs no download: OpenCV's bundled Haar cascade where the installed OpenCV
-ships it (opencv-python-headless 4.x), otherwise dlib's built-in HOG frontal-face detector
-(dlib-bin, a core dependency). OpenCV 5 wheels ship no cascade; without dlib, ``detect=False``
-(pre-cropped faces) still works.
+Face detection needs no download. ``detector="auto"`` (the default) is the MediaPipe Face
+Landmarker shipped with byel (``landmarker``: BlazeFace on the photo and on tiles of it, then the
+478-point mesh of each face, see ``FaceMesher.find``); where its runtime (ai-edge-litert) has no
+wheel, OpenCV's bundled Haar cascade if the installed OpenCV ships it (opencv-python-headless 4.x),
+otherwise dlib's built-in HOG frontal-face detector (dlib-bin, a core dependency). A missing or
+damaged landmarker file is an error, not a silent fallback. Without any detector,
+``detect=False`` (pre-cropped faces) still works.
 """
 
 from __future__ import annotations
@@ -72,10 +77,19 @@ _COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144
 # --------------------------------------------------------------------------- detection
 
 
+DETECTORS = ("auto", "landmarker", "opencv-haar", "dlib-hog")
+
+
 @dataclass
 class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in original pixels
     crop: np.ndarray  # uint8 RGB (size, size, 3)
+    mesh: object = None  # byel.faces.Face (landmarks, blendshapes in original pixels) from the landmarker
+
+    @property
+    def landmarks(self) -> np.ndarray | None:
+        """(478, 3) float32 mesh points: x, y in original pixels, z (MediaPipe's) at the scale of x."""
+        return None if self.mesh is None else self.mesh.landmarks
 
 
 def _haar_xml() -> str | None:
@@ -176,18 +190,50 @@ def centre_square(rgb: np.ndarray, size: int) -> tuple[tuple[int, int, int, int]
     return (x0, y0, s, s), crop
 
 
+def _litert_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ai_edge_litert") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _image_box(box, shape) -> tuple[int, int, int, int]:
+    """A float (x, y, w, h) box rounded and clipped to the image."""
+    H, W = shape[:2]
+    x0, y0 = min(max(0, round(box[0])), W - 1), min(max(0, round(box[1])), H - 1)
+    x1, y1 = min(W, max(x0 + 1, round(box[0] + box[2]))), min(H, max(y0 + 1, round(box[1] + box[3])))
+    return x0, y0, x1 - x0, y1 - y0
+
+
 class FaceFinder:
     """The faces of an RGB image as model-sized crops: the detector and the crop geometry
-    calibrated for it (``detect=False``: the image's centred square is its one face)."""
+    calibrated for it (``detect=False``: the image's centred square is its one face).
+    ``detector``: auto (the landmarker where its runtime is installed, else OpenCV's Haar
+    cascade, else dlib), landmarker, opencv-haar or dlib-hog."""
 
     def __init__(self, size: int, detect: bool = True, detector: str = "auto", min_face: int = 24):
-        self.size = size
-        self.detector = FaceDetector(detector, min_face) if detect else None
-        key = self.detector.name if self.detector else ""
+        if detector not in DETECTORS:
+            raise ByelError(f"unknown face detector {detector!r}; choose {', '.join(DETECTORS)}")
+        self.size, self.min_face = size, max(8, int(min_face))
+        self.mesher = self.detector = None
+        if detect and (detector == "landmarker" or (detector == "auto" and _litert_installed())):
+            from byel.faces import FaceMesher
+
+            self.mesher = FaceMesher("detect")  # a missing or damaged model file: one ByelError naming it
+        elif detect:
+            self.detector = FaceDetector(detector, min_face)
+        key = "landmarker" if self.mesher else self.detector.name if self.detector else ""
         self.margin, self.shift = MARGIN.get(key, 1.28), SHIFT_UP.get(key, 0.05)
         self.name = key or "none (--no-detect)"
 
     def __call__(self, rgb: np.ndarray) -> list[Face]:
+        if self.mesher is not None:
+            from byel.faces.features import SYNTH_EYES, aligned_crop
+
+            return [Face(_image_box(f.box, rgb.shape), aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
+                    for f in self.mesher.find(rgb, self.min_face)]
         if self.detector is None:
             return [Face(*centre_square(rgb, self.size))]
         return [Face(b, crop_face(rgb, b, self.size, self.margin, self.shift)) for b in self.detector(rgb)]
@@ -381,8 +427,10 @@ def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64):
     def flush():
         crops = [f.crop for _, _, faces in pending for f in faces]
         probs = predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, 0), np.float32)
-        # a geometry | fused head: each crop measured too; a crop without a face mesh keeps the CNN's
-        geo = fusion.measure(model, np.stack(crops), cache=False) if crops else None
+        # a geometry | fused head: the landmarker's mesh of each face, else (other detectors, no
+        # detection) the crop measured; a face without a mesh keeps the CNN's probabilities
+        meshes = [f.mesh for _, _, faces in pending for f in faces]
+        geo = fusion.measure(model, np.stack(crops), cache=False, meshes=meshes) if crops else None
         probs = probs if geo is None else geo.fuse(probs)
         k = 0
         for meta, rgb, faces in pending:
@@ -435,7 +483,7 @@ def predict(
     ``detect=False`` treats every image/frame as one pre-cropped face (its centred square).
     ``annotate_dir``: images are saved there with boxes and labels drawn (same relative names;
     videos as ``<name>.annotated.avi``). ``video_stride`` K classifies frames 0, K, 2K ...
-    ``detector``: auto | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels.
+    ``detector``: auto | landmarker | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels.
     ``uncertain`` P: faces whose top probability is below P are labelled ``uncertain``.
     ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track).
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.

@@ -64,7 +64,7 @@ def test_path_pil_numpy_bytes_and_list_give_the_same_faces(model):
     by_path = model.predict(str(GROUP))
     assert isinstance(by_path, byel.Faces) and len(by_path) == 5 and by_path.size == (640, 400)
     f = by_path[0]
-    assert f.label in CLASSES and f.landmarks is None and f.track is None
+    assert f.label in CLASSES and f.landmarks.shape == (478, 3) and f.track is None  # the default finder's mesh
     assert list(f.probabilities) == list(CLASSES) and abs(sum(f.probabilities.values()) - 1) < 1e-5
     assert f.label == max(f.probabilities, key=f.probabilities.get)
     rgb = np.asarray(Image.open(GROUP).convert("RGB"))
@@ -118,8 +118,9 @@ def test_video_track_ids_are_stable_for_static_faces(tmp_path, model):
     assert [r.frame for r in res] == [0, 1, 2, 3, 4] and all(len(r) == 5 for r in res)
     first = {f.track: f.box for f in res[0]}
     assert sorted(first) == [0, 1, 2, 3, 4]
-    for r in res[1:]:
-        assert {f.track: f.box for f in r} == first  # the same box keeps its id in every frame
+    for r in res[1:]:  # the same face keeps its id in every frame (its box moves a few px with the JPEG noise)
+        now = {f.track: f.box for f in r}
+        assert sorted(now) == sorted(first) and all(np.abs(np.subtract(now[t], first[t])).max() <= 8 for t in first)
     df = res.to_frame()
     assert len(df) == 25 and sorted(df["track"].unique()) == [0, 1, 2, 3, 4]
     assert [r.frame for r in model.predict_video(video, stride=2)] == [0, 2, 4]

@@ -18,6 +18,11 @@ N_FEATURES = len(BLENDSHAPES) + 2 * N_LANDMARKS  # 52 + 956
 # 661 FER2013 PublicTest crops with a mesh (x 0.233 and 0.758, y 0.385; made symmetric), so that
 # aligned crops of photos frame faces as the FER2013-like training crops do.
 EYE_LEFT, EYE_RIGHT = (0.2375, 0.385), (0.7625, 0.385)
+# Where the procedural generator (byel.synth.procedural) puts them, i.e. how the training faces
+# of the pixel CNN are framed: its pose centres the eye line at (0.5, 0.37) of the side (jitter
+# ± 0.035) and the mesh measured the outer corners 0.545 sides apart (median of 266 rendered faces,
+# 96 px). ``byel predict`` crops photos so.
+SYNTH_EYES = ((0.2275, 0.37), (0.7725, 0.37))
 
 
 def align_landmarks(landmarks: np.ndarray) -> np.ndarray:

@@ -5,8 +5,10 @@
 - ``fused``: p = (1 - w) p_cnn + w p_geo where a mesh is found, p_cnn elsewhere, with w chosen
   on the grid 0, 0.1, …, 1 by macro-F1 on the *synthetic* held-out split (never real labels).
 
-Faces are measured as ``measure_images`` measures them (detect mode, framed), the same for
-training, evaluation and prediction. Scores made with a geometry head are tier B.
+Face crops are measured as ``measure_images`` measures them (detect mode, framed), the same for
+training, evaluation and prediction on crops; faces that ``byel predict`` finds in photos with
+the landmarker keep the mesh measured on the photo (``measure(meshes=...)``). Scores made with
+a geometry head are tier B.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from byel.config import HEADS  # noqa: F401  (pixels | geometry | fused)
 from byel.errors import DataError
-from byel.faces.batch import measure_images
+from byel.faces.batch import Meshes, measure_images
 from byel.faces.features import geometry_features
 from byel.faces.head import GeometryHead, fit_geometry_head
 from byel.faces.model import SHA256
@@ -92,11 +94,22 @@ class Geometry:
 
 
 def measure(model, images: np.ndarray, key: str | None = None, progress: bool = False,
-            cache: bool = True) -> Geometry | None:
-    """The model's geometry head on uint8 face crops; None for a pixels-only model."""
+            cache: bool = True, meshes: list | None = None) -> Geometry | None:
+    """The model's geometry head on uint8 face crops; None for a pixels-only model. ``meshes``:
+    per crop, its face already measured (a ``byel.faces.Face``, e.g. by ``FaceMesher.find`` on
+    the photo it was cut from) or None; only the crops without one are measured."""
     if not uses_geometry(model):
         return None
-    feats, found, _ = features(images, key, progress, cache)
+    if meshes is None:
+        feats, found, _ = features(images, key, progress, cache)
+    else:
+        known = Meshes.from_faces(meshes)
+        todo = [i for i, m in enumerate(meshes) if m is None]
+        if todo:
+            sub = measure_images(np.asarray(images)[todo], key=key, progress=progress, cache=cache).arrays()
+            for name, a in known.arrays().items():
+                a[todo] = sub[name]
+        feats, found = geometry_features(known)
     probs = model.geometry.cpu().probs(feats)
     return Geometry(model.head_kind, round(float(model.fusion_weight), 6), probs, found)  # the float32 buffer
 

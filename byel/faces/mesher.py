@@ -61,6 +61,13 @@ EYE_CORNERS = (33, 263)  # outer corner of the subject's right eye (image left),
 DETECT_SIZE, MESH_SIZE = 128, 256
 RECT_SCALE = 1.5  # face_detector_graph.cc, RectTransformationCalculator
 MODES = ("detect", "crop")
+# ``find``: BlazeFace short range sees faces of ~20-100 % of its input's side, so photos are also
+# searched in half-overlapping square tiles of 1/2, 1/4 and 1/8 of their longer side (a level
+# runs while its tiles are >= TILE_PER_FACE x the smallest face wanted).
+TILE_LEVELS, TILE_PER_FACE = 4, 3
+FRAME_PAD = 0.25  # and once with this border (x its longer side): faces that fill the photo
+FIND_NMS_IOU = 0.3  # one face seen in several tiles and levels: its detections merged
+SAME_FACE = 0.5  # a mesh whose landmark box lies this much inside a larger one's is not another face
 
 
 def _anchors() -> np.ndarray:
@@ -123,6 +130,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fraction of box a (xmin, ymin, xmax, ymax) that lies inside each of many boxes b."""
+    iw = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return iw * ih / area if area > 0 else np.ones(len(b))
 
 
 def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray, iou: float):
@@ -268,6 +283,50 @@ class FaceMesher:
             faces.append(Face(xywh, score, presence, pts, self.blendshapes(pts), kps.astype(np.float32)))
         return faces
 
+    def find(self, rgb: np.ndarray, min_face: int = 24) -> list[Face]:
+        """Every face of a photo, small ones too, largest box first: ``detect`` on the whole
+        image and on tiles (TILE_LEVELS), the detections merged (weighted NMS), then the mesh and
+        blendshapes of each as in ``measure``; a face meshed twice is kept once."""
+        rgb = _as_rgb(rgb)
+        if self._det is None:
+            raise ByelError("FaceMesher.find needs mode='detect'")
+        H, W = rgb.shape[:2]
+        boxes, kps, scores = [], [], []
+        pad = int(round(FRAME_PAD * max(H, W)))  # a face that fills the photo: seen with a border too
+        for box, kp, score in self.detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)):
+            boxes.append(box - pad)
+            kps.append(kp - pad)
+            scores.append(score)
+        for level in range(TILE_LEVELS):
+            t = int(round(max(H, W) / 2 ** level))
+            if level and t < TILE_PER_FACE * min_face:
+                break
+            for y0 in _tile_starts(H, t):
+                for x0 in _tile_starts(W, t):
+                    for box, kp, score in self.detect(rgb[y0:y0 + t, x0:x0 + t]):
+                        boxes.append(box + [x0, y0, x0, y0])
+                        kps.append(kp + [x0, y0])
+                        scores.append(score)
+        if not boxes:
+            return []
+        meshed = []
+        for box, kp, score in _weighted_nms(np.array(boxes), np.array(kps), np.array(scores), FIND_NMS_IOU):
+            pts, presence = self.landmarks(rgb, self._face_rect(box, kp))
+            if presence >= self.min_presence:
+                meshed.append((np.r_[pts[:, :2].min(0), pts[:, :2].max(0)], box, kp, score, presence, pts))
+        # Largest mesh first; one mostly inside a kept one is the same face again or a part of
+        # it (fine tiles can take an eye region for a small face).
+        meshed.sort(key=lambda m: (m[0][2] - m[0][0]) * (m[0][3] - m[0][1]), reverse=True)
+        faces, kept = [], []
+        for lm_box, box, kp, score, presence, pts in meshed:
+            if kept and _inside(lm_box, np.array(kept)).max() > SAME_FACE:
+                continue
+            kept.append(lm_box)
+            xywh = (float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1]))
+            faces.append(Face(xywh, score, presence, pts, self.blendshapes(pts), kp.astype(np.float32)))
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        return faces[:self.max_faces] if self.max_faces is not None else faces
+
     def measure_box(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> Face | None:
         """The face in a box another detector found (x, y, w, h px; e.g. dlib's, for faces too
         small for BlazeFace short range): the mesh on the box's square scaled 1.5x, refined
@@ -286,6 +345,14 @@ class FaceMesher:
         lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
         return Face((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
                     presence, presence, pts, self.blendshapes(pts))
+
+
+def _tile_starts(n: int, t: int) -> list[int]:
+    """Starts of tiles of side t, stride t / 2, covering 0..n (one tile when t >= n)."""
+    if t >= n:
+        return [0]
+    starts = list(range(0, n - t + 1, max(1, t // 2)))
+    return starts if starts[-1] == n - t else [*starts, n - t]
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:
