@@ -171,3 +171,12 @@ def test_generator_transfer_labels_warp_rows_tier_c(tmp_path):
     assert r["adabn_tier"]["name"] == "C" and [u["stage"] for u in r["adabn_tier"]["unlabelled_real"]] == ["generate", "evaluate"]
     assert f"warped from {use['n_images']} faces of {NEUTRAL.resolve()}" in p.stdout
     assert p.stdout.rstrip().splitlines()[-1].endswith("| C |")
+
+
+def test_demo_on_warp_faces_reports_tier_c(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--backend", "warp", "--sources", str(NEUTRAL), "--per-class", "6",
+                 "--real", str(FER_SAMPLE), *SMOKE]) == 0
+    (use,) = json.loads((out / "report.json").read_text())["evaluation"]["tier"]["unlabelled_real"]
+    assert (use["stage"], use["data"], use["n_images"]) == ("generate", str(NEUTRAL.resolve()),
+                                                            len(_groups(out / "synthetic")))
