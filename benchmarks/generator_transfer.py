@@ -9,9 +9,9 @@ without their labels, or on the unlabelled images of --adapt-bn SPEC).
 `--backends mix` trains on --per-class faces from each backend together (twice the images).
 Prints a markdown table and writes results JSON. Every score says its tier (byel.adapt.tier):
 procedural faces are tier A; warp faces are made of real unlabelled neutral faces (--sources), so
-a model trained on them is tier C (which folder, how many of its faces), and AdaBN is tier C. Training uses byel's own fine-tuning code from
-scratch (no stage 1), model selection on a held-out synthetic split: no real label is used
-except for the final scores.
+a model trained on them is tier C (which folder, how many of its faces), and AdaBN is tier C.
+Training uses byel's own fine-tuning code from scratch (no stage 1), model selection on a
+held-out synthetic split: no real label is used except for the final scores.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> 
             "confusion_matrix": plain["confusion_matrix"],
             "adabn_macro_f1": adapted["macro_f1"], "adabn_accuracy": adapted["accuracy"],
             "adabn_per_class_f1": adapted["per_class_f1"], "adabn_confusion_matrix": adapted["confusion_matrix"],
-            "adabn": adapt[1], "tier": tier_block(uses, real.images), "adabn_tier": tier_block(uses + [ada_use], real.images),
+            "adabn": adapt[1], "tier": tier_block(uses, real.images),
+            "adabn_tier": tier_block(uses + [ada_use], real.images),
             "metric_definition": METRIC_DEFINITION, "seconds": round(time.time() - t0, 1)}
 
 
