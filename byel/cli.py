@@ -418,6 +418,10 @@ def cmd_export(args) -> int:
     r = export(args.checkpoint, args.out, fmt=args.format)
     print(f"exported {r['format']} model: {r['path']} (input: float RGB [0, 1], {r['image_size']} px)")
     print(f"preprocessing and classes: {r['json']}; max |exported − PyTorch| = {r['parity_max_abs_diff']:.1e}")
+    if "geometry_path" in r:
+        print(f"geometry head: {r['geometry_path']} (input: 1008 face-geometry features; max |exported − PyTorch| = "
+              f"{r['geometry_parity_max_abs_diff']:.1e}); computing them needs the MediaPipe face landmarker "
+              f"(byel's or MediaPipe's): recipe and fusion weight in the JSON")
     return 0
 
 
@@ -607,7 +611,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     se.set_defaults(func=cmd_serve, reads=("checkpoint",))
 
-    ex = sub.add_parser("export", help="a standalone TorchScript or ONNX model with its preprocessing in JSON")
+    ex = sub.add_parser("export", help="a standalone TorchScript or ONNX model with its preprocessing in JSON",
+                        description="A standalone TorchScript or ONNX model of the pixel CNN, its preprocessing in "
+                                    "OUT.json. A model with a geometry or fused head also gets OUT_STEM.geometry.pt|"
+                                    ".onnx: 1008 face-geometry features -> class probabilities. Those features come "
+                                    "from a face mesh of the MediaPipe Face Landmarker v2 (byel's byel.faces code or "
+                                    "MediaPipe's own): the exported files cannot compute them; the JSON says how, "
+                                    "with the landmarker's sha256 and the fusion weight.")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True, help="model file; the JSON goes beside it as OUT.json")
     ex.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"), help="onnx needs byel[onnx]")

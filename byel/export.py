@@ -11,6 +11,14 @@ Formats: ``torchscript`` (``torch.jit.load(path)``, always available) and ``onnx
 (needs the ``onnx`` package to export and ``onnxruntime`` to check it; dynamic batch axis).
 Every export is checked against the PyTorch model on a random batch; the largest absolute
 difference is returned (``parity_max_abs_diff``) and an export that disagrees is refused.
+
+A model with a geometry or fused head (``finetune.head``) also gets its geometry head as a
+second file, ``<out stem>.geometry<suffix>`` (e.g. ``model.geometry.onnx``): float32 features
+(N, 1008) -> class probabilities (N, C), standardisation inside. The JSON's ``geometry`` block
+says how to compute the features (MediaPipe Face Landmarker v2, the file's sha256, the feature
+layout and the eye alignment) and how to fuse the two outputs. Computing them needs a face mesh
+from that landmarker (MediaPipe's own or byel's ``byel.faces``): the exported files alone
+cannot, and without it the pixel model alone is the ``pixels`` predictor.
 """
 
 from __future__ import annotations
@@ -36,6 +44,17 @@ NORMALISATION_FORMULAS = {
     "per-image": "(x - mean(x)) / (std(x) + 1e-3) over each image's pixels",
     "equalize": "histogram equalisation per image and channel: (mid-rank cdf(x) - 0.5) * sqrt(12)",
 }
+
+
+class StandaloneGeometryHead(nn.Module):
+    """(N, 1008) float32 geometry features -> (N, C) softmax probabilities. Eval mode only."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head  # byel.faces.GeometryHead: (x - mean) / std, then linear
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features).softmax(-1)
 
 
 class StandaloneClassifier(nn.Module):
@@ -92,7 +111,7 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     out = Path(out_path)
     if not out.suffix:
         out = out.with_suffix(FORMATS[fmt])
-    for written in (out, out.with_name(out.name + ".json")):
+    for written in (out, out.with_name(out.name + ".json"), out.with_name(f"{out.stem}.geometry{out.suffix}")):
         if same_path(written, checkpoint):
             raise ByelError(f"the export would replace its own checkpoint {checkpoint}; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,24 +120,19 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     example = torch.rand(2, 3, size, size, generator=gen)
     check = torch.rand(5, 3, size, size, generator=gen)  # another batch size: dynamic batch axis
     expected = _reference(model, check)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if fmt == "torchscript":
-            with torch.no_grad():
-                traced = torch.jit.trace(standalone, example, check_trace=False)
-            traced = torch.jit.freeze(traced.eval()) if hasattr(torch.jit, "freeze") else traced
-            traced.save(str(tmp))
-            got = torch.jit.load(str(tmp))(check)
-        else:
-            _export_onnx(standalone, example, tmp)
-            got = torch.from_numpy(run_onnx(tmp, check.numpy()))
-        diff = float((got.detach() - expected).abs().max())
-        if not diff <= PARITY_TOLERANCE:  # also catches NaN
-            raise ByelError(f"exported {fmt} model disagrees with the PyTorch model (max abs diff {diff:.2e})")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
+    diff = _write_checked(standalone, example, check, expected, fmt, out, "images")
+    geo = None
+    if getattr(model, "geometry", None) is not None:  # a geometry | fused head: its own file
+        geo_out = out.with_name(f"{out.stem}.geometry{out.suffix}")
+        head = StandaloneGeometryHead(model.geometry.cpu()).eval()
+        feats = _feature_batch(model.geometry, 7, gen)
+        try:
+            geo_diff = _write_checked(head, feats[:2], feats, torch.from_numpy(model.geometry.probs(feats.numpy())),
+                                      fmt, geo_out, "features")
+        except BaseException:
+            out.unlink(missing_ok=True)  # not half an export
+            raise
+        geo = (geo_out, geo_diff)
     ckpt = Path(checkpoint)
     meta = {
         "format": fmt,
@@ -128,6 +142,7 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
             "name": "images", "shape": ["N", 3, size, size], "dtype": "float32", "layout": "NCHW",
             "channel_order": "RGB", "value_range": [0.0, 1.0],
             "resize": f"resize faces to {size}x{size} before calling (area / antialiased when shrinking)",
+            "framing": _framing(),
         },
         "output": {"name": "probabilities", "shape": ["N", len(model.classes)],
                    "meaning": "softmax probabilities in the order of classes"},
@@ -146,17 +161,104 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     }
     if fmt == "onnx":
         meta["onnx_opset"] = ONNX_OPSET
+    if geo:
+        meta["geometry"] = geometry_record(model, geo[0].name, geo[1])
     json_path = out.with_name(out.name + ".json")
     json_path.write_text(json.dumps(meta, indent=2) + "\n")
     return {"path": str(out), "json": str(json_path), "format": fmt, "image_size": size,
-            "parity_max_abs_diff": diff}
+            "parity_max_abs_diff": diff, **({"geometry_path": str(geo[0]), "geometry_parity_max_abs_diff": geo[1]}
+                                            if geo else {})}
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _write_checked(module: nn.Module, example: torch.Tensor, check: torch.Tensor, expected: torch.Tensor, fmt: str,
+                   out: Path, input_name: str) -> float:
+    """Write ``module`` as ``fmt`` to ``out`` (atomically) after checking it against ``expected``
+    on ``check`` (another batch size than ``example``: the batch axis is dynamic); returns the
+    largest absolute difference. An export that disagrees is refused."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(module, example, check_trace=False)
+            traced = torch.jit.freeze(traced.eval()) if hasattr(torch.jit, "freeze") else traced
+            traced.save(str(tmp))
+            got = torch.jit.load(str(tmp))(check)
+        else:
+            _export_onnx(module, example, tmp, input_name)
+            got = torch.from_numpy(run_onnx(tmp, check.numpy()))
+        diff = float((got.detach() - expected).abs().max())
+        if not diff <= PARITY_TOLERANCE:  # also catches NaN
+            raise ByelError(f"exported {fmt} model {out.name} disagrees with the PyTorch model (max abs diff {diff:.2e})")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return diff
+
+
+def _framing() -> str:
+    from byel.faces.features import SYNTH_EYES
+
+    (lx, ly), (rx, ry) = SYNTH_EYES
+    return (f"frame faces as the training faces are: byel predict rotates and scales each face found in a photo so "
+            f"its outer eye corners (face mesh points 33 and 263) are level at ({lx}, {ly}) and ({rx}, {ry}) of "
+            f"the side (byel.faces.features.SYNTH_EYES)")
+
+
+def _feature_batch(head, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n feature rows spread like the ones the head was fitted on: mean + std x N(0, 1)."""
+    z = torch.randn(n, head.mean.numel(), generator=gen)
+    return (head.mean.cpu() + head.std.cpu() * z).float()
+
+
+def geometry_record(model, file: str, diff: float) -> dict:
+    """The JSON's ``geometry`` block: the second file, the fusion, and how to compute its input."""
+    from byel.faces.features import EYE_CORNERS, N_FEATURES
+    from byel.faces.fusion import LANDMARKER
+    from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS
+    from byel.faces.model import DEFAULT_MODEL, SHA256
+
+    weight = round(float(model.fusion_weight), 6)
+    return {
+        "head": model.head_kind,
+        "file": file,
+        "input": {"name": "features", "shape": ["N", N_FEATURES], "dtype": "float32"},
+        "output": {"name": "probabilities", "shape": ["N", len(model.classes)],
+                   "meaning": "softmax probabilities in the order of classes"},
+        "standardisation": {"applied_inside": True, "formula": "(x - mean) / std per feature, fitted on the "
+                                                                 "synthetic training faces"},
+        "fusion_weight": weight,
+        "fusion": "p = (1 - w) * p_pixels + w * p_geometry for a face with a mesh; p = p_pixels for a face "
+                  f"without one (w = fusion_weight = {weight})",
+        "parity_max_abs_diff": diff,
+        "needs": "a face mesh from MediaPipe's Face Landmarker v2 (the file below: MediaPipe's own FaceLandmarker "
+                 "with blendshapes on, or byel's byel.faces.FaceMesher); the exported files cannot compute the "
+                 "features themselves",
+        "landmarker": {"model": LANDMARKER, "sha256": SHA256, "in_byel": f"byel/assets/{DEFAULT_MODEL.parent.name}/"
+                       f"{DEFAULT_MODEL.name}", "options": "face detection and landmark presence thresholds 0.5; "
+                       "output_face_blendshapes on"},
+        "features": {
+            "layout": f"[0:{len(BLENDSHAPES)}] the {len(BLENDSHAPES)} blendshape scores in the order of `blendshapes` "
+                      f"(MediaPipe's category order); [{len(BLENDSHAPES)}:{N_FEATURES}] the {N_LANDMARKS} mesh "
+                      "landmarks after alignment, interleaved: x0, y0, x1, y1, ... (z unused)",
+            "alignment": f"landmark x, y in image pixels (MediaPipe's normalised x times the image width, y times "
+                         f"its height), then the similarity (rotation, uniform scale, shift) that puts landmark "
+                         f"{EYE_CORNERS[0]} at (-0.5, 0) and {EYE_CORNERS[1]} at (0.5, 0): with points as complex "
+                         f"numbers z = x + iy, w = (z - (z{EYE_CORNERS[0]} + z{EYE_CORNERS[1]}) / 2) / "
+                         f"(z{EYE_CORNERS[1]} - z{EYE_CORNERS[0]}); features (Re w, Im w)",
+            "measured_on": "byel predict: the face in the whole photo (BlazeFace + mesh, byel.faces.FaceMesher.find); "
+                           "ready-cut face crops (training, evaluation, --no-detect): the crop with a replicated border "
+                           "of 0.25 x its side, scaled to 288 px (byel.faces.frame_crop), then BlazeFace + mesh",
+            "blendshapes": list(BLENDSHAPES),
+            "code": "byel.faces.geometry_features(byel.faces.Meshes.from_faces(faces))",
+        },
+    }
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str = "images") -> None:
     import warnings
 
-    kwargs = dict(input_names=["images"], output_names=["probabilities"], opset_version=ONNX_OPSET,
-                  dynamic_axes={"images": {0: "N"}, "probabilities": {0: "N"}})
+    kwargs = dict(input_names=[input_name], output_names=["probabilities"], opset_version=ONNX_OPSET,
+                  dynamic_axes={input_name: {0: "N"}, "probabilities": {0: "N"}})
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:

@@ -1,6 +1,7 @@
 """byel.export: standalone TorchScript / ONNX models agree with the PyTorch model."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,51 @@ def test_export_refuses_bad_requests(tmp_path, ckpts):
     with pytest.raises(CheckpointError, match="not found"):
         export(tmp_path / "missing.ckpt", tmp_path / "m", "torchscript")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_a_fused_model_exports_its_geometry_head_and_how_to_compute_its_features(tmp_path, fmt):
+    import hashlib
+
+    import cv2
+
+    pytest.importorskip("ai_edge_litert")
+    if fmt == "onnx" and onnx_available():
+        pytest.skip(onnx_available())
+    from byel.faces import FaceMesher, Meshes, geometry_features
+    from byel.faces.model import DEFAULT_MODEL
+    from test_predict import PHOTOS
+
+    pixels, fused = make_checkpoints(tmp_path / "pixels")[1], make_checkpoints(tmp_path / "fused", {"finetune.head": "fused"})[1]
+    ck = torch.load(fused, weights_only=False)
+    gen = torch.Generator().manual_seed(0)
+    ck["state_dict"]["geometry.mean"] = torch.randn(1008, generator=gen) * 0.1  # a fitted-looking head
+    ck["state_dict"]["geometry.std"] = torch.rand(1008, generator=gen) + 0.5
+    ck["state_dict"]["fusion_weight"] = torch.tensor(0.3)
+    torch.save(ck, fused)
+    r = export(fused, tmp_path / "out" / "model", fmt)
+    path = tmp_path / "out" / f"model.geometry{'.pt' if fmt == 'torchscript' else '.onnx'}"
+    assert r["geometry_path"] == str(path) and r["geometry_parity_max_abs_diff"] < 1e-5
+    geo = json.loads(open(r["json"]).read())["geometry"]
+    assert geo["file"] == path.name and geo["head"] == "fused" and geo["fusion_weight"] == 0.3
+    assert geo["landmarker"]["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
+    assert geo["input"]["shape"] == ["N", 1008] and geo["features"]["blendshapes"][:2] == ["_neutral", "browDownLeft"]
+    assert "33" in geo["features"]["alignment"] and "263" in geo["features"]["alignment"] and "needs" in geo
+    # the features of real faces, from the JSON's recipe alone, are byel's own ...
+    faces = FaceMesher().find(cv2.cvtColor(cv2.imread(str(PHOTOS / "group.jpg")), cv2.COLOR_BGR2RGB))
+    rows = []
+    for f in faces:
+        z = f.landmarks[:, 0].astype(np.float64) + 1j * f.landmarks[:, 1]
+        w = (z - (z[33] + z[263]) / 2) / (z[263] - z[33])
+        rows.append(np.concatenate([f.blendshapes, np.stack([w.real, w.imag], -1).ravel()]))
+    feats = np.array(rows, np.float32)
+    np.testing.assert_allclose(feats, geometry_features(Meshes.from_faces(faces))[0], atol=1e-5)
+    # ... and the exported head turns them into GeometryHead's probabilities
+    want = load_classifier(fused).geometry.probs(feats)
+    got = torch.jit.load(str(path))(torch.from_numpy(feats)).numpy() if fmt == "torchscript" else run_onnx(path, feats)
+    assert len(faces) == 5 and np.abs(want - 1 / 6).max() > 0.01  # not a flat head
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    # a pixels-only model: one file, no geometry block
+    r = export(pixels, tmp_path / "plain" / "model", fmt)
+    assert "geometry_path" not in r and "geometry" not in json.loads(open(r["json"]).read())
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == sorted([Path(r["path"]).name, Path(r["json"]).name])
