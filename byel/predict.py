@@ -232,6 +232,9 @@ class FaceFinder:
         if self.mesher is not None:
             from byel.faces.features import SYNTH_EYES, aligned_crop
 
+            if min(rgb.shape[:2]) < 2:  # a one-pixel line of an image: no face (the mesher refuses it)
+                return []
+
             return [Face(_image_box(f.box, rgb.shape), aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
                     for f in self.mesher.find(rgb, self.min_face)]
         if self.detector is None:

@@ -97,9 +97,12 @@ def test_a_photo_without_a_face_gets_one_no_face_row(tmp_path, ckpt):
     blank = write_image(tmp_path / "in" / "wall.png", 90, size=200)
     noise = tmp_path / "in" / "noise.png"
     cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 256, (120, 300, 3), dtype=np.uint8))
+    line = tmp_path / "in" / "line.png"
+    cv2.imwrite(str(line), np.full((1, 50, 3), 200, np.uint8))
     r = predict(ckpt, [str(tmp_path / "in")], tmp_path / "pred.csv", progress=False)
     _, rows = read_rows(tmp_path / "pred.csv")
-    assert r["no_face"] == 2 and r["faces"] == 0 and sorted(row["file"] for row in rows) == sorted([str(noise), str(blank)])
+    assert r["no_face"] == 3 and r["faces"] == 0
+    assert sorted(row["file"] for row in rows) == sorted([str(noise), str(blank), str(line)])
     assert all(row["predicted"] == NO_FACE and row["x"] == "" for row in rows)
 
 

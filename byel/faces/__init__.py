@@ -3,6 +3,7 @@ TFLite runtime: find faces, measure 478 landmarks and 52 blendshapes, turn them 
 
     from byel.faces import FaceMesher, measure_images, geometry_features
     faces = FaceMesher().measure(rgb)             # any photo -> list[Face], [] when none
+    faces = FaceMesher().find(photo)              # small faces too: the photo and tiles of it (byel predict)
     meshes = measure_images(crops, workers=2)     # N face crops -> one mesh (or none) each, cached
     feats, found = geometry_features(meshes)      # (N, 1008) blendshapes + eye-aligned landmarks
     head = fit_geometry_head(feats, labels)       # a torch module: features -> 6 class logits
