@@ -188,7 +188,8 @@ def _write_checked(module: nn.Module, example: torch.Tensor, check: torch.Tensor
             got = torch.from_numpy(run_onnx(tmp, check.numpy()))
         diff = float((got.detach() - expected).abs().max())
         if not diff <= PARITY_TOLERANCE:  # also catches NaN
-            raise ByelError(f"exported {fmt} model {out.name} disagrees with the PyTorch model (max abs diff {diff:.2e})")
+            raise ByelError(f"exported {fmt} model {out.name} disagrees with the PyTorch model "
+                            f"(max abs diff {diff:.2e})")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -245,9 +246,10 @@ def geometry_record(model, file: str, diff: float) -> dict:
                          f"{EYE_CORNERS[0]} at (-0.5, 0) and {EYE_CORNERS[1]} at (0.5, 0): with points as complex "
                          f"numbers z = x + iy, w = (z - (z{EYE_CORNERS[0]} + z{EYE_CORNERS[1]}) / 2) / "
                          f"(z{EYE_CORNERS[1]} - z{EYE_CORNERS[0]}); features (Re w, Im w)",
-            "measured_on": "byel predict: the face in the whole photo (BlazeFace + mesh, byel.faces.FaceMesher.find); "
-                           "ready-cut face crops (training, evaluation, --no-detect): the crop with a replicated border "
-                           "of 0.25 x its side, scaled to 288 px (byel.faces.frame_crop), then BlazeFace + mesh",
+            "measured_on": "byel predict: the face in the whole photo (BlazeFace + mesh, "
+                           "byel.faces.FaceMesher.find); ready-cut face crops (training, evaluation, --no-detect): "
+                           "the crop with a replicated border of 0.25 x its side, scaled to 288 px "
+                           "(byel.faces.frame_crop), then BlazeFace + mesh",
             "blendshapes": list(BLENDSHAPES),
             "code": "byel.faces.geometry_features(byel.faces.Meshes.from_faces(faces))",
         },

@@ -96,7 +96,8 @@ def test_a_fused_model_exports_its_geometry_head_and_how_to_compute_its_features
     from byel.faces.model import DEFAULT_MODEL
     from test_predict import PHOTOS
 
-    pixels, fused = make_checkpoints(tmp_path / "pixels")[1], make_checkpoints(tmp_path / "fused", {"finetune.head": "fused"})[1]
+    pixels = make_checkpoints(tmp_path / "pixels")[1]
+    fused = make_checkpoints(tmp_path / "fused", {"finetune.head": "fused"})[1]
     ck = torch.load(fused, weights_only=False)
     gen = torch.Generator().manual_seed(0)
     ck["state_dict"]["geometry.mean"] = torch.randn(1008, generator=gen) * 0.1  # a fitted-looking head
@@ -128,4 +129,4 @@ def test_a_fused_model_exports_its_geometry_head_and_how_to_compute_its_features
     # a pixels-only model: one file, no geometry block
     r = export(pixels, tmp_path / "plain" / "model", fmt)
     assert "geometry_path" not in r and "geometry" not in json.loads(open(r["json"]).read())
-    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == sorted([Path(r["path"]).name, Path(r["json"]).name])
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == sorted(Path(r[k]).name for k in ("path", "json"))
