@@ -19,7 +19,6 @@ fused head (+ the MediaPipe Face Landmarker, pretrained on real faces).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from byel.cli import Parser, run_guarded
 from byel.errors import ByelError
+from byel.export import file_sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = "model.ckpt"
@@ -230,14 +230,6 @@ def score_rows(result: dict) -> list[dict]:
 # --------------------------------------------------------------------------- shipping
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_slim(best: Path, path: Path) -> dict:
     """The inference checkpoint of `best`: its weights and byel metadata only, written
     atomically, checked to load (weights only) into the same network, and at most MAX_BYTES."""
@@ -246,7 +238,7 @@ def write_slim(best: Path, path: Path) -> dict:
     from byel.checkpoint import atomic_torch_save, load_checkpoint
 
     full = load_checkpoint(best, kinds=("finetune",))
-    meta = {**full["byel"], "shipped": {"source": "fine-tuned best.ckpt", "source_sha256": sha256(best)}}
+    meta = {**full["byel"], "shipped": {"source": "fine-tuned best.ckpt", "source_sha256": file_sha256(best)}}
     atomic_torch_save({"state_dict": full["state_dict"], "byel": meta}, path)
     size = path.stat().st_size
     if size > MAX_BYTES:
@@ -257,7 +249,7 @@ def write_slim(best: Path, path: Path) -> dict:
     if slim["state_dict"].keys() != full["state_dict"].keys() or not all(
             torch.equal(slim["state_dict"][k], v) for k, v in full["state_dict"].items()):
         raise ByelError(f"the slim checkpoint {path} does not hold the weights of {best}")
-    return {"file": path.name, "bytes": size, "sha256": sha256(path), "max_bytes": MAX_BYTES,
+    return {"file": path.name, "bytes": size, "sha256": file_sha256(path), "max_bytes": MAX_BYTES,
             "contents": "fine-tuned weights (state_dict) and byel metadata; no optimiser, EMA/target, "
                         "loop or random state", "meta": meta}
 
@@ -301,7 +293,7 @@ def model_card(out: Path, summary: dict, shipped: dict, evaluations: list[dict],
     components = []
     if meta.get("face_geometry"):
         components.append({"name": meta["face_geometry"]["model"], "file": "byel/assets/face_landmarker/face_landmarker.task",
-                           "sha256": sha256(DEFAULT_MODEL), "sha256_in_checkpoint": meta["face_geometry"]["sha256"],
+                           "sha256": file_sha256(DEFAULT_MODEL), "sha256_in_checkpoint": meta["face_geometry"]["sha256"],
                            "licence": LANDMARKER_LICENCE, "tier": "B",
                            "trained_on": "real faces, by Google, for face geometry (landmarks, blendshapes); "
                                          "it predicts no expression class"})

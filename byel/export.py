@@ -69,7 +69,7 @@ class StandaloneClassifier(nn.Module):
         return self.head(self.backbone(self.normalize(images))).softmax(-1)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -156,7 +156,7 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
         "backbone": cfg.model.backbone,
         "config_digest": cfg.digest(),
         "source_checkpoint": str(ckpt.resolve()),
-        "source_checkpoint_sha256": _sha256(ckpt),
+        "source_checkpoint_sha256": file_sha256(ckpt),
         "parity_max_abs_diff": diff,
     }
     if fmt == "onnx":
