@@ -372,7 +372,8 @@ def cmd_demo(args) -> int:
 def cmd_data_inspect(args) -> int:
     from byel.data.inspect import inspect
 
-    print(inspect(args.spec, args.out, size=args.size, unlabelled=args.unlabelled, log_path=args.log))
+    print(inspect(args.spec, args.out, size=args.size, unlabelled=args.unlabelled, log_path=args.log,
+                  classes=args.classes))
     return 0
 
 
@@ -698,6 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--size", type=size_int, default=64, metavar="PX", help="tile side in pixels")
     ins.add_argument("--unlabelled", action="store_true", help="read every image under the folder, no classes")
     ins.add_argument("--log", help="write the list of unusable files here (default: beside --out)")
+    ins.add_argument("--classes", type=int, choices=CLASS_COUNTS, default=6,
+                     help="6: the six emotions (neutral skipped and counted); 7: with neutral")
     ins.set_defaults(func=cmd_data_inspect, writes={"out": "picture", "log": "file"}, reads=("spec",))
     return p
 

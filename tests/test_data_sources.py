@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import fer_pixels, write_affwild2_annotation, write_image
 
+from byel.cli import main
 from byel.classes import CLASSES
 from byel.data import cache as cache_store
 from byel.data import load, parse_spec, sources, write_problem_log
@@ -263,11 +264,17 @@ def test_inspect_reports_and_writes_a_contact_sheet(imagefolder_tree, tmp_path):
     out = tmp_path / "sheet" / "faces.png"
     report = inspect(str(imagefolder_tree), str(out), size=32, progress=False)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "anger" in report and "skipped (not one of the six): contempt 1, misc 1, neutral 2" in report
+    assert "anger" in report and "skipped (not one of the 6 classes): contempt 1, misc 1, neutral 2" in report
     assert (tmp_path / "sheet" / "faces-problems.txt").is_file()
     assert f"4 problems listed in {tmp_path / 'sheet' / 'faces-problems.txt'}" in report
     report = inspect(str(imagefolder_tree), None, size=32, progress=False)
     assert "give --out" in report and "zero_byte" in report
+
+
+def test_inspect_with_seven_classes_counts_neutral(fer_sample, capsys):
+    assert main(["data", "inspect", str(fer_sample), "--classes", "7", "--size", "32"]) == 0
+    report = capsys.readouterr().out
+    assert "usable images: 140" in report and "  neutral        20   14.3%" in report and "skipped" not in report
 
 
 def test_fer_sample_fixture(fer_sample):

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from byel.checks import check_picture
-from byel.classes import CLASSES
+from byel.classes import NUM_CLASSES, class_names
 from byel.data.sources import ImageSet, load, write_problem_log
 
 SAMPLES_PER_ROW = 8
@@ -17,25 +17,26 @@ _SHOWN_PROBLEMS = 5
 
 
 def inspect(spec: str, out_png: str | None, size: int = 64, *, unlabelled: bool = False,
-            log_path: str | None = None, progress: bool = True) -> str:
+            log_path: str | None = None, progress: bool = True, classes: int = NUM_CLASSES) -> str:
     """Load SPEC, return the printable report; write the contact sheet to out_png if given.
 
+    ``classes``: 6 (neutral skipped and counted) or 7 (neutral kept as a class).
     Unusable files are written to log_path, by default next to out_png as
     ``<out_png stem>-problems.txt``; without either, the report shows the first few.
     """
     if out_png:  # before the scan: matplotlib would refuse an unknown extension only at the end
         check_picture(out_png, "--out")
-    s = load(spec, size, unlabelled=unlabelled, progress=progress)
+    s = load(spec, size, unlabelled=unlabelled, progress=progress, classes=classes)
     lines = [f"data: {s.spec}"]
     if unlabelled:
         lines.append(f"usable images: {len(s)} (unlabelled)")
     else:
         lines.append(f"usable images: {len(s)}")
-        width = max(len(c) for c in CLASSES)
+        width = max(len(c) for c in class_names(classes))
         for c, n in s.counts().items():
             lines.append(f"  {c:<{width}} {n:>7}  {100 * n / len(s):5.1f}%" + ("  <- none" if n == 0 else ""))
     if s.skipped:
-        lines.append("skipped (not one of the six): " + ", ".join(f"{k} {v}" for k, v in s.skipped.items()))
+        lines.append(f"skipped (not one of the {classes} classes): " + ", ".join(f"{k} {v}" for k, v in s.skipped.items()))
     if s.dropped:
         lines.append("dropped (unusable): " + ", ".join(f"{k} {v}" for k, v in s.dropped.items()))
     lines += [f"note: {n}" for n in s.notes]
