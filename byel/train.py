@@ -24,7 +24,6 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from byel.adapt.tier import add_uses
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
 from byel.checks import check_run_folder, global_rank, run_lock
-from byel.classes import CLASSES
 from byel.config import Config
 from byel.data.datamodule import ArrayDataModule
 from byel.data.split import stratified_split
@@ -350,6 +349,3 @@ def _written(path: Path) -> Path:
         raise ByelError(f"training ended without writing its checkpoint {path}; see the messages above")
     return path
 
-
-def class_names(labels: np.ndarray) -> dict[str, int]:
-    return {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
