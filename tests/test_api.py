@@ -248,6 +248,25 @@ def test_load_without_a_shipped_model_is_one_clear_line(tmp_path, monkeypatch):
     assert str(e.value) == "no default model shipped yet; pass a checkpoint"
 
 
+def test_the_shipped_model_reads_a_photo_without_any_training():
+    """The issue's check: `byel.load().predict(photo)` right after install, one entry per face."""
+    import json
+
+    import byel.export
+    import byel.predict
+
+    ship = byel.predict.DEFAULT_MODEL_DIR
+    card = json.loads((ship / "model_card.json").read_text())
+    ckpt = ship / "model.ckpt"
+    assert ckpt.stat().st_size <= 20 * 1024 * 1024
+    model = byel.load()
+    assert model.checkpoint == ckpt and list(model.classes) == card["model"]["classes"]
+    assert byel.export.file_sha256(ckpt) == card["model"]["sha256"]  # the card describes this very file
+    faces = model.predict(str(PHOTOS / "group.jpg"))
+    assert len(faces) == 5 and all(f.label in model.classes for f in faces)
+    assert all(abs(sum(f.probabilities.values()) - 1) < 1e-4 for f in faces)
+
+
 @needs_detector
 def test_inference_speed_benchmark_writes_its_tables(tmp_path):
     import json
