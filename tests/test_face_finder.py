@@ -163,3 +163,16 @@ def test_a_fused_model_classifies_with_the_mesh_measured_on_the_photo(tmp_path, 
     got = np.array([list(f.probabilities.values()) for f in faces])
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(want - pixels).max() > 1e-3  # the geometry head did count
+
+
+def test_predict_prints_no_tflite_log_line(tmp_path):
+    """TFLite's C++ INFO line about its XNNPACK delegate stays out of what a user sees."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "p.csv"
+    p = subprocess.run([sys.executable, "-m", "byel", "predict", str(PHOTOS / "group.jpg"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "XNNPACK" not in p.stderr + p.stdout and "TensorFlow" not in p.stderr + p.stdout
+    assert len(read_rows(out)[1]) == 5

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import sys
 import zipfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,6 +47,27 @@ def interpreter(content: bytes, threads: int = 1):
     except ImportError:
         raise ByelError("face geometry needs Google's TFLite runtime: pip install ai-edge-litert "
                         "(wheels for Linux, Windows and Apple-silicon macOS; none for Intel macOS)") from None
-    it = Interpreter(model_content=content, num_threads=threads)
-    it.allocate_tensors()
+    with _native_stderr_hidden():
+        it = Interpreter(model_content=content, num_threads=threads)
+        it.allocate_tensors()
     return it
+
+
+@contextmanager
+def _native_stderr_hidden():
+    """TFLite's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on file
+    descriptor 2 for every interpreter, into every `byel predict`; Python errors still raise."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
