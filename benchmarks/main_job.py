@@ -5,8 +5,10 @@ faces) once per seed, then one table of plain and AdaBN macro-F1 (mean ± std) a
 
 Writes OUT/results.json and OUT/results.md (default OUT: benchmarks/results/main_job) and keeps
 every run under --runs (default runs/main-job/s<seed>); a seed whose report exists is not rerun.
-Tiers: the plain score is tier A (synthetic pixels only); the AdaBN score is tier C (BatchNorm
-statistics from the evaluated images without their labels, transductive).
+Tiers come from each run's evaluation report: the plain score of a pixel model is tier A
+(synthetic pixels only), its AdaBN score tier C (BatchNorm statistics from the evaluated images
+without their labels, transductive); with `-- --head fused|geometry` the model's own scores are
+tier B / B+C and the pixel CNN's alone (A / C) are listed beside them.
 """
 
 from __future__ import annotations
@@ -67,10 +69,22 @@ def run(args) -> int:
                 raise ByelError(f"the demo for seed {seed} failed (see above); fix it and run this again")
         r = json.loads(report.read_text())
         ev = r["evaluation"]
-        rows.append({"seed": seed, "macro_f1": ev["macro_f1"], "accuracy": ev["accuracy"],
-                     "adabn_macro_f1": ev["adabn"]["macro_f1"], "adabn_accuracy": ev["adabn"]["accuracy"],
-                     "n_images": ev["n_images"], "n_adapt_images": ev["adabn"].get("n_adapt_images"),
-                     "per_class_f1": ev["per_class_f1"], "seconds": r["seconds"]})
+        row = {"seed": seed, "macro_f1": ev["macro_f1"], "accuracy": ev["accuracy"],
+               "adabn_macro_f1": ev["adabn"]["macro_f1"], "adabn_accuracy": ev["adabn"]["accuracy"],
+               "n_images": ev["n_images"], "n_adapt_images": ev["adabn"].get("n_adapt_images"),
+               "per_class_f1": ev["per_class_f1"], "seconds": r["seconds"],
+               # reports written before tiers were recorded are pixel models: A, and C with AdaBN
+               "tier": ev.get("tier", {}).get("name", "A"), "adabn_tier": ev["adabn"].get("tier", {}).get("name", "C")}
+        if "pixels_only" in ev:  # a geometry or fused head: its pixel CNN alone too (tiers A / C)
+            geo = ev["tier"]["face_geometry"]
+            row.update(pixels_macro_f1=ev["pixels_only"]["macro_f1"],
+                       pixels_adabn_macro_f1=ev["adabn"]["pixels_only"]["macro_f1"],
+                       head=geo["head"], mesh_rate=geo["detection_rate"])
+        rows.append(row)
+    tiers = {(r["tier"], r["adabn_tier"], "pixels_macro_f1" in r) for r in rows}
+    if len(tiers) != 1:
+        raise ByelError(f"the runs under {args.runs} are of different kinds (tiers {sorted(tiers)}): one kind per table")
+    (tier, adabn_tier, pixels), = tiers
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds)) \
@@ -78,21 +92,36 @@ def run(args) -> int:
     f1 = [r["macro_f1"] for r in rows]
     ada = [r["adabn_macro_f1"] for r in rows]
     minutes = [r["seconds"]["total_s"] / 60 for r in rows]
+    extra_head = " pixel CNN alone (tier A) | pixel CNN alone with AdaBN (tier C) | face mesh found |" if pixels else ""
     lines = [
         f"Command: `{command}`  ",
         f"Machine: {machine()}  ",
         f"Real faces: {args.real}, {rows[0]['n_images']} images scored; chance macro-F1 0.167.",
         "",
-        "| seed | macro-F1 (tier A) | accuracy | macro-F1 with AdaBN (tier C) | accuracy with AdaBN | minutes |",
-        "|---|---|---|---|---|---|",
+        f"| seed | macro-F1 (tier {tier}) | accuracy | macro-F1 with AdaBN (tier {adabn_tier}) | accuracy with AdaBN |"
+        + extra_head + " minutes |",
+        "|---|---|---|---|---|" + ("---|" * 3 if pixels else "") + "---|",
     ]
+
+    def pixel_cells(vals: list[str]) -> str:
+        return "".join(f" {v} |" for v in vals) if pixels else ""
+
     for r in rows:
+        px = [f"{r['pixels_macro_f1']:.3f}", f"{r['pixels_adabn_macro_f1']:.3f}", f"{r['mesh_rate']:.1%}"] if pixels else []
         lines.append(f"| {r['seed']} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['adabn_macro_f1']:.3f} | "
-                     f"{r['adabn_accuracy']:.3f} | {r['seconds']['total_s'] / 60:.1f} |")
+                     f"{r['adabn_accuracy']:.3f} |{pixel_cells(px)} {r['seconds']['total_s'] / 60:.1f} |")
+    px = ([mean_std([r["pixels_macro_f1"] for r in rows]), mean_std([r["pixels_adabn_macro_f1"] for r in rows]),
+           f"{np.mean([r['mesh_rate'] for r in rows]):.1%}"] if pixels else [])
     lines.append(f"| **mean ± std** | **{mean_std(f1)}** | {mean_std([r['accuracy'] for r in rows])} | "
-                 f"**{mean_std(ada)}** | {mean_std([r['adabn_accuracy'] for r in rows])} | {np.mean(minutes):.1f} |")
-    lines += ["", "Tier A: pixels learned from synthetic faces only. Tier C: + BatchNorm statistics re-estimated on "
-              f"the {rows[0]['n_adapt_images']} evaluated real images without their labels (transductive)."]
+                 f"**{mean_std(ada)}** | {mean_std([r['adabn_accuracy'] for r in rows])} |{pixel_cells(px)} "
+                 f"{np.mean(minutes):.1f} |")
+    from byel.adapt.tier import LABELS
+
+    lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in dict.fromkeys([tier, adabn_tier, "A", "C"] if pixels else [tier, adabn_tier]))
+              + f" AdaBN: BatchNorm statistics re-estimated on the {rows[0]['n_adapt_images']} evaluated real images "
+              "without their labels (transductive)."]
+    if pixels:
+        lines.append(f"Head: {rows[0]['head']} (face geometry where a mesh is found, the pixel CNN elsewhere).")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "real": args.real,
                                                   "runs": rows}, indent=2))

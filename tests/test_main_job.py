@@ -42,3 +42,33 @@ def test_main_job_missing_real_set_is_one_line(tmp_path):
     p = _run("--real", str(tmp_path / "nowhere"), "--seeds", "0", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.count("error:") == 1 and "Traceback" not in p.stderr
+
+
+def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path):
+    """Reports of fused-head demos (written here by hand, in the evaluation report's layout): the
+    table takes its tiers from them, B / B+C for the model, A / C for its pixel CNN alone."""
+    for seed, (fused, pixels) in enumerate([(0.40, 0.20), (0.30, 0.24)]):
+        tier = lambda name, geo=None: {"name": name, "face_geometry": geo}  # noqa: E731
+        geo = {"head": "fused", "detection_rate": 0.9}
+        ev = {"macro_f1": fused, "accuracy": 0.5, "n_images": 120, "per_class_f1": {}, "tier": tier("B", geo),
+              "pixels_only": {"macro_f1": pixels, "tier": tier("A")},
+              "adabn": {"macro_f1": fused + 0.01, "accuracy": 0.5, "n_adapt_images": 120, "tier": tier("B+C", geo),
+                        "pixels_only": {"macro_f1": pixels + 0.05, "tier": tier("C")}}}
+        run = tmp_path / "runs" / f"s{seed}"
+        run.mkdir(parents=True)
+        (run / "report.json").write_text(json.dumps({"evaluation": ev, "seconds": {"total_s": 60.0}}))
+    p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+             "--out", str(tmp_path / "res"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    md = (tmp_path / "res" / "results.md").read_text()
+    assert "| seed | macro-F1 (tier B) | accuracy | macro-F1 with AdaBN (tier B+C) |" in md
+    assert "| 0 | 0.400 | 0.500 | 0.410 | 0.500 | 0.200 | 0.250 | 90.0% | 1.0 |" in md
+    assert "**0.350 ± 0.071**" in md and "0.220 ± 0.028" in md and "Head: fused" in md
+    # a table never mixes kinds: a pixels-only run beside them is refused in one line
+    ev["tier"], ev["adabn"]["tier"] = {"name": "A"}, {"name": "C"}
+    del ev["pixels_only"]
+    (tmp_path / "runs" / "s2").mkdir()
+    (tmp_path / "runs" / "s2" / "report.json").write_text(json.dumps({"evaluation": ev, "seconds": {"total_s": 1}}))
+    p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "2", "--runs", str(tmp_path / "runs"),
+             "--out", str(tmp_path / "res"), cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("error:") == 1 and "different kinds" in p.stderr
