@@ -26,6 +26,9 @@ from byel.cli import Parser, run_guarded
 from byel.errors import ByelError
 
 
+DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/main_job"}
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
@@ -45,8 +48,8 @@ def main(argv=None) -> int:
     p = Parser(prog="main_job.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--real", required=True, help="labelled real faces (a data spec)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--runs", default="runs/main-job", help="one demo run folder per seed below this")
-    p.add_argument("--out", default="benchmarks/results/main_job")
+    p.add_argument("--runs", default=DEFAULTS["runs"], help="one demo run folder per seed below this")
+    p.add_argument("--out", default=DEFAULTS["out"])
     p.add_argument("demo_args", nargs=argparse.REMAINDER, help="after --: extra `byel demo` options")
     args = p.parse_args(argv)
     return run_guarded(lambda: run(args))
@@ -88,6 +91,7 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds)) \
+        + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]) \
         + (" -- " + " ".join(extra) if extra else "")
     f1 = [r["macro_f1"] for r in rows]
     ada = [r["adabn_macro_f1"] for r in rows]

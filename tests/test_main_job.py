@@ -64,6 +64,7 @@ def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path)
     assert "| seed | macro-F1 (tier B) | accuracy | macro-F1 with AdaBN (tier B+C) |" in md
     assert "| 0 | 0.400 | 0.500 | 0.410 | 0.500 | 0.200 | 0.250 | 90.0% | 1.0 |" in md
     assert "**0.350 ± 0.071**" in md and "0.220 ± 0.028" in md and "Head: fused" in md
+    assert f"--runs {tmp_path / 'runs'} --out {tmp_path / 'res'}" in md  # the command finds these runs again
     # a table never mixes kinds: a pixels-only run beside them is refused in one line
     ev["tier"], ev["adabn"]["tier"] = {"name": "A"}, {"name": "C"}
     del ev["pixels_only"]
