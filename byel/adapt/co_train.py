@@ -70,8 +70,7 @@ def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=
     from byel.faces.fusion import LANDMARKER, features
     from byel.faces.model import SHA256
 
-    check_head(model)
-    if synthetic is None:
+    if synthetic is None:  # (the head was checked by byel.adapt.run before round 0)
         raise DataError(NEEDS_SYNTHETIC)
     syn_images, syn_labels = synthetic
     n_classes = monitor.probs.shape[1]
