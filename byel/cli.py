@@ -389,7 +389,7 @@ def cmd_benchmark_ablation(args) -> int:
     overrides = args.overrides + ([f"data.classes={args.classes}"] if args.classes else [])
     run_ablation(args.out, evals, preset=args.preset, seeds=args.seeds, methods=tuple(args.methods or ABLATION_METHODS),
                  overrides=overrides, data=args.data, adapt_bn=args.adapt_bn, progress=not args.no_progress,
-                 unlabelled=args.unlabelled, adapt=args.adapt)
+                 unlabelled=args.unlabelled, adapt=args.adapt, command=args.command_line)
     print((Path(args.out) / "results.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}\nchart:   {Path(args.out) / 'results.png'}")
     return 0
@@ -751,6 +751,7 @@ def _own_run_folder(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = "byel " + shlex.join(sys.argv[1:] if argv is None else argv)  # recorded by results files
 
     def run():
         _check_paths(args)

@@ -41,6 +41,7 @@ def run_ablation(
     unlabelled: str | None = None,
     adapt: str | None = None,
     adapt_options=None,
+    command: str | None = None,
 ) -> list[dict]:
     """Run (or resume) the ablation; returns this configuration's records (results.json keeps
     every configuration's) and writes results.json/.md/.png.
@@ -53,7 +54,8 @@ def run_ablation(
     `unlabelled`: a spec of unlabelled real images; methods with a BYOL term are also trained with
     them (a run identity of its own). `adapt`: an adaptation method of byel.adapt (options
     `adapt_options`, a byel.adapt.common.Options), run on the AdaBN images; its identity (method,
-    options, images) is kept with each score, so a change recomputes it."""
+    options, images) is kept with each score, so a change recomputes it. `command`: the command
+    line behind the table, written at its top."""
     import torch
 
     from byel.adapt import adaptation_set, adapt_batchnorm
@@ -177,7 +179,7 @@ def run_ablation(
                     tmp.write_text(json.dumps(results, indent=2))
                     tmp.replace(results_path)
                 current.append(record)
-    write_table(current, out, eval_sets, adapt)
+    write_table(current, out, eval_sets, adapt, command)
     return current
 
 
@@ -195,7 +197,8 @@ def _row_name(r: dict) -> str:
     return r["method"] + (" + unlabelled real" if r.get("unlabelled") else "")
 
 
-def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str | None = None) -> Path:
+def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str | None = None,
+                command: str | None = None) -> Path:
     """results.md (mean ± std macro-F1 per method — and pre-training data — and set, Δ vs
     supervised: without adaptation, with AdaBN, after `adapt`) and a bar chart."""
     from byel.plots import ablation_bars
@@ -226,6 +229,8 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
               "unlabelled real images (the AdaBN and adaptation columns, and every row pre-trained with them")
              + (f": {', '.join(unlabelled)}" if unlabelled else "") + "). Δ: against supervised in the same column.",
              "", METRIC_DEFINITION, ""]
+    if command:
+        lines[:0] = [f"Command: `{command}`", ""]
     columns = [("macro-F1", lambda e: e), ("macro-F1 with AdaBN", lambda e: e["adabn"])]
     if adapt:
         columns.append((f"macro-F1 after {adapt}", lambda e: e.get("adapt", {})))

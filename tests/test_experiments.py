@@ -51,6 +51,7 @@ def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch
         assert rows[r["method"]][0] == f"{ev['macro_f1']:.3f}" and rows[r["method"]][2] == f"{ev['adabn']['macro_f1']:.3f}"
         assert rows[r["method"]][4] == "1"
     assert "chance" in md and "generate.per_class=8" in md
+    assert md.startswith("Command: `byel benchmark ablation --out ")  # the command behind the table
     assert (out / "results.png").stat().st_size > 5000
 
     import byel.train
