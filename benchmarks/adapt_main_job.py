@@ -1,0 +1,127 @@
+"""Label-free adaptation of the main job's models, over seeds: `byel adapt` (each method) on the
+real faces without their labels, then `byel evaluate` of the adapted checkpoint; one table of
+macro-F1 (mean ± std) per method, the unadapted model first.
+
+    python benchmarks/main_job.py --real ../shared/data/fer2013-publictest --seeds 0 1 2 \
+        --runs runs/main-job-fused --out benchmarks/results/main_job_fused -- --head fused
+    python benchmarks/adapt_main_job.py --real ../shared/data/fer2013-publictest --seeds 0 1 2 \
+        --runs runs/main-job-fused --methods adabn self-train co-train
+
+Reads each seed's demo run (RUNS/s<seed>: its fine-tuned checkpoint, its synthetic faces for the
+methods that mix them in, its report for the unadapted scores); writes every adapted run under
+RUNS/adapt/<method>-s<seed> (a run whose eval.json exists is not redone) and OUT/results.json and
+OUT/results.md (default OUT: benchmarks/results/adapt_main_job). Tiers come from the reports: the
+adaptation images are real (tier C); a geometry or fused head adds B, and its pixel CNN alone is
+listed beside it (co-train's CNN learned from the geometry view's labels: B+C).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # main_job, also when imported by a test
+from main_job import machine, mean_std  # noqa: E402
+
+from byel.adapt import METHODS, SYNTHETIC  # noqa: E402
+from byel.cli import Parser, run_guarded  # noqa: E402
+from byel.errors import ByelError  # noqa: E402
+
+DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/adapt_main_job"}
+
+
+def main(argv=None) -> int:
+    p = Parser(prog="adapt_main_job.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--real", required=True, help="the real faces: adapted on without labels, then scored")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--runs", default=DEFAULTS["runs"], help="the main job's runs (s<seed> below it)")
+    p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["adabn", "self-train"])
+    p.add_argument("--out", default=DEFAULTS["out"])
+    args = p.parse_args(argv)
+    return run_guarded(lambda: run(args))
+
+
+def _byel(*argv: str) -> None:
+    cmd = [sys.executable, "-m", "byel", *argv, "--no-progress"]
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    if subprocess.call(cmd) != 0:
+        raise ByelError(f"`byel {argv[0]}` failed (see above); fix it and run this again")
+
+
+def _scores(ev: dict) -> dict:
+    """The model's macro-F1 and tier, and its pixel CNN's alone when it has a geometry head."""
+    row = {"macro_f1": ev["macro_f1"], "tier": ev.get("tier", {}).get("name", "A")}
+    if "pixels_only" in ev:
+        row.update(pixels_macro_f1=ev["pixels_only"]["macro_f1"], pixels_tier=ev["pixels_only"]["tier"]["name"])
+    return row
+
+
+def run(args) -> int:
+    if not Path(args.real.split(":", 1)[-1]).exists():
+        raise ByelError(f"--real {args.real}: not found")
+    runs = Path(args.runs)
+    for seed in args.seeds:
+        for need in ("report.json", "finetune/checkpoints/best.ckpt", "synthetic"):
+            if not (runs / f"s{seed}" / need).exists():
+                raise ByelError(f"{runs / f's{seed}' / need} not found: run benchmarks/main_job.py "
+                                f"--seeds {seed} --runs {runs} first")
+    rows = []
+    for seed in args.seeds:
+        src = runs / f"s{seed}"
+        rows.append({"seed": seed, "method": "none",
+                     **_scores(json.loads((src / "report.json").read_text())["evaluation"])})
+        for method in args.methods:
+            out = runs / "adapt" / f"{method}-s{seed}"
+            if not (out / "eval.json").exists():
+                _byel("adapt", "--checkpoint", str(src / "finetune/checkpoints/best.ckpt"), "--data", args.real,
+                      "--method", method, "--out", str(out), "--overwrite",
+                      *(["--synthetic", str(src / "synthetic")] if method in SYNTHETIC else []))
+                _byel("evaluate", "--checkpoint", str(out / "checkpoints/adapted.ckpt"), "--data", args.real,
+                      "--report", str(out / "eval.json"))
+            record = json.loads((out / "adapt.json").read_text())
+            rows.append({"seed": seed, "method": method, "n_adapt_images": record.get("n_images"),
+                         "adapt_s": record.get("seconds"),
+                         **_scores(json.loads((out / "eval.json").read_text()))})
+    table = write(rows, args)
+    print(table)
+    print(f"\nresults: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def write(rows: list[dict], args) -> str:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
+               + " --methods " + " ".join(args.methods)
+               + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
+    pixels = "pixels_macro_f1" in rows[0]
+    lines = [f"Command: `{command}`  ", f"Machine: {machine()}  ",
+             f"Real faces: {args.real}; every adaptation reads all of its images without labels (transductive: "
+             "the scored images are among them); chance macro-F1 0.167.", "",
+             "| adaptation | macro-F1 | tier |" + (" pixel CNN alone | tier |" if pixels else "") + " per seed | runs |",
+             "|---|---|---|" + ("---|---|" if pixels else "") + "---|---|"]
+    for method in ["none", *args.methods]:
+        mine = [r for r in rows if r["method"] == method]
+        tiers = {(r["tier"], r.get("pixels_tier")) for r in mine}
+        if len(tiers) != 1:
+            raise ByelError(f"the {method} runs are of different tiers {sorted(tiers)}: one kind per table")
+        (tier, pixels_tier), = tiers
+        cells = [mean_std([r["macro_f1"] for r in mine]), tier]
+        if pixels:
+            cells += [mean_std([r["pixels_macro_f1"] for r in mine]), pixels_tier]
+        per_seed = " / ".join(f"{r['macro_f1']:.3f}" for r in mine)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {per_seed} | {len(mine)} |")
+    from byel.adapt.tier import LABELS
+
+    used = dict.fromkeys(t for r in rows for t in (r["tier"], r.get("pixels_tier")) if t)
+    lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in used)]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "real": args.real,
+                                                  "runs": rows}, indent=2))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
