@@ -32,7 +32,8 @@ from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
 from byel.synth.warp import DEFAULT_STRENGTH
 
-BACKENDS = ("procedural", "warp")
+BACKENDS = ("procedural", "warp", "mesh")
+FROM_REAL = ("warp", "mesh")  # backends whose images are made of real source faces (tier C)
 PREVIEW_PER_CLASS = 8
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed, so files are deterministic
 
@@ -43,13 +44,14 @@ _STATE: dict = {}
 
 def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size: int = 64,
              seed: int = 0, workers: int = 1, sources=None, grey: bool = False, classes=None,
-             warp_strength: float = DEFAULT_STRENGTH, progress: bool = True) -> dict:
+             warp_strength: float = DEFAULT_STRENGTH, progress: bool = True, gate: bool | None = None) -> dict:
     """Render `per_class` faces for each class and return a summary dict (see module doc).
     `classes`: None or 6, the six emotions; 7, the six and neutral; or a list of class names
-    (neutral among them allowed)."""
+    (neutral among them allowed). `gate`: the mesh backend's label-free quality gate (default on
+    for mesh; byel.synth.mesh): rejected faces are drawn again, acceptance is recorded per class."""
     names = _check(backend, per_class, size, workers, sources, classes, warp_strength)
     out = Path(out_dir)
-    renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength)
+    renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength, gate)
     out.mkdir(parents=True, exist_ok=True)
     for c in names:
         (out / c).mkdir(exist_ok=True)
@@ -79,7 +81,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     rows.sort(key=lambda r: (ALL.index(r["class"]), r["file"]))
     manifest = _write_manifest(out / MANIFEST, rows, backend, seed)
     info = _write_provenance(out / GENERATE_INFO, rows, renderer, sources, backend=backend, seed=seed, size=size,
-                             grey=grey, per_class={c: per_class for c in names})
+                             grey=grey, per_class={c: per_class for c in names}, gate=gate_stats(rows, renderer))
     _remove_stale(out, names, per_class)
     preview = contact_sheet(
         {c: [cv2.imread(str(out / c / f"{c}_{i:06d}.png"))[..., ::-1]
@@ -94,6 +96,8 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     if hasattr(renderer, "stats"):
         summary["sources"] = renderer.stats
         summary["warp_strength"] = renderer.strength
+    if getattr(renderer, "gate", False):
+        summary["gate"] = gate_stats(rows, renderer)
     return summary
 
 
@@ -108,8 +112,8 @@ def _check(backend, per_class, size, workers, sources, classes, warp_strength) -
         raise ConfigError(f"workers must be at least 1, got {workers}")
     if not warp_strength > 0:
         raise ConfigError(f"warp strength must be a positive multiple of the FACS magnitudes, got {warp_strength}")
-    if backend == "warp" and not sources:
-        raise ConfigError("the warp backend needs --sources DIR: a folder of (neutral) face images")
+    if backend in FROM_REAL and not sources:
+        raise ConfigError(f"the {backend} backend needs --sources DIR: a folder of (neutral) face images")
     if not classes:
         return list(CLASSES)
     if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
@@ -124,11 +128,16 @@ def _check(backend, per_class, size, workers, sources, classes, warp_strength) -
     return sorted(names, key=ALL.index)
 
 
-def _make_backend(backend, size, grey, seed, sources, progress, warp_strength):
+def _make_backend(backend, size, grey, seed, sources, progress, warp_strength, gate=None):
     if backend == "procedural":
         from byel.synth.procedural import ProceduralBackend
 
         return ProceduralBackend(size=size, grey=grey)
+    if backend == "mesh":
+        from byel.synth.mesh import MeshBackend
+
+        return MeshBackend(sources, size=size, grey=grey, seed=seed, progress=progress, strength=warp_strength,
+                           gate=True if gate is None else gate)
     try:
         from byel.synth.warp import WarpBackend
     except ImportError as e:
@@ -145,11 +154,19 @@ def _render_chunk(tasks: list[tuple[int, int]]) -> list[dict]:
     """Render and write one chunk of (class index, image index); return their manifest rows."""
     renderer, out, seed, sampler = _STATE["renderer"], _STATE["out"], _STATE["seed"], _STATE["sampler"]
     rows = []
+    tries = renderer.gate_tries if getattr(renderer, "gate", False) else 1
     for ci, i in tasks:
         name = ALL[ci]
-        rng = np.random.default_rng([seed, ci, i])
-        aus = sampler.sample(name, rng)
-        img, params = renderer.render(name, aus, rng)
+        no_mesh = 0
+        for t in range(tries):  # a face the gate rejects is drawn again: new AUs, source and nuisances
+            rng = np.random.default_rng([seed, ci, i] if t == 0 else [seed, ci, i, t])
+            aus = sampler.sample(name, rng)
+            img, params = renderer.render(name, aus, rng)
+            no_mesh += params.get("gate_broken") == "no mesh"
+            if params.get("gate_pass", 1):
+                break
+        if tries > 1:
+            params.update(gate_tries=t + 1, gate_no_mesh=no_mesh)
         rel = f"{name}/{name}_{i:06d}.png"
         # A grey face is written as a one-channel PNG: a third of the encoding work and of the disk.
         pixels = img[..., 0] if renderer.grey else np.ascontiguousarray(img[..., ::-1])
@@ -184,6 +201,30 @@ def _write_manifest(path: Path, rows: list[dict], backend: str, seed: int) -> Pa
     return path
 
 
+def gate_stats(rows: list[dict], renderer) -> dict | None:
+    """Per class: renders tried, accepted by the quality gate, found without a face mesh, images
+    kept although rejected (the last of GATE_TRIES renders), and the acceptance rate (accepted / tried); None
+    when the renderer has no gate."""
+    if not getattr(renderer, "gate", False):
+        return None
+    from byel.synth.mesh import GATE_RULES, GATE_TRIES
+
+    per: dict[str, dict] = {}
+    for r in rows:
+        c = per.setdefault(r["class"], {"images": 0, "tried": 0, "accepted": 0, "no_mesh": 0, "kept_rejected": 0})
+        c["images"] += 1
+        c["tried"] += int(r.get("gate_tries", 1))
+        c["accepted"] += int(r.get("gate_pass", 0))
+        c["no_mesh"] += int(r.get("gate_no_mesh", 0))
+        c["kept_rejected"] += 1 - int(r.get("gate_pass", 0))
+    for c in per.values():
+        c["acceptance"] = round(c["accepted"] / max(c["tried"], 1), 3)
+    return {"max_tries": GATE_TRIES, "per_class": per,
+            "rules": [{"name": r.name, "blendshapes": list(r.score), "low": r.low, "high": r.high,
+                       "when": {str(au): x for au, x in r.when}, "absent": list(r.absent), "why": r.why}
+                      for r in GATE_RULES]}
+
+
 def _write_provenance(path: Path, rows: list[dict], renderer, sources, **settings) -> Path:
     """OUT/generate.json: the settings, and for warp the real faces the images are made of: the
     sources folder, its counts, how many faces the images show (`n_faces_shown`, the manifest's
@@ -191,7 +232,9 @@ def _write_provenance(path: Path, rows: list[dict], renderer, sources, **setting
     (byel.adapt.adabn.fingerprint), so an evaluation can tell whether it scores any of them.
     Written to a temporary file and renamed, like the manifest."""
     info = {**settings, "n_images": len(rows)}
-    if settings["backend"] == "warp":
+    if info.get("gate") is None:
+        info.pop("gate", None)
+    if settings["backend"] in FROM_REAL:
         shown = sorted({r["group"] for r in rows})
         info["warp_strength"] = renderer.strength
         info["sources"] = {"path": str(Path(sources).resolve()), **renderer.stats, "n_faces_shown": len(shown),

@@ -121,9 +121,10 @@ def _control_points(pts: np.ndarray, iod: float, ex: np.ndarray, ey: np.ndarray)
 
 
 def _blend_field(x: np.ndarray, centers: np.ndarray, sigma: np.ndarray,
-                 values: np.ndarray) -> np.ndarray:
+                 values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Displacement at points x: Gaussian bumps at the centres, blended as a weighted mean
-    (a partition of unity with a constant background weight of zero displacement).
+    (a partition of unity with a constant background weight of zero displacement). `mask`
+    (len(x), len(centers)) scales each bump's weight per point (the mesh backend's barriers).
 
     Overlapping bumps interpolate instead of adding up, so the field stays within the control
     displacements; an exact RBF interpolant was tried first and oscillated wildly between the
@@ -133,6 +134,8 @@ def _blend_field(x: np.ndarray, centers: np.ndarray, sigma: np.ndarray,
     x, c = x.astype(np.float32), centers.astype(np.float32)
     d2 = (x[:, :1] - c[None, :, 0]) ** 2 + (x[:, 1:] - c[None, :, 1]) ** 2
     g = np.exp(-d2 * (0.5 / sigma.astype(np.float32) ** 2)[None, :])
+    if mask is not None:
+        g = g * mask
     v = values.astype(np.float32)
     num = np.stack([(g * v[:, 0]).sum(1), (g * v[:, 1]).sum(1)], 1)
     return num / (BACKGROUND + g.sum(1, keepdims=True))
@@ -182,12 +185,7 @@ class WarpBackend:
 
         # Nuisance pose (roll, scale, shift, flip) is composed into the same backward map, so
         # the expression warp and the pose cost one resampling.
-        roll = float(np.clip(rng.normal(0, 6), -15, 15))
-        scale = float(rng.uniform(0.95, 1.12))
-        shift = rng.uniform(-0.04, 0.04, 2) * W
-        flip = bool(rng.random() < 0.5)
-        fwd = cv2.getRotationMatrix2D((W / 2 - 0.5, W / 2 - 0.5), roll, scale)
-        fwd[:, 2] += shift
+        roll, scale, shift, flip, fwd = draw_pose(rng, W)
         inv = cv2.invertAffineTransform(fwd)
 
         g = W // 4
@@ -209,23 +207,44 @@ class WarpBackend:
         img, mouth = _mouth_interior(img, out_pts, s_iod, aus, rng)
         img = _appearance_cues(img, out_pts, s_iod, aus, cue, rng)
 
-        img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        if img.ndim == 2:
-            img = img[..., None]
-        if flip:
-            img = img[:, ::-1]
-        img, params = _photometric(img, rng)
-        img = np.clip(img, 0, 255).astype(np.uint8)
-        if img.shape[2] == 1:
-            img = np.repeat(img, 3, axis=2)
+        img, params = finish(shrink(img, self.size), flip, rng)
         params = {"source": self.names[i], "roll": round(roll, 2), "scale": round(scale, 3),
                   "shift_x": round(float(shift[0] / W), 3),
                   "shift_y": round(float(shift[1] / W), 3),
                   "flip": int(flip), "cue_strength": round(cue, 3), **mouth, **params}
-        return np.ascontiguousarray(img), params
+        return img, params
 
     def __repr__(self) -> str:
         return f"WarpBackend({self.stats['n_used']} faces, size={self.size}, strength={self.strength})"
+
+
+def draw_pose(rng: np.random.Generator, W: int):
+    """Nuisance pose of a W px work image, drawn the same way for every class (and backend):
+    (roll deg, scale, shift px (2,), flip, forward 2x3 affine about the image centre)."""
+    roll = float(np.clip(rng.normal(0, 6), -15, 15))
+    scale = float(rng.uniform(0.95, 1.12))
+    shift = rng.uniform(-0.04, 0.04, 2) * W
+    flip = bool(rng.random() < 0.5)
+    fwd = cv2.getRotationMatrix2D((W / 2 - 0.5, W / 2 - 0.5), roll, scale)
+    fwd[:, 2] += shift
+    return roll, scale, shift, flip, fwd
+
+
+def shrink(img: np.ndarray, size: int) -> np.ndarray:
+    """Work image -> output size (area average), always (H, W, C)."""
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img[..., None] if img.ndim == 2 else img
+
+
+def finish(img: np.ndarray, flip: bool, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Flip and photometric nuisances (the same for every class), then uint8 RGB."""
+    if flip:
+        img = img[:, ::-1]
+    img, params = _photometric(img, rng)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img), params
 
 
 def _soft_poly(shape, polys, blur: float) -> np.ndarray:
@@ -237,9 +256,10 @@ def _soft_poly(shape, polys, blur: float) -> np.ndarray:
     return m
 
 
-def _mouth_interior(img, pts, iod, aus, rng):
-    """Paint the cavity, teeth and tongue inside the parted inner lips."""
-    inner = pts[60:68]
+def _mouth_interior(img, pts, iod, aus, rng, inner=None):
+    """Paint the cavity, teeth and tongue inside the parted inner lips: the polygon `inner`
+    (default the 68-point inner lip, pts[60:68]; the mesh backend gives its finer contour)."""
+    inner = pts[60:68] if inner is None else inner
     gap = float(np.linalg.norm(pts[66] - pts[62]))
     if gap < 0.04 * iod:  # below this the lips touch, whatever the landmark noise says
         return img, {"mouth_open": 0.0, "teeth_upper": 0.0}
