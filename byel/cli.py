@@ -280,9 +280,12 @@ def cmd_generate(args) -> int:
     summary = generate(
         args.out, backend=args.backend, per_class=args.per_class, size=args.size, seed=args.seed,
         workers=args.workers, sources=args.sources, grey=args.grey, classes=classes,
-        warp_strength=args.warp_strength, progress=not args.no_progress,
+        warp_strength=args.warp_strength, progress=not args.no_progress, gate=args.gate,
     )
     print(f"wrote {summary['n_images']} images to {args.out} ({summary['images_per_s']:.0f} images/s)")
+    for c, g in (summary.get("gate") or {}).get("per_class", {}).items():
+        print(f"  gate {c}: {g['accepted']}/{g['tried']} renders accepted ({g['acceptance']:.0%}), "
+              f"{g['no_mesh']} without a face mesh, {g['kept_rejected']} kept after the last try")
     print(f"manifest: {summary['manifest']}\npreview:  {summary['preview']}\nsettings: {summary['provenance']}")
     return 0
 
@@ -479,8 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     g = sub.add_parser("generate", help="make labelled synthetic expression faces")
-    g.add_argument("--backend", default="procedural", choices=("procedural", "warp"),
-                   help="procedural needs nothing; warp needs --sources and byel[warp]")
+    g.add_argument("--backend", default="procedural", choices=("procedural", "warp", "mesh"),
+                   help="procedural needs nothing; warp needs --sources and byel[warp]; mesh needs --sources "
+                        "(drives the face mesh of each source face)")
     g.add_argument("--out", required=True, help="output folder: OUT/<class>/*.png, manifest.csv, preview.png")
     g.add_argument("--per-class", type=positive_int, default=1000, metavar="N", help="images per class")
     g.add_argument("--size", type=size_int, default=64, metavar="PX", help=f"image side in pixels, 16–{LIMITS['image_size']}")
@@ -495,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="6: the six emotions; 7: the six and neutral (faces with no action unit); "
                         "or some of the classes by name (default: 6)")
     g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--gate", action=argparse.BooleanOptionalAction, default=None,
+                   help="mesh: re-draw faces whose measured blendshapes contradict their action units (default on)")
     g.set_defaults(func=cmd_generate, writes={"out": "folder"}, reads=("sources",))
 
     pt = sub.add_parser("pretrain", help="stage 1: BYEL (or an ablation) on labelled synthetic images")
@@ -567,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
-    de.add_argument("--backend", choices=("procedural", "warp"), help="generator backend (default: the preset's, procedural)")
+    de.add_argument("--backend", choices=("procedural", "warp", "mesh"), help="generator backend (default: the preset's, procedural)")
     de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
     de.add_argument("--per-class", type=positive_int, metavar="N", help="synthetic images per class (default: the preset's)")
     de.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",

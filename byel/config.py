@@ -429,7 +429,7 @@ def validate(cfg: Config) -> None:
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "trainer.accelerator": (cfg.trainer.accelerator, list(ACCELERATORS)),
         "trainer.precision": (str(cfg.trainer.precision), list(PRECISIONS)),
-        "generate.backend": (cfg.generate.backend, ["procedural", "warp"]),
+        "generate.backend": (cfg.generate.backend, ["procedural", "warp", "mesh"]),
         "aug.normalize": (cfg.aug.normalize, list(NORMALIZERS)),
         "optim.nonfinite": (cfg.optim.nonfinite, ["stop", "skip"]),
     }

@@ -54,7 +54,7 @@ def run_demo(
 
             check_unlabelled_method(cfg.method.name)
             load(unlabelled, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
-        if backend == "warp" and sources and not Path(sources).is_dir():
+        if backend in ("warp", "mesh") and sources and not Path(sources).is_dir():
             raise DataError(f"--sources {sources}: not a folder of face images")
         return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled)
 

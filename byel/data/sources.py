@@ -762,7 +762,7 @@ def generator_uses(root: str, paths: list[str], size: int) -> list[dict]:
         return []
     loaded = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
     faces = sorted({r.get("group") or r.get("source") or r["file"] for r in rows
-                    if r.get("backend") == "warp" and r.get("file") in loaded})
+                    if r.get("backend") in ("warp", "mesh") and r.get("file") in loaded})
     if not faces:
         return []
     try:
@@ -773,7 +773,8 @@ def generator_uses(root: str, paths: list[str], size: int) -> list[dict]:
     hashes = src.get("hashes") or {}
     if src.get("hash_size") != size or any(f not in hashes for f in faces):
         hashes = _rehash(src.get("path"), faces, size)
-    return [{"stage": "generate", "method": "warp", "data": src.get("path") or "unknown (warp sources)",
+    method = "+".join(sorted({r["backend"] for r in rows if r.get("backend") in ("warp", "mesh")}))
+    return [{"stage": "generate", "method": method, "data": src.get("path") or f"unknown ({method} sources)",
              "n_images": len(faces), "generated": root,
              "fingerprint": None if hashes is None else sorted(hashes[f] for f in faces)}]
 
