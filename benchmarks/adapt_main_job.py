@@ -8,10 +8,10 @@ macro-F1 (mean ± std) per method, the unadapted model first.
         --runs runs/main-job-fused --methods adabn self-train co-train
 
 Reads each seed's demo run (RUNS/s<seed>: its fine-tuned checkpoint, its synthetic faces for the
-methods that mix them in, its report for the unadapted scores); writes every adapted run under
-RUNS/adapt/<method>-s<seed> (a run whose eval.json exists is not redone) and OUT/results.json and
+methods that mix them in); writes every adapted run under RUNS/adapt/<method>-s<seed> and the
+unadapted model's scores under RUNS/adapt/none-s<seed> (what exists is not redone) and OUT/results.json and
 OUT/results.md (default OUT: benchmarks/results/adapt_main_job). Tiers come from the reports: the
-adaptation images are real (tier C); a geometry or fused head adds B, and its pixel CNN alone is
+adaptation images are real (tier C); a geometry or fused head adds B, and a fused head's geometry head and pixel CNN alone are
 listed beside it (co-train's CNN learned from the geometry view's labels: B+C).
 """
 
@@ -50,11 +50,16 @@ def _byel(*argv: str) -> None:
         raise ByelError(f"`byel {argv[0]}` failed (see above); fix it and run this again")
 
 
+PARTS = (("geometry_only", "geometry head alone"), ("pixels_only", "pixel CNN alone"))  # a fused model's own heads
+
+
 def _scores(ev: dict) -> dict:
-    """The model's macro-F1 and tier, and its pixel CNN's alone when it has a geometry head."""
-    row = {"macro_f1": ev["macro_f1"], "tier": ev.get("tier", {}).get("name", "A")}
-    if "pixels_only" in ev:
-        row.update(pixels_macro_f1=ev["pixels_only"]["macro_f1"], pixels_tier=ev["pixels_only"]["tier"]["name"])
+    """The model's macro-F1 and tier, and those of its geometry head and pixel CNN alone when
+    it has a geometry head (byel evaluate's report)."""
+    row = {"macro_f1": ev["macro_f1"], "tier": ev["tier"]["name"]}
+    for part, _ in PARTS:
+        if part in ev:
+            row.update({f"{part}_macro_f1": ev[part]["macro_f1"], f"{part}_tier": ev[part]["tier"]["name"]})
     return row
 
 
@@ -70,20 +75,20 @@ def run(args) -> int:
     rows = []
     for seed in args.seeds:
         src = runs / f"s{seed}"
-        rows.append({"seed": seed, "method": "none",
-                     **_scores(json.loads((src / "report.json").read_text())["evaluation"])})
-        for method in args.methods:
+        best = src / "finetune/checkpoints/best.ckpt"
+        for method in ["none", *args.methods]:
             out = runs / "adapt" / f"{method}-s{seed}"
-            if not (out / "eval.json").exists():
-                _byel("adapt", "--checkpoint", str(src / "finetune/checkpoints/best.ckpt"), "--data", args.real,
-                      "--method", method, "--out", str(out), "--overwrite",
-                      *(["--synthetic", str(src / "synthetic")] if method in SYNTHETIC else []))
-                _byel("evaluate", "--checkpoint", str(out / "checkpoints/adapted.ckpt"), "--data", args.real,
-                      "--report", str(out / "eval.json"))
-            record = json.loads((out / "adapt.json").read_text())
-            rows.append({"seed": seed, "method": method, "n_adapt_images": record.get("n_images"),
-                         "adapt_s": record.get("seconds"),
-                         **_scores(json.loads((out / "eval.json").read_text()))})
+            ckpt = best if method == "none" else out / "checkpoints/adapted.ckpt"
+            if not ckpt.exists():
+                _byel("adapt", "--checkpoint", str(best), "--data", args.real, "--method", method, "--out", str(out),
+                      "--overwrite", *(["--synthetic", str(src / "synthetic")] if method in SYNTHETIC else []))
+            if not (out / "eval.json").exists():  # every row scored by the same `byel evaluate`
+                _byel("evaluate", "--checkpoint", str(ckpt), "--data", args.real, "--report", str(out / "eval.json"))
+            row = {"seed": seed, "method": method, **_scores(json.loads((out / "eval.json").read_text()))}
+            if method != "none":
+                record = json.loads((out / "adapt.json").read_text())
+                row.update(n_adapt_images=record.get("n_images"), adapt_s=record.get("seconds"))
+            rows.append(row)
     table = write(rows, args)
     print(table)
     print(f"\nresults: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}")
@@ -96,26 +101,29 @@ def write(rows: list[dict], args) -> str:
     command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
                + " --methods " + " ".join(args.methods)
                + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
-    pixels = "pixels_macro_f1" in rows[0]
+    parts = [(part, name) for part, name in PARTS if f"{part}_macro_f1" in rows[0]]
     lines = [f"Command: `{command}`  ", f"Machine: {machine()}  ",
              f"Real faces: {args.real}; every adaptation reads all of its images without labels (transductive: "
-             "the scored images are among them); chance macro-F1 0.167.", "",
-             "| adaptation | macro-F1 | tier |" + (" pixel CNN alone | tier |" if pixels else "") + " per seed | runs |",
-             "|---|---|---|" + ("---|---|" if pixels else "") + "---|---|"]
+             "the scored images are among them); chance macro-F1 0.167; adaptation minutes per run.", "",
+             "| adaptation | macro-F1 | tier |" + "".join(f" {name} | tier |" for _, name in parts)
+             + " macro-F1 per seed | minutes | runs |",
+             "|---|---|---|" + "---|---|" * len(parts) + "---|---|---|"]
     for method in ["none", *args.methods]:
         mine = [r for r in rows if r["method"] == method]
-        tiers = {(r["tier"], r.get("pixels_tier")) for r in mine}
+        keys = ["tier", *(f"{part}_tier" for part, _ in parts)]
+        tiers = {tuple(r.get(k) for k in keys) for r in mine}
         if len(tiers) != 1:
             raise ByelError(f"the {method} runs are of different tiers {sorted(tiers)}: one kind per table")
-        (tier, pixels_tier), = tiers
+        (tier, *part_tiers), = tiers
         cells = [mean_std([r["macro_f1"] for r in mine]), tier]
-        if pixels:
-            cells += [mean_std([r["pixels_macro_f1"] for r in mine]), pixels_tier]
+        for (part, _), t in zip(parts, part_tiers):
+            cells += [mean_std([r[f"{part}_macro_f1"] for r in mine]), t]
         per_seed = " / ".join(f"{r['macro_f1']:.3f}" for r in mine)
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {per_seed} | {len(mine)} |")
+        minutes = f"{sum(r['adapt_s'] for r in mine) / len(mine) / 60:.1f}" if method != "none" else "—"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {per_seed} | {minutes} | {len(mine)} |")
     from byel.adapt.tier import LABELS
 
-    used = dict.fromkeys(t for r in rows for t in (r["tier"], r.get("pixels_tier")) if t)
+    used = dict.fromkeys(r[k] for r in rows for k in r if k == "tier" or k.endswith("_tier"))
     lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in used)]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "real": args.real,

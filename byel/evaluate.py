@@ -92,6 +92,8 @@ def evaluate(
     result["tier"] = tier_block(uses, test.images, None if geo is None else geo.record())
     if geo is not None:  # tiers never mixed: the pixel CNN's own scores beside the fused ones
         result["pixels_only"] = {**scores(pixels, test.labels), "tier": tier_block(uses, test.images)}
+        if geo.head == "fused":  # and the geometry head's alone (weight 1; the CNN where no mesh)
+            result["geometry_only"] = _geometry_only(geo, pixels, test, uses)
     if test.problems:  # listed beside the report, as training lists them in its run folder
         from byel.data.sources import write_problem_log
 
@@ -112,6 +114,8 @@ def evaluate(
         if geo is not None:  # with geometry tier B+C; the CNN alone tier C
             result["adabn"]["pixels_only"] = {**scores(adapted_pixels, test.labels),
                                               "tier": tier_block(adabn_uses, test.images)}
+            if geo.head == "fused":
+                result["adabn"]["geometry_only"] = _geometry_only(geo, adapted_pixels, test, adabn_uses)
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
             np.array(result["adabn"]["confusion_matrix"]), classes, report.with_name(report.stem + "_adabn.png"),
             f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
@@ -128,6 +132,15 @@ def evaluate(
     return result
 
 
+def _geometry_only(geo, pixels: np.ndarray, test, uses: list[dict]) -> dict:
+    """A fused model's geometry head alone: fusion weight 1 where a mesh is found, the pixel
+    CNN elsewhere (tier B, as the fused scores)."""
+    from byel.faces.fusion import fuse
+
+    block = tier_block(uses, test.images, {**geo.record(), "head": "geometry", "fusion_weight": 1.0})
+    return {**scores(fuse(pixels, geo.probs, 1.0), test.labels), "tier": block}
+
+
 def format_result(result: dict) -> str:
     """Human-readable summary lines."""
     lines = [f"{result['data']}: {result['n_images']} images"
@@ -136,8 +149,8 @@ def format_result(result: dict) -> str:
                 if result.get("problems_log") else "")]
     rows = [("plain", result)] + ([("AdaBN", result["adabn"])] if "adabn" in result else [])
     # a geometry head's scores, each followed by its pixel CNN's alone (another tier)
-    rows = [row for name, r in rows for row in [(name, r)] + ([(f"{name}, pixels only", r["pixels_only"])]
-                                                              if "pixels_only" in r else [])]
+    rows = [row for name, r in rows for row in [(name, r)] + [(f"{name}, {part.replace('_', ' ')}", r[part])
+                                                              for part in ("geometry_only", "pixels_only") if part in r]]
     for name, r in rows:
         per = "  ".join(f"{c[:4]} {f1:.2f}" for c, f1 in r["per_class_f1"].items())
         lines.append(f"  {name:6s} macro-F1 {r['macro_f1']:.4f}  accuracy {r['accuracy']:.4f}  | {per}"

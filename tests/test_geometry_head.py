@@ -77,8 +77,14 @@ def test_evaluate_reports_tier_b_detection_rate_and_pixels_only(fused, faces, tm
     assert g["n_images"] == r["n_images"] == 36 and g["fusion_weight"] in [w / 10 for w in range(11)]
     assert r["pixels_only"]["tier"]["name"] == "A" and "macro_f1" in r["pixels_only"]
     assert r["adabn"]["tier"]["name"] == "B+C" and r["adabn"]["pixels_only"]["tier"]["name"] == "C"
+    # the geometry head alone (the CNN where no mesh): tier B, weight 1
+    for part, name in ((r, "B"), (r["adabn"], "B+C")):
+        g1 = part["geometry_only"]["tier"]
+        assert g1["name"] == name and (g1["face_geometry"]["head"], g1["face_geometry"]["fusion_weight"]) == ("geometry", 1.0)
+    if g["fusion_weight"] == 1.0:
+        assert r["geometry_only"]["macro_f1"] == r["macro_f1"]
     out = capsys.readouterr().out
-    assert "pixels only" in out and "face mesh on" in out
+    assert "pixels only" in out and "geometry only" in out and "face mesh on" in out
 
 
 def test_predict_fuses_on_a_fused_checkpoint(fused, faces, tmp_path):

@@ -73,3 +73,26 @@ def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path)
     p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "2", "--runs", str(tmp_path / "runs"),
              "--out", str(tmp_path / "res"), cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.count("error:") == 1 and "different kinds" in p.stderr
+
+
+def test_adapt_main_job_table_comes_from_the_evaluation_reports(tmp_path):
+    """benchmarks/adapt_main_job.py on a smoke demo: `byel adapt` + `byel evaluate` per method, the
+    unadapted model scored by the same `byel evaluate`; the table's numbers are the reports'."""
+    runs = tmp_path / "runs"
+    assert _run("--real", str(FER_SAMPLE), "--seeds", "0", "--runs", str(runs), "--out", str(tmp_path / "mj"),
+                "--", "--preset", "smoke", cwd=tmp_path).returncode == 0
+    script = str(ROOT / "benchmarks" / "adapt_main_job.py")
+    argv = [sys.executable, script, "--real", str(FER_SAMPLE), "--seeds", "0", "--runs", str(runs),
+            "--methods", "adabn", "tent", "--out", str(tmp_path / "res")]
+    p = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    md = (tmp_path / "res" / "results.md").read_text()
+    for method, tier in (("none", "A"), ("adabn", "C"), ("tent", "C")):
+        ev = json.loads((runs / "adapt" / f"{method}-s0" / "eval.json").read_text())
+        assert ev["tier"]["name"] == tier
+        assert f"| {method} | {ev['macro_f1']:.3f} | {tier} |" in md
+    assert json.loads((runs / "adapt" / "tent-s0" / "adapt.json").read_text())["method"] == "tent"
+    # a second call redoes nothing
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "byel adapt" not in again.stderr and "byel evaluate" not in again.stderr
+    assert (tmp_path / "res" / "results.md").read_text() == md
