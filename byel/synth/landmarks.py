@@ -150,16 +150,22 @@ class FaceSet:
     stats: dict = field(default_factory=dict)
 
 
-def load_faces(root: str | os.PathLike, progress: bool = True) -> FaceSet:
-    """Read every image under root, locate 68 landmarks (cached on disk) and keep the usable
-    faces. Unreadable files and implausible landmark sets are skipped and counted."""
-    root = Path(root)
+def read_sources(root: Path) -> tuple[list[Path], list[np.ndarray | None], list[int]]:
+    """(files, images — None where unreadable —, indices of the readable ones) of the source
+    faces under root (the warp and mesh backends); none readable is a DataError."""
     files = list_images(root)
     images = [read_face(f) for f in files]
     readable = [i for i, im in enumerate(images) if im is not None]
     if not readable:
         raise DataError(f"sources: none of the {len(files)} image files under {root} can be read")
+    return files, images, readable
 
+
+def load_faces(root: str | os.PathLike, progress: bool = True) -> FaceSet:
+    """Read every image under root, locate 68 landmarks (cached on disk) and keep the usable
+    faces. Unreadable files and implausible landmark sets are skipped and counted."""
+    root = Path(root)
+    files, images, readable = read_sources(root)
     cache = cache_dir() / f"{_cache_key(root, files)}.npz"
     pts = found = None
     if cache.is_file():

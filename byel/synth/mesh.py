@@ -29,7 +29,7 @@ from scipy.spatial import Delaunay
 
 from byel.errors import DataError
 from byel.synth.au import AUS
-from byel.synth.landmarks import list_images, read_face
+from byel.synth.landmarks import read_sources
 from byel.synth.warp import (DEFAULT_STRENGTH, JITTER, _appearance_cues, _blend_field, _control_points,
                              _mouth_interior, draw_pose, finish, shrink)
 
@@ -331,11 +331,7 @@ def load_meshes(root: str | os.PathLike, progress: bool = True) -> MeshSet:
     from byel.faces.batch import measure_images  # late: loads the TFLite runtime
 
     root = Path(root)
-    files = list_images(root)
-    images = [read_face(f) for f in files]
-    readable = [i for i, im in enumerate(images) if im is not None]
-    if not readable:
-        raise DataError(f"sources: none of the {len(files)} image files under {root} can be read")
+    files, images, readable = read_sources(root)
     m = measure_images([images[i] for i in readable], mode="detect", workers=2, progress=progress,
                        key=f"mesh-sources:{root.resolve()}")
     keep, implausible = [], 0
