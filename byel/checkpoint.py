@@ -60,6 +60,25 @@ def _write_failed(path: Path, e: OSError, had_previous: bool) -> CheckpointError
     return CheckpointError(f"cannot write checkpoint to {path}: {os_reason(e)}; {kept}")
 
 
+class KeepWriteError:
+    """A binary file whose write errors are kept: torch's zip writer turns an OSError raised by
+    write() (a full disk) into an opaque RuntimeError, or, saving a TorchScript module, aborts the
+    process. `error` is the OSError, to raise instead."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
     a crash mid-write leaves the previous checkpoint intact, never a truncated one. A write
@@ -76,7 +95,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         if hasattr(os, "fchmod"):  # not on Windows
             os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            kept = KeepWriteError(f)
+            try:
+                torch.save(obj, kept)
+            except RuntimeError:
+                if kept.error is None:
+                    raise
+                raise kept.error from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

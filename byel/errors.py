@@ -40,6 +40,7 @@ _OS_REASONS = {
     "ENAMETOOLONG": "file name too long",
     "EMFILE": "too many open files",
     "EIO": "input/output error (a failing disk or a lost network share?)",
+    "EFBIG": "file too large (over this system's or this shell's file-size limit, ulimit -f)",
 }
 
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from byel import __version__
 from byel.checks import same_path
-from byel.errors import ByelError
+from byel.errors import ByelError, os_reason
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 PARITY_TOLERANCE = 1e-4
@@ -181,7 +181,8 @@ def _write_checked(module: nn.Module, example: torch.Tensor, check: torch.Tensor
             with torch.no_grad():
                 traced = torch.jit.trace(module, example, check_trace=False)
             traced = torch.jit.freeze(traced.eval()) if hasattr(torch.jit, "freeze") else traced
-            traced.save(str(tmp))
+            with open(tmp, "wb") as f:  # a Python write: a full disk is an OSError, not a C++ abort
+                torch.jit.save(traced, f)
             got = torch.jit.load(str(tmp))(check)
         else:
             _export_onnx(module, example, tmp, input_name)
@@ -191,6 +192,8 @@ def _write_checked(module: nn.Module, example: torch.Tensor, check: torch.Tensor
             raise ByelError(f"exported {fmt} model {out.name} disagrees with the PyTorch model "
                             f"(max abs diff {diff:.2e})")
         os.replace(tmp, out)
+    except OSError as e:  # a full disk, a folder no file can be made in: name the file
+        raise ByelError(f"cannot write {out}: {os_reason(e)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return diff

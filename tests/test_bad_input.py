@@ -9,9 +9,11 @@ Ctrl-C, and problems that must be shown rather than hidden (unusable files, link
 characters in messages)."""
 
 import argparse
+import contextlib
 import errno
 import fcntl
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -329,6 +331,46 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_so(world, tmp_path, mo
                     "the previous checkpoint is kept")
     assert last.read_bytes() == before
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+
+
+@contextlib.contextmanager
+def _file_size_limit(nbytes: int):
+    """A real failing write, as on a full disk: past nbytes a write fails with EFBIG (Python
+    ignores SIGXFSZ). Torch's own writer turns that into a RuntimeError, or an abort."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_real_failing_checkpoint_write_is_one_line(tmp_path):
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"w": torch.zeros(10)}, path)
+    before = path.read_bytes()
+    with _file_size_limit(20_000), pytest.raises(ByelError) as e:
+        atomic_torch_save({"w": torch.zeros(100_000)}, path)
+    assert str(e.value) == (f"cannot write checkpoint to {path}: file too large (over this system's or this "
+                            "shell's file-size limit, ulimit -f); the previous checkpoint is kept")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_a_real_failing_export_write_is_one_line(fmt, world, tmp_path):
+    """In a process of its own: torch's TorchScript writer aborted the process on a failed write."""
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+    out = tmp_path / "model.bin"
+    code = ("import resource, sys; from byel.cli import main; "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
+            "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "export", "--checkpoint", str(world["ft"]), "--out", str(out),
+                        "--format", fmt], capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert _one_error_line(r.stderr) == f"byel: error: cannot write {out}: file too large (over this system's or this " \
+                                        "shell's file-size limit, ulimit -f)"
+    assert not list(tmp_path.iterdir())
 
 
 def test_checkpoints_get_the_usual_permissions(tmp_path):
