@@ -120,6 +120,8 @@ CASES = {
     "warp with empty sources": (["generate", "--out", "{root}/g", "--backend", "warp", "--sources", "{root}/empty"], "{root}/empty"),
     "bogus precision": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--precision", "bogus"], "--precision"),
     "bogus precision via --set": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.precision=bogus"], "trainer.precision"),
+    "a precision that casts the weights only (16-true)": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--precision", "16-true"], "--precision"),
+    "a precision that casts the weights only (64-true via --set)": (["finetune", "--checkpoint", "{pre}", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.precision=64-true"], "trainer.precision"),
     "bogus strategy (Lightning refuses it)": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--strategy", "bogus"], "invalid trainer settings"),
     "zero nodes": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--num-nodes", "0"], "--num-nodes"),
     "negative devices": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--devices", "-3"], "--devices"),
