@@ -56,11 +56,14 @@ def spec_paths(value: str) -> list[Path]:
 
 
 def check_output(path: str | Path, *, folder: bool, what: str = "--out",
-                 inputs: dict[str, list] | None = None, no_inputs_inside: bool = False) -> Path:
+                 inputs: dict[str, list] | None = None, no_inputs_inside: bool = False,
+                 inside_inputs_ok: bool = False) -> Path:
     """Refuse an output location that cannot work: a file where a folder is expected (or the
-    reverse), a place this user cannot write, or one of the command's own inputs (`inputs`:
-    option name -> values). With `no_inputs_inside`, an input file inside the output folder is
-    refused too (a training run replaces what is in its folder)."""
+    reverse), a place this user cannot write, one of the command's own inputs (`inputs`:
+    option name -> values), or a place inside an input folder (what it writes would replace
+    input files, or be read as input next time), unless `inside_inputs_ok`. With
+    `no_inputs_inside`, an input file inside the output folder is refused too (a training run
+    replaces what is in its folder)."""
     p = Path(path).expanduser()
     if str(path).strip() == "":
         raise ByelError(f"{what} is empty; give a path")
@@ -75,6 +78,9 @@ def check_output(path: str | Path, *, folder: bool, what: str = "--out",
                 if same_path(q, p):
                     raise ByelError(f"{what} {path} is also this command's input {name} {value}; "
                                     "choose another output path")
+                if not inside_inputs_ok and q.is_dir() and _inside(p, q):
+                    raise ByelError(f"{what} {path} lies inside the input {name} {value}: what it writes would "
+                                    "replace input files or be read as input next time; choose a path outside it")
                 if no_inputs_inside and q.is_file() and _inside(q, p):
                     raise ByelError(f"{name} {value} lies inside the output folder {path}, whose files this run "
                                     "replaces; choose another output folder")

@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
     pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     pr.add_argument("--no-progress", action="store_true")
-    pr.set_defaults(func=cmd_predict, writes={"out": "file", "annotate": "folder"}, reads=("checkpoint", "inputs"))
+    pr.set_defaults(func=cmd_predict, writes={"out": "table", "annotate": "folder"}, reads=("checkpoint", "inputs"))
 
     se = sub.add_parser("serve", help="a local web page: a photo or webcam snapshot → a box, label and "
                                       "probability chart per face (needs byel[serve])")
@@ -712,23 +712,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_paths(args) -> None:
-    """Before any work: every output location usable and none of the command's inputs.
-    Subparsers declare `writes` (option -> file | folder | picture | run | demo) and `reads`
-    (their input options)."""
-    from byel.checks import check_output, check_picture
+    """Before any work: every input there, every output location usable, none of the command's
+    inputs and none inside an input folder. Subparsers declare `writes` (option -> file | table |
+    folder | picture | run | demo; a table is a file never read as input, e.g. predictions.csv,
+    and may go beside the inputs) and `reads` (their input options)."""
+    from byel.checks import check_output, check_picture, spec_paths
 
     reads = {}
     for name in getattr(args, "reads", ()):
         value = getattr(args, name, None)
         values = value if isinstance(value, list) else [value]
-        reads["INPUT" if name == "inputs" else "--" + name.replace("_", "-")] = [v for v in values if isinstance(v, str)]
+        label = {"inputs": "INPUT", "spec": "SPEC"}.get(name, "--" + name.replace("_", "-"))  # positionals by name
+        reads[label] = [v for v in values if isinstance(v, str)]
+    for name, values in reads.items():  # a missing input fails here, not after the work that comes before its use
+        for value in values:
+            if name != "INPUT" and value.strip() and not spec_paths(value):  # predict reports each INPUT itself
+                raise ByelError(f"{name} {value}: not found")
     for name, kind in getattr(args, "writes", {}).items():
         value = getattr(args, name, None)
         if value is None:
             continue
         what = "--" + name.replace("_", "-")
         check_output(value, folder=kind in ("folder", "run", "demo"), what=what, inputs=reads,
-                     no_inputs_inside=kind in ("run", "demo"))
+                     no_inputs_inside=kind in ("run", "demo"), inside_inputs_ok=kind == "table")
         if kind == "picture":
             check_picture(value, what)
     if getattr(args, "resume", False) and getattr(args, "overwrite", False):

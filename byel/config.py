@@ -188,7 +188,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 if low in ("false", "0", "no", "off"):
                     return False
                 raise ValueError(value)
+            if not (isinstance(value, bool) or value in (0, 1)):  # not bool(5) or bool([...])
+                raise ValueError(value)
             return bool(value)
+        if hint in (int, float) and isinstance(value, bool):  # YAML's true is not the number 1
+            raise ValueError(value)
         if hint is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -196,6 +200,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if hint is float:
             return float(value)
         if hint is str:
+            if isinstance(value, list) and all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
+                return ",".join(map(str, value))  # trainer.devices: [0, 1] as 0,1
+            if isinstance(value, (list, dict, bool)):  # not "{'a': 1}" or "True"
+                raise ValueError(value)
             return str(value)
         if origin is tuple:
             if isinstance(value, str):

@@ -70,8 +70,8 @@ def world(tmp_path_factory):
 
 
 def _snapshot(root):
-    """Bytes of every earlier output: both runs, the fake demo, the checkpoint copy."""
-    files = [p for d in ("pre", "ft", "demo") for p in sorted((root / d).rglob("*")) if p.is_file()]
+    """Bytes of every earlier output and of the data: both runs, the fake demo, the checkpoint copy."""
+    files = [p for d in ("pre", "ft", "demo", "data") for p in sorted((root / d).rglob("*")) if p.is_file()]
     return {str(p): p.read_bytes() for p in [*files, root / "m.ckpt"] if p.name != ".lock"}
 
 
@@ -94,6 +94,9 @@ CASES = {
     "presets whose base: name each other": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--preset", "{root}/a.yaml"], "cycle"),
     "unparsable --set value": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "optim.lr=["], "optim.lr=["),
     "bad value type": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "optim.lr=fast"], "invalid value"),
+    "YAML true where a number goes (was seed 1)": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "seed=true"], "invalid value True for seed"),
+    "a number where true/false goes (was True)": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.progress=5"], "trainer.progress"),
+    "a mapping where a name goes": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--set", "trainer.strategy={{a: 1}}"], "trainer.strategy"),
     "unknown option": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--learning-rate", "1"], "unrecognized arguments"),
     # numbers (the property test below covers every numeric option; these are the reported ones)
     "zero image size": (["pretrain", "--data", "{data}", "--out", "{root}/o", "--image-size", "0"], "--image-size"),
@@ -152,6 +155,11 @@ CASES = {
     "run folder that is the data": (["pretrain", "--data", "{data}", "--out", "{data}"], "input --data"),
     "generate into a file": (["generate", "--out", "{root}/afile", "--per-class", "1"], "is a file"),
     "report path that is a folder": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--report", "{root}/empty"], "is a folder"),
+    "report inside the evaluated folder (its PNG would replace an input)": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--report", "{data}/preview.json"], "inside the input --data"),
+    "report inside a class folder (its PNG would be read as a face)": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--report", "{data}/anger/r.json"], "inside the input --data"),
+    "contact sheet over an image of the inspected set": (["data", "inspect", "{data}", "--out", "{data}/anger/0.png"], "inside the input SPEC"),
+    "annotated copies inside the predicted folder": (["predict", "{data}", "--checkpoint", "{ft}", "--annotate", "{data}/annotated", "--out", "{root}/p.csv", "--no-detect"], "inside the input INPUT"),
+    "run folder inside the data": (["pretrain", "--data", "{data}", "--out", "{data}/run"], "inside the input --data"),
     "fine-tune into the run folder of its checkpoint": (["finetune", "--checkpoint", "{pre}", "--data", "{data}", "--out", "{root}/pre", "--overwrite"], "inside"),
     # run folders
     "pre-train into a finished run": (["pretrain", "--data", "{data}", "--out", "{root}/pre"], "already holds a run"),
@@ -162,6 +170,10 @@ CASES = {
     "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model"),
     "resume with another method": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--method", "supervised"], "method.name"),
     "demo with a missing real folder": (["demo", "--out", "{root}/d1", "--real", "{root}/nope"], "not found"),
+    # inputs checked before any work (here: after the plain evaluation had written its report)
+    "evaluate with a missing --adapt-bn set": (["evaluate", "--checkpoint", "{ft}", "--data", "{data}", "--adapt-bn", "{root}/nope"], "--adapt-bn {root}/nope: not found"),
+    "fine-tune with a missing --val set": (["finetune", "--checkpoint", "{pre}", "--data", "{data}", "--out", "{root}/o", "--val", "{root}/nope"], "--val {root}/nope: not found"),
+    "self-train with a missing --synthetic set": (["adapt", "--checkpoint", "{ft}", "--data", "{data}", "--method", "self-train", "--out", "{root}/o", "--synthetic", "{root}/nope"], "--synthetic {root}/nope: not found"),
 }
 TRAINING = ("pretrain", "finetune", "demo")
 
@@ -287,7 +299,7 @@ def test_help_shows_choices_and_defaults(capsys):
     for path, parser in _commands(build_parser()):
         text = parser.format_help()
         assert "(default:" in text or not [a for a in parser._actions if a.default not in (None, False)], path
-    assert "{procedural,warp}" in dict(_commands(build_parser()))[("generate",)].format_help()
+    assert "{procedural,warp" in dict(_commands(build_parser()))[("generate",)].format_help()
 
 
 # --- output paths and the disk -----------------------------------------------------------------
