@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # main_job, also when 
 from main_job import machine, mean_std  # noqa: E402
 
 from byel.adapt import METHODS, SYNTHETIC  # noqa: E402
-from byel.cli import Parser, run_guarded  # noqa: E402
-from byel.errors import ByelError  # noqa: E402
+from byel.cli import Parser, run_guarded, seed_int  # noqa: E402
+from byel.errors import ByelError, StepFailed  # noqa: E402
 
 DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/adapt_main_job"}
 
@@ -35,7 +35,7 @@ DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/adapt_main_job"}
 def main(argv=None) -> int:
     p = Parser(prog="adapt_main_job.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--real", required=True, help="the real faces: adapted on without labels, then scored")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs", default=DEFAULTS["runs"], help="the main job's runs (s<seed> below it)")
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["adabn", "self-train"])
     p.add_argument("--out", default=DEFAULTS["out"])
@@ -46,8 +46,9 @@ def main(argv=None) -> int:
 def _byel(*argv: str) -> None:
     cmd = [sys.executable, "-m", "byel", *argv, "--no-progress"]
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    if subprocess.call(cmd) != 0:
-        raise ByelError(f"`byel {argv[0]}` failed (see above); fix it and run this again")
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise StepFailed(f"`byel {argv[0]}` failed (above); fix it and run this again", rc)
 
 
 PARTS = (("geometry_only", "geometry head alone"), ("pixels_only", "pixel CNN alone"))  # a fused model's own heads

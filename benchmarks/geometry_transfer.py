@@ -34,8 +34,8 @@ import torch
 
 from byel.adapt.tier import LABELS
 from byel.classes import CLASSES
-from byel.cli import Parser, run_guarded
-from byel.config import GenerateConfig
+from byel.cli import Bounded, Parser, nonneg_int, positive_int, run_guarded, seed_int, size_int
+from byel.config import LIMITS, GenerateConfig
 from byel.data.sources import load
 from byel.errors import ConfigError
 from byel.faces import N_FEATURES, geometry_features, measure_images
@@ -199,19 +199,20 @@ def markdown(r: dict, command: str) -> str:
 def main() -> None:
     ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders or any byel data spec)")
-    ap.add_argument("--real-size", type=int, default=48, help="pixel side the real faces are read at (FER2013: 48)")
+    ap.add_argument("--real-size", type=size_int, default=48, help="pixel side the real faces are read at (FER2013: 48)")
     ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (needed with --warp-per-class > 0)")
-    ap.add_argument("--warp-per-class", type=int, default=1300)
-    ap.add_argument("--procedural-per-class", type=int, default=300)
-    ap.add_argument("--size", type=int, default=96, help="side of the generated faces")
-    ap.add_argument("--warp-strength", type=float, default=GenerateConfig.warp_strength)
+    ap.add_argument("--warp-per-class", type=nonneg_int, default=1300)
+    ap.add_argument("--procedural-per-class", type=nonneg_int, default=300)
+    ap.add_argument("--size", type=size_int, default=96, help="side of the generated faces")
+    ap.add_argument("--warp-strength", type=Bounded(float, 0.0, LIMITS["warp_strength"], lo_open=True),
+                    default=GenerateConfig.warp_strength)
     ap.add_argument("--modes", nargs="+", choices=["detect", "crop"], default=["detect", "crop"],
                     help="detect: BlazeFace on the crop given a border and scaled to 288 px, then the mesh "
                          "(the issue's recipe); crop: the mesh model straight on the crop, refined once")
-    ap.add_argument("--C", type=float, default=0.05, help="inverse L2 strength of the logistic regression")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--speed-images", type=int, default=256, help="real faces timed for the speed figures")
+    ap.add_argument("--C", type=Bounded(float, 0.0, 1e6, lo_open=True), default=0.05, help="inverse L2 strength of the logistic regression")
+    ap.add_argument("--seed", type=seed_int, default=0)
+    ap.add_argument("--workers", type=positive_int, default=2)
+    ap.add_argument("--speed-images", type=positive_int, default=256, help="real faces timed for the speed figures")
     ap.add_argument("--out", default="runs/bench-geometry", help="folder for the generated faces")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "geometry_transfer"),
                     help="writes RESULTS.json and RESULTS.md")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.cli import Parser, run_guarded
-from byel.errors import ByelError
+from byel.cli import Parser, run_guarded, seed_int
+from byel.errors import ByelError, StepFailed
 
 
 DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/main_job"}
@@ -47,7 +47,7 @@ def mean_std(values: list[float]) -> str:
 def main(argv=None) -> int:
     p = Parser(prog="main_job.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--real", required=True, help="labelled real faces (a data spec)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs", default=DEFAULTS["runs"], help="one demo run folder per seed below this")
     p.add_argument("--out", default=DEFAULTS["out"])
     p.add_argument("demo_args", nargs=argparse.REMAINDER, help="after --: extra `byel demo` options")
@@ -68,8 +68,9 @@ def run(args) -> int:
             cmd = [sys.executable, "-m", "byel", "demo", "--real", args.real, "--adapt-bn", "--seed", str(seed),
                    "--out", str(run_dir), "--resume", "--no-progress", *extra]
             print("$", " ".join(cmd), file=sys.stderr, flush=True)
-            if subprocess.call(cmd) != 0:
-                raise ByelError(f"the demo for seed {seed} failed (see above); fix it and run this again")
+            rc = subprocess.call(cmd)
+            if rc != 0:
+                raise StepFailed(f"the demo for seed {seed} failed (above); fix it and run this again", rc)
         r = json.loads(report.read_text())
         ev = r["evaluation"]
         row = {"seed": seed, "macro_f1": ev["macro_f1"], "accuracy": ev["accuracy"],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from byel import __version__
 from byel.config import ACCELERATORS, HEADS, LIMITS, OPTIMIZERS, PRECISIONS, GenerateConfig, check_devices
-from byel.errors import ByelError, os_error_message
+from byel.errors import ByelError, StepFailed, os_error_message
 from byel.methods import VARIANTS
 
 # CLI shortcut -> config key. Everything else is reachable with --set section.key=value.
@@ -778,6 +778,9 @@ def run_guarded(func) -> int:
     (used by the `byel` command and by the scripts in benchmarks/)."""
     try:
         return func() or 0
+    except StepFailed as e:  # the step's own error line is above
+        print(f"stopped: {printable(e)}", file=sys.stderr)
+        return e.exit_code
     except ByelError as e:
         print(f"byel: error: {printable(e)}", file=sys.stderr)
         return e.exit_code

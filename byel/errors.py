@@ -21,6 +21,16 @@ class CheckpointError(ByelError):
     """A checkpoint that is missing, truncated, or belongs to another model."""
 
 
+class StepFailed(ByelError):
+    """A byel command that a script ran as one of its steps failed, and has already said why in
+    its own `byel: error:` line. The script only says where it stopped (no second error line)
+    and exits with the step's code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code if exit_code > 0 else 1  # a step killed by a signal: < 0
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training: Lightning stopped the run; the last checkpoint is kept. The
     message says how to continue. The CLI prints it and exits with 130, as for any Ctrl-C."""

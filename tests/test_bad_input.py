@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -209,6 +210,28 @@ def test_bad_input_is_one_clear_line(case, world, capsys):
     assert needle.format(root=world["root"]) in line, (needle, line)
     after = _snapshot(world["root"])
     assert after.keys() == before.keys() and all(after[k] == before[k] for k in before), "earlier outputs changed"
+
+
+# The scripts in benchmarks/ are commands too: one error line, whichever step refuses.
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT_CASES = {
+    "geometry_transfer.py negative seed": (["geometry_transfer.py", "--real", "{data}", "--seed", "-1", "--warp-per-class", "0",
+                                            "--procedural-per-class", "1", "--out", "{tmp}/g", "--results", "{tmp}/r"], "--seed"),
+    "main_job.py negative seed": (["main_job.py", "--real", "{data}", "--seeds", "-1", "--runs", "{tmp}/runs", "--out", "{tmp}/o"], "--seeds"),
+    "main_job.py passing on a demo option the demo refuses": (["main_job.py", "--real", "{data}", "--seeds", "0", "--runs", "{tmp}/runs",
+                                                               "--out", "{tmp}/o", "--", "--per-class", "0"], "--per-class"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPT_CASES))
+def test_benchmark_scripts_answer_bad_input_in_one_line(case, world, tmp_path):
+    (script, *argv), needle = SCRIPT_CASES[case]
+    argv = [a.format(data=world["data"], tmp=tmp_path) for a in argv]
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv], capture_output=True, text=True,
+                       cwd=tmp_path)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-3000:]
+    assert len(errors) == 1 and needle in errors[0], r.stderr[-3000:]
 
 
 def test_demo_checks_its_inputs_before_the_first_step(world, capsys):
