@@ -68,6 +68,6 @@ def os_error_message(e: OSError) -> str:
     where = " → ".join(str(f) for f in (e.filename, e.filename2) if f)
     if not where:
         return reason
-    verb = "cannot write" if reason.startswith(("disk", "read-only")) else \
+    verb = "cannot write" if reason.startswith(("disk", "read-only", "file too large")) else \
         "cannot create" if "in the way" in reason else "cannot use"
     return f"{verb} {where}: {reason}"

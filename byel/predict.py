@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS
+from byel.data.imageio import write_image
 from byel.errors import ByelError, DataError
 
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -378,9 +379,7 @@ def annotate(rgb: np.ndarray, rows: list[dict], classes=CLASSES) -> np.ndarray:
 
 def _write_image(path: Path, bgr: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(path.suffix if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"} else ".png", bgr)
-    if ok:
-        buf.tofile(str(path))
+    write_image(path, bgr)
 
 
 # --------------------------------------------------------------------------- predict

@@ -596,3 +596,19 @@ def test_a_run_that_writes_no_checkpoint_is_not_a_success(world, tmp_path, capsy
     cfg = load_config("smoke", {"trainer.progress": False, "trainer.logger": "none"})
     rc = run_guarded(lambda: pretrain(cfg, data.images, data.labels, tmp_path / "run", callbacks=[StopAtOnce()]))
     assert rc == 2 and "without writing its checkpoint" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_real_failing_image_write_in_generate_is_one_line(tmp_path):
+    """OpenCV's imwrite printed 'libpng error: Write Error' beside byel's line on a failed write;
+    images are now encoded in memory and written by Python (byel.data.imageio)."""
+    out = tmp_path / "gen"
+    code = ("import resource, sys; from byel.cli import main; "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
+            "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "generate", "--out", str(out), "--per-class", "1", "--size", "64",
+                        "--workers", "1", "--no-progress"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 2, r.stderr[-2000:]
+    line = _one_error_line(r.stderr)
+    assert line.startswith(f"byel: error: cannot write {out}") and line.endswith("file-size limit, ulimit -f)"), line
+    assert "libpng" not in r.stderr and "Traceback" not in r.stderr

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
 from byel.data.formats import GENERATE_INFO, MANIFEST, PREVIEW
+from byel.data.imageio import write_image
 from byel.errors import ByelError, ConfigError
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
@@ -170,8 +171,7 @@ def _render_chunk(tasks: list[tuple[int, int]]) -> list[dict]:
         rel = f"{name}/{name}_{i:06d}.png"
         # A grey face is written as a one-channel PNG: a third of the encoding work and of the disk.
         pixels = img[..., 0] if renderer.grey else np.ascontiguousarray(img[..., ::-1])
-        if not cv2.imwrite(str(out / rel), pixels, PNG_PARAMS):
-            raise ByelError(f"cannot write {out / rel}")
+        write_image(out / rel, pixels, PNG_PARAMS)
         # Images of one group show one person. Warp: the source face. Procedural: the identity is
         # drawn from this image's own rng (seed, class, i), so every image is its own group.
         row = {"file": rel, "class": name, "group": params.get("source", f"{name}_{i:06d}")}

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from byel.data.imageio import write_image
+
 CELL = 96  # pixels per image on the sheet (small images are scaled up, nearest-neighbour)
 LABEL_W = 110
 
@@ -38,6 +40,6 @@ def contact_sheet(images_by_class: dict[str, list[np.ndarray]], path, per_row: i
     sheet = np.vstack(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
-    cv2.imwrite(str(tmp), np.ascontiguousarray(sheet[..., ::-1]))  # RGB -> BGR
+    write_image(tmp, sheet[..., ::-1])  # RGB -> BGR
     os.replace(tmp, path)
     return path
