@@ -23,11 +23,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "neutral"
 ZERO = {au: 0.0 for au in AUS}
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BYEL_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     mp = pytest.MonkeyPatch()

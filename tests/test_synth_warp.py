@@ -25,11 +25,6 @@ except Exception:  # noqa: BLE001 - any failure means the optional model is not 
     pytest.skip("face-recognition-models not installed", allow_module_level=True)
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BYEL_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     mp = pytest.MonkeyPatch()
