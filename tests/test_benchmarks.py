@@ -28,6 +28,16 @@ def test_generate_speed_prints_a_row_per_measurement(tmp_path):
     assert "| procedural | grey | 16 | 1 |" in p.stdout
 
 
+def test_generate_speed_measures_the_mesh_backend_with_and_without_its_gate(tmp_path):
+    p = _run("generate_speed.py", "--backends", "mesh", "--sources", str(ROOT / "tests" / "fixtures" / "neutral"),
+             "--sizes", "48", "--workers", "1", "--per-class", "1", "--tones", "grey", "--repeats", "1",
+             "--json", str(tmp_path / "speed.json"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [(r["backend"], r["images"]) for r in rows] == [("mesh", 6), ("mesh, no gate", 6)]
+    assert "| mesh, no gate | grey | 48 | 1 |" in p.stdout
+
+
 def test_generator_transfer_trains_and_scores_with_the_chosen_normalisation(tmp_path):
     p = _run("generator_transfer.py", "--real", str(ROOT / "tests" / "fixtures" / "fer_sample"),
              "--backends", "procedural", "--per-class", "12", "--size", "32", "--epochs", "1",
