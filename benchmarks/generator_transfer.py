@@ -7,7 +7,7 @@ without their labels, or on the unlabelled images of --adapt-bn SPEC).
         --sources ../shared/data/fer2013-train-neutral --per-class 600 --epochs 8 --seeds 0
 
 `--backends mix` trains on --per-class faces from each backend together (twice the images).
-Prints a markdown table and writes results JSON. Every score says its tier (byel.adapt.tier):
+Prints a markdown table and writes OUT/results.json and OUT/results.md (with the command). Every score says its tier (byel.adapt.tier):
 procedural faces are tier A; warp faces are made of real unlabelled neutral faces (--sources), so
 a model trained on them is tier C (which folder, how many of its faces), and AdaBN is tier C.
 Training uses byel's own fine-tuning code from scratch (no stage 1), model selection on a
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -91,7 +93,7 @@ def tier_note(results: list[dict]) -> str:
                    if u["stage"] == "generate"})
     plain_a = any(r["tier"]["name"] == "A" for r in results)
     return ((f"{LABELS['A']}: the plain scores of the procedural rows. " if plain_a else "")
-            + f"{LABELS['C']}: " + (f"every score of the warp and mix rows (their faces are warped from "
+            + f"{LABELS['C']}: " + (f"every score of the warp, mesh and mix rows (their faces are made from "
                                     f"{'; '.join(warp)}) and " if warp else "")
             + "every AdaBN score (BatchNorm statistics of unlabelled real images).")
 
@@ -134,22 +136,28 @@ def main() -> None:
             print(f"{backend} seed {seed}: macro-F1 {r['macro_f1']:.4f}, with AdaBN {r['adabn_macro_f1']:.4f} ({r['seconds']} s)", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\nreal set: {args.real} ({len(real.labels)} images, six classes); chance macro-F1 ≈ 0.167")
-    print(f"AdaBN on {adapt[1]['n_adapt_images']} unlabelled images: "
-          + ("the scored real images" if adapt[1]["data"] == "evaluated" else adapt[1]["data"]))
-    print(f"warp strength {args.warp_strength}, input normalisation {args.normalize}")
-    print(f"train: {args.per_class}/class at {args.size} px, {args.epochs} epochs, the {args.preset} preset's backbone from scratch, seeds {args.seeds}")
-    print(tier_note(results))
-    print("| backend | macro-F1 | macro-F1 with AdaBN | accuracy | accuracy with AdaBN | tier (with AdaBN: C) |")
-    print("|---|---|---|---|---|---|")
+    lines = [f"Command: `python benchmarks/generator_transfer.py {shlex.join(sys.argv[1:])}`", "",
+             f"real set: {args.real} ({len(real.labels)} images, six classes); chance macro-F1 ≈ 0.167",
+             f"AdaBN on {adapt[1]['n_adapt_images']} unlabelled images: "
+             + ("the scored real images" if adapt[1]["data"] == "evaluated" else adapt[1]["data"]),
+             f"warp strength {args.warp_strength}, input normalisation {args.normalize}",
+             f"train: {args.per_class}/class at {args.size} px, {args.epochs} epochs, the {args.preset} preset's "
+             f"backbone from scratch, seeds {args.seeds}",
+             tier_note(results), "",
+             "| backend | macro-F1 | macro-F1 with AdaBN | accuracy | accuracy with AdaBN | tier (with AdaBN: C) | minutes per run |",
+             "|---|---|---|---|---|---|---|"]
     for backend in dict.fromkeys(r["backend"] for r in results):
         rs = [r for r in results if r["backend"] == backend]
+
         def ms(k):
             v = np.array([r[k] for r in rs])
             return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
         tier = "/".join(sorted({r["tier"]["name"] for r in rs}))
-        print(f"| {backend} | {ms('macro_f1')} | {ms('adabn_macro_f1')} | {ms('accuracy')} | {ms('adabn_accuracy')} | {tier} |")
-
+        minutes = np.mean([r["seconds"] for r in rs]) / 60
+        lines.append(f"| {backend} | {ms('macro_f1')} | {ms('adabn_macro_f1')} | {ms('accuracy')} | "
+                     f"{ms('adabn_accuracy')} | {tier} | {minutes:.1f} |")
+    (Path(args.out) / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
 
 if __name__ == "__main__":
     raise SystemExit(run_guarded(main))
