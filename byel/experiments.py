@@ -240,10 +240,16 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
         lines += [f"**{spec}**", ""]
         for stage, what in (("generate", "Trained on faces warped from unlabelled real faces"),
                             ("pretrain", "Pre-trained with unlabelled real images")):
-            seen = {u["transductive"] for r in results
+            seen = {(u["transductive"], u.get("n_evaluated_among")) for r in results
                     for u in (r["eval"][spec].get("tier") or {}).get("unlabelled_real", []) if u["stage"] == stage}
-            if seen:  # whether the scored images were among those real images
-                said = _TRANSDUCTIVE.get(frozenset(seen), "transductive for some runs")
+            if seen:  # whether (and how many of) the scored images were among those real images
+                n_scored = results[0]["eval"][spec]["n_images"]
+                (flag, among), *more = seen
+                if not more and flag and among is not None and among < n_scored:
+                    said = (f"{among} of the {n_scored} scored images are among them (the same pictures in both "
+                            "sets); the others are not")
+                else:
+                    said = _TRANSDUCTIVE.get(frozenset(t for t, _ in seen), "transductive for some runs")
                 lines += [f"{what}: {said}.", ""]
         lines += [head, "|---" * (2 * len(columns) + 2) + "|"]
 

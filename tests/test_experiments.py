@@ -98,3 +98,24 @@ def test_table_is_mean_and_std_of_the_results(tmp_path):
         assert float(cells[1]) == pytest.approx(np.mean(f1[m]) - np.mean(f1["supervised"]), abs=6e-4)
         assert float(cells[3]) == pytest.approx(np.mean(ada[m]) - np.mean(ada["supervised"]), abs=6e-4)
         assert cells[4] == "3"
+
+
+def test_the_table_counts_the_scored_images_among_the_pretraining_ones(tmp_path):
+    """FER2013's training neutrals share a few pictures with PublicTest: the table says how many,
+    not a bare 'transductive'."""
+    from byel.experiments import write_table
+
+    def record(method, unl, among):
+        pre = [{"stage": "pretrain", "data": "neutral", "n_images": 50, "transductive": among > 0,
+                "n_evaluated_among": among}] if unl else []
+        ev = {"macro_f1": 0.2, "per_class_f1": {c: 0.2 for c in "abcdef"}, "n_images": 120,
+              "tier": {"unlabelled_real": pre}, "adabn": {"macro_f1": 0.25, "data": "evaluated"}}
+        return {"method": method, "seed": 0, "preset": "smoke", "overrides": [], "unlabelled": "neutral" if unl else None,
+                "n_unlabelled": 50 if unl else 0, "eval": {"real": ev}}
+
+    md = write_table([record("supervised", False, 0), record("byel", True, 4)], tmp_path, ["real"]).read_text()
+    assert "Pre-trained with unlabelled real images: 4 of the 120 scored images are among them" in md
+    md = write_table([record("supervised", False, 0), record("byel", True, 120)], tmp_path, ["real"]).read_text()
+    assert "Pre-trained with unlabelled real images: transductive (the scored images are among them)." in md
+    md = write_table([record("supervised", False, 0), record("byel", True, 0)], tmp_path, ["real"]).read_text()
+    assert "not transductive (none of the scored images is among them)" in md
