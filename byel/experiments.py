@@ -243,9 +243,9 @@ def write_table(results: list[dict], out: Path, eval_sets: list[str], adapt: str
             seen = {(u["transductive"], u.get("n_evaluated_among")) for r in results
                     for u in (r["eval"][spec].get("tier") or {}).get("unlabelled_real", []) if u["stage"] == stage}
             if seen:  # whether (and how many of) the scored images were among those real images
-                n_scored = results[0]["eval"][spec]["n_images"]
+                n_scored = results[0]["eval"][spec].get("n_images")
                 (flag, among), *more = seen
-                if not more and flag and among is not None and among < n_scored:
+                if not more and flag and among is not None and n_scored and among < n_scored:
                     said = (f"{among} of the {n_scored} scored images are among them (the same pictures in both "
                             "sets); the others are not")
                 else:

@@ -169,8 +169,8 @@ def test_generator_transfer_labels_warp_rows_tier_c(tmp_path):
     assert r["tier"]["name"] == "C" and (use["stage"], use["data"]) == ("generate", str(NEUTRAL.resolve()))
     assert use["n_images"] == len(_groups(tmp_path / "bench" / "warp-s0" / "data")) and use["transductive"] is False
     assert r["adabn_tier"]["name"] == "C" and [u["stage"] for u in r["adabn_tier"]["unlabelled_real"]] == ["generate", "evaluate"]
-    assert f"warped from {use['n_images']} faces of {NEUTRAL.resolve()}" in p.stdout
-    assert p.stdout.rstrip().splitlines()[-1].endswith("| C |")
+    assert f"made from {use['n_images']} faces of {NEUTRAL.resolve()}" in p.stdout
+    assert "| C | " in p.stdout.rstrip().splitlines()[-1]  # the tier column, then minutes per run
 
 
 def test_demo_on_warp_faces_reports_tier_c(tmp_path):

@@ -63,11 +63,12 @@ def test_generate_seven_writes_neutral_and_keeps_the_six_byte_identical(tmp_path
     ["finetune", "--data", "{tmp}", "--out", "{tmp}/f", "--classes", "5"],
     ["demo", "--out", "{tmp}/d", "--classes", "5"],
     ["benchmark", "ablation", "--out", "{tmp}/a", "--classes", "5"],
-    ["pretrain", "--data", "{tmp}", "--out", "{tmp}/p", "--set", "data.classes=8"],
+    ["pretrain", "--data", "{tmp}/data", "--out", "{tmp}/p", "--set", "data.classes=8"],  # --out beside --data
     ["generate", "--out", "{tmp}/g", "--classes", "7", "anger"],
 ])
 def test_other_class_counts_are_one_line_errors(tmp_path, argv):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    (tmp_path / "data").mkdir()
     p = subprocess.run([sys.executable, "-m", "byel", *argv], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
