@@ -399,8 +399,12 @@ def cmd_benchmark_ablation(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from byel.data.formats import IMAGE_EXTS
     from byel.predict import format_result, predict
 
+    if Path(args.out).suffix.lower() in IMAGE_EXTS:  # a CSV under a picture's name would mislead
+        raise ByelError(f"--out {args.out}: predictions are a CSV table, give a .csv path "
+                        "(pictures with boxes drawn: --annotate DIR)")
     result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                      video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
