@@ -24,6 +24,7 @@ import numpy as np
 
 from byel.cli import Parser, run_guarded
 from byel.errors import ConfigError
+from byel.synth import BACKENDS, FROM_REAL
 from byel.synth.generate import generate
 
 TARGET = {"procedural": 200.0}  # images/s at 64 px on a 2-core CPU (the generator issue's bar)
@@ -35,15 +36,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     ap.add_argument("--per-class", type=int, default=600, help="images per class per measurement")
     ap.add_argument("--sources", help="neutral faces: also measure the warp and mesh backends")
-    ap.add_argument("--backends", nargs="+", choices=["procedural", "warp", "mesh"],
+    ap.add_argument("--backends", nargs="+", choices=BACKENDS,
                     help="default: procedural, and warp and mesh when --sources is given")
     ap.add_argument("--tones", nargs="+", choices=["grey", "colour"], default=["grey", "colour"])
     ap.add_argument("--repeats", type=int, default=3, help="runs per row; the table shows their median")
     ap.add_argument("--json", default="runs/generate-speed.json")
     args = ap.parse_args()
 
-    backends = args.backends or ["procedural"] + (["warp", "mesh"] if args.sources else [])
-    if {"warp", "mesh"} & set(backends) and not args.sources:
+    backends = args.backends or ["procedural"] + (list(FROM_REAL) if args.sources else [])
+    if set(FROM_REAL) & set(backends) and not args.sources:
         raise ConfigError("measuring the warp and mesh backends needs --sources DIR (neutral faces)")
     # (backend, gate): the mesh backend with and without its label-free gate
     variants = [(b, g) for b in backends for g in ([True, False] if b == "mesh" else [None])]

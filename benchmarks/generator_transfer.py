@@ -34,6 +34,7 @@ from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.adapt.tier import LABELS, real_uses, tier_block
 from byel.evaluate import load_classifier, predict_probs
 from byel.metrics import METRIC_DEFINITION, scores
+from byel.synth import BACKENDS, FROM_REAL
 from byel.synth.generate import generate
 from byel.train import finetune
 
@@ -47,7 +48,7 @@ def make_data(backend: str, args, seed: int, out: Path):
     for b in ("procedural", "warp") if backend == "mix" else (backend,):
         folder = out / ("data" if backend != "mix" else f"data-{b}")
         gen = generate(folder, backend=b, per_class=args.per_class, size=args.size, seed=seed,
-                       workers=args.workers, sources=args.sources if b in ("warp", "mesh") else None,
+                       workers=args.workers, sources=args.sources if b in FROM_REAL else None,
                        grey=args.grey, warp_strength=args.warp_strength, progress=False)
         data = load(f"imagefolder:{folder}", args.size, progress=False)
         tr, va, info = holdout_split(data, args.val_fraction, seed)
@@ -102,7 +103,7 @@ def main() -> None:
     ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders)")
     ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (warp and mix need it; without it the default measures procedural only)")
-    ap.add_argument("--backends", nargs="+", choices=["procedural", "warp", "mesh", "mix"],
+    ap.add_argument("--backends", nargs="+", choices=[*BACKENDS, "mix"],
                     help="default: procedural, and warp when --sources is given; "
                          "mix: --per-class faces from each backend, trained on together")
     ap.add_argument("--per-class", type=int, default=600)
@@ -123,7 +124,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-transfer")
     args = ap.parse_args()
     backends = args.backends or ["procedural"] + (["warp"] if args.sources else [])
-    if {"warp", "mesh", "mix"} & set(backends) and not args.sources:
+    if {*FROM_REAL, "mix"} & set(backends) and not args.sources:
         raise ConfigError("the warp, mesh and mix backends need --sources DIR (neutral faces)")
 
     real = load(args.real, args.size, progress=False)

@@ -21,6 +21,7 @@ from byel import __version__
 from byel.config import ACCELERATORS, HEADS, LIMITS, OPTIMIZERS, PRECISIONS, GenerateConfig, check_devices
 from byel.errors import ByelError, StepFailed, os_error_message
 from byel.methods import VARIANTS
+from byel.synth import BACKENDS
 
 # CLI shortcut -> config key. Everything else is reachable with --set section.key=value.
 SHORTCUTS = {
@@ -486,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     g = sub.add_parser("generate", help="make labelled synthetic expression faces")
-    g.add_argument("--backend", default="procedural", choices=("procedural", "warp", "mesh"),
+    g.add_argument("--backend", default="procedural", choices=BACKENDS,
                    help="procedural needs nothing; warp needs --sources and byel[warp]; mesh needs --sources "
                         "(drives the face mesh of each source face)")
     g.add_argument("--out", required=True, help="output folder: OUT/<class>/*.png, manifest.csv, preview.png")
@@ -577,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
-    de.add_argument("--backend", choices=("procedural", "warp", "mesh"), help="generator backend (default: the preset's, procedural)")
+    de.add_argument("--backend", choices=BACKENDS, help="generator backend (default: the preset's, procedural)")
     de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
     de.add_argument("--per-class", type=positive_int, metavar="N", help="synthetic images per class (default: the preset's)")
     de.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",

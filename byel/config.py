@@ -17,6 +17,7 @@ import yaml
 
 from byel.errors import ConfigError
 from byel.methods import check_method  # names only: byel.methods imports nothing of this module
+from byel.synth import BACKENDS  # names only, as above
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -438,7 +439,7 @@ def validate(cfg: Config) -> None:
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "trainer.accelerator": (cfg.trainer.accelerator, list(ACCELERATORS)),
         "trainer.precision": (str(cfg.trainer.precision), list(PRECISIONS)),
-        "generate.backend": (cfg.generate.backend, ["procedural", "warp", "mesh"]),
+        "generate.backend": (cfg.generate.backend, list(BACKENDS)),
         "aug.normalize": (cfg.aug.normalize, list(NORMALIZERS)),
         "optim.nonfinite": (cfg.optim.nonfinite, ["stop", "skip"]),
     }

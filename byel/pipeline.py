@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from byel.config import Config
+from byel.synth import FROM_REAL
 
 # What marks a folder as holding a demo run (see byel.checks.check_run_folder).
 DEMO_MARKERS = ("report.json", "synthetic/manifest.csv", "pretrain/config.yaml", "finetune/config.yaml",
@@ -54,7 +55,7 @@ def run_demo(
 
             check_unlabelled_method(cfg.method.name)
             load(unlabelled, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
-        if backend in ("warp", "mesh") and sources and not Path(sources).is_dir():
+        if backend in FROM_REAL and sources and not Path(sources).is_dir():
             raise DataError(f"--sources {sources}: not a folder of face images")
         return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled)
 

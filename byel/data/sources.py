@@ -45,6 +45,7 @@ from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, 
 from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW
 from byel.errors import DataError
+from byel.synth import FROM_REAL
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
 FER_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
@@ -762,7 +763,7 @@ def generator_uses(root: str, paths: list[str], size: int) -> list[dict]:
         return []
     loaded = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
     faces = sorted({r.get("group") or r.get("source") or r["file"] for r in rows
-                    if r.get("backend") in ("warp", "mesh") and r.get("file") in loaded})
+                    if r.get("backend") in FROM_REAL and r.get("file") in loaded})
     if not faces:
         return []
     try:
@@ -773,7 +774,7 @@ def generator_uses(root: str, paths: list[str], size: int) -> list[dict]:
     hashes = src.get("hashes") or {}
     if src.get("hash_size") != size or any(f not in hashes for f in faces):
         hashes = _rehash(src.get("path"), faces, size)
-    method = "+".join(sorted({r["backend"] for r in rows if r.get("backend") in ("warp", "mesh")}))
+    method = "+".join(sorted({r["backend"] for r in rows if r.get("backend") in FROM_REAL}))
     return [{"stage": "generate", "method": method, "data": src.get("path") or f"unknown ({method} sources)",
              "n_images": len(faces), "generated": root,
              "fingerprint": None if hashes is None else sorted(hashes[f] for f in faces)}]

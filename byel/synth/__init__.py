@@ -9,3 +9,4 @@ this package only names them, so importing it stays cheap.
 """
 
 BACKENDS = ("procedural", "warp", "mesh")
+FROM_REAL = ("warp", "mesh")  # backends whose images are made of real source faces (tier C)

@@ -29,12 +29,11 @@ from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
 from byel.data.formats import GENERATE_INFO, MANIFEST, PREVIEW
 from byel.data.imageio import write_image
 from byel.errors import ByelError, ConfigError
+from byel.synth import BACKENDS, FROM_REAL
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
 from byel.synth.warp import DEFAULT_STRENGTH
 
-BACKENDS = ("procedural", "warp", "mesh")
-FROM_REAL = ("warp", "mesh")  # backends whose images are made of real source faces (tier C)
 PREVIEW_PER_CLASS = 8
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed, so files are deterministic
 
@@ -80,9 +79,10 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     seconds = time.perf_counter() - t0
 
     rows.sort(key=lambda r: (ALL.index(r["class"]), r["file"]))
+    gate = gate_stats(rows, renderer)  # None without a gate
     manifest = _write_manifest(out / MANIFEST, rows, backend, seed)
     info = _write_provenance(out / GENERATE_INFO, rows, renderer, sources, backend=backend, seed=seed, size=size,
-                             grey=grey, per_class={c: per_class for c in names}, gate=gate_stats(rows, renderer))
+                             grey=grey, per_class={c: per_class for c in names}, gate=gate)
     _remove_stale(out, names, per_class)
     preview = contact_sheet(
         {c: [cv2.imread(str(out / c / f"{c}_{i:06d}.png"))[..., ::-1]
@@ -97,8 +97,8 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     if hasattr(renderer, "stats"):
         summary["sources"] = renderer.stats
         summary["warp_strength"] = renderer.strength
-    if getattr(renderer, "gate", False):
-        summary["gate"] = gate_stats(rows, renderer)
+    if gate is not None:
+        summary["gate"] = gate
     return summary
 
 
