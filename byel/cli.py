@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
     de.add_argument("--backend", choices=BACKENDS, help="generator backend (default: the preset's, procedural)")
-    de.add_argument("--sources", help="warp backend: unlabelled neutral faces")
+    de.add_argument("--sources", help="warp and mesh backends: unlabelled neutral faces")
     de.add_argument("--per-class", type=positive_int, metavar="N", help="synthetic images per class (default: the preset's)")
     de.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
                     help="also report scores after BatchNorm adaptation (AdaBN): alone, on the evaluated real "

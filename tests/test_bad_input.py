@@ -150,6 +150,7 @@ CASES = {
     "predict on a missing input": (["predict", "--checkpoint", "{ft}", "{root}/nope.jpg", "--out", "{root}/p.csv", "--no-detect"], "nope.jpg"),
     # output paths
     "export over its own checkpoint": (["export", "--checkpoint", "{m}", "--out", "{m}"], "input --checkpoint"),
+    "a gate for a backend without one": (["generate", "--out", "{root}/g", "--per-class", "1", "--no-gate"], "mesh backend"),
     "predictions under a picture's name": (["predict", "{root}/face.png", "--checkpoint", "{ft}", "--out", "{root}/p.png", "--no-detect"], "CSV table"),
     "predict over its own input image": (["predict", "{root}/face.png", "--checkpoint", "{ft}", "--out", "{root}/face.png", "--no-detect"], "input"),
     "run folder that is a file": (["pretrain", "--data", "{data}", "--out", "{root}/afile"], "is a file"),

@@ -50,6 +50,8 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     (neutral among them allowed). `gate`: the mesh backend's label-free quality gate (default on
     for mesh; byel.synth.mesh): rejected faces are drawn again, acceptance is recorded per class."""
     names = _check(backend, per_class, size, workers, sources, classes, warp_strength)
+    if gate is not None and backend != "mesh":  # a switch that would change nothing
+        raise ConfigError(f"the quality gate (--gate/--no-gate) belongs to the mesh backend, not {backend}")
     out = Path(out_dir)
     renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength, gate)
     out.mkdir(parents=True, exist_ok=True)
