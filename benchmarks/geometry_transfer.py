@@ -1,4 +1,4 @@
-"""Face geometry transfer, tier B (+ pretrained face-geometry model; B+C with warp faces): a linear classifier on
+"""Face geometry transfer, tier B (+ pretrained face-geometry model; B+C with warp or mesh faces): a linear classifier on
 MediaPipe Face Landmarker features (52 blendshapes + 478 landmarks aligned on the eye corners),
 trained on synthetic faces from `byel generate` ONLY, scored on real labelled faces.
 
@@ -14,7 +14,7 @@ F1, mesh detection rates, and landmark extraction speed with 1 and 2 workers.
 Writes RESULTS.json and RESULTS.md (default benchmarks/results/geometry_transfer.*).
 The landmarker was trained by Google on real faces (geometry only, no expression classes):
 every figure is labelled "tier B (+ pretrained face-geometry model)" — and tier B+C when the
-training faces include warp faces (--warp-per-class > 0), which are made of real unlabelled
+training faces include warp or mesh faces (--warp-per-class, --mesh-per-class > 0), which are made of real unlabelled
 neutral faces (--sources): the label names that folder and how many of its faces were used.
 """
 
@@ -41,6 +41,7 @@ from byel.errors import ConfigError
 from byel.faces import N_FEATURES, geometry_features, measure_images
 from byel.faces.head import fit_geometry_head
 from byel.metrics import confusion_matrix
+from byel.synth import FROM_REAL
 from byel.synth.generate import generate
 
 TIER = "tier B (+ pretrained face-geometry model)"
@@ -48,29 +49,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tier_label(warp_uses: list[dict]) -> str:
-    """The figures' tier: B (TIER), or B+C when the training faces include warp faces, which are
-    made of real unlabelled faces (`warp_uses`: the warp data's ImageSet.real_uses) — which
-    folder, how many of its faces."""
+    """The figures' tier: B (TIER), or B+C when the training faces include warp or mesh faces,
+    which are made of real unlabelled faces (`warp_uses`: their data's ImageSet.real_uses) —
+    which folder, how many of its faces."""
     if not warp_uses:
         return TIER
     made_of = "; ".join(f"{u['n_images']} faces of {u['data']}" for u in warp_uses)
-    return LABELS["B+C"][:-1] + f": the warp faces' sources, {made_of})"
+    return LABELS["B+C"][:-1] + f": the warp and mesh faces' sources, {made_of})"
 
 
 def synthetic(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], dict, list[dict]]:
     """Generate the training faces with each backend asked for; images, labels, backend of each,
-    and the real images they are made of (the warp faces' sources; none for procedural)."""
+    and the real images they are made of (the warp and mesh faces' sources; none for procedural)."""
     images, labels, backend, commands, speed, uses = [], [], [], [], {}, []
-    for name, n in (("warp", args.warp_per_class), ("procedural", args.procedural_per_class)):
+    for name in ("warp", "mesh", "procedural"):
+        n = getattr(args, f"{name}_per_class", 0)
         if n <= 0:
             continue
         folder = Path(args.out) / f"data-{name}"
+        real = name in FROM_REAL
         gen = generate(folder, backend=name, per_class=n, size=args.size, seed=args.seed, workers=args.workers,
-                       sources=args.sources if name == "warp" else None, warp_strength=args.warp_strength,
+                       sources=args.sources if real else None, warp_strength=args.warp_strength,
                        progress=False)
         commands.append(f"byel generate --backend {name} --out {folder} --per-class {n} --size {args.size} "
                         f"--seed {args.seed} --workers {args.workers}"
-                        + (f" --sources {args.sources} --warp-strength {args.warp_strength}" if name == "warp" else ""))
+                        + (f" --sources {args.sources} --warp-strength {args.warp_strength}" if real else ""))
         speed[name] = round(gen["images_per_s"], 1)
         data = load(f"imagefolder:{folder}", args.size, progress=False, cache=False)
         images.append(data.images)
@@ -200,8 +203,10 @@ def main() -> None:
     ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="labelled real faces (class folders or any byel data spec)")
     ap.add_argument("--real-size", type=size_int, default=48, help="pixel side the real faces are read at (FER2013: 48)")
-    ap.add_argument("--sources", help="unlabelled neutral faces for the warp backend (needed with --warp-per-class > 0)")
+    ap.add_argument("--sources", help="unlabelled neutral faces for the warp and mesh backends (needed with "
+                                      "--warp-per-class or --mesh-per-class > 0)")
     ap.add_argument("--warp-per-class", type=nonneg_int, default=1300)
+    ap.add_argument("--mesh-per-class", type=nonneg_int, default=0)
     ap.add_argument("--procedural-per-class", type=nonneg_int, default=300)
     ap.add_argument("--size", type=size_int, default=96, help="side of the generated faces")
     ap.add_argument("--warp-strength", type=Bounded(float, 0.0, LIMITS["warp_strength"], lo_open=True),
@@ -217,10 +222,11 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "geometry_transfer"),
                     help="writes RESULTS.json and RESULTS.md")
     args = ap.parse_args()
-    if args.warp_per_class > 0 and not args.sources:
-        raise ConfigError("--warp-per-class needs --sources DIR (neutral faces); or pass --warp-per-class 0")
-    if args.warp_per_class <= 0 and args.procedural_per_class <= 0:
-        raise ConfigError("nothing to train on: --warp-per-class and --procedural-per-class are both 0")
+    for name in FROM_REAL:
+        if getattr(args, f"{name}_per_class") > 0 and not args.sources:
+            raise ConfigError(f"--{name}-per-class needs --sources DIR (neutral faces); or pass --{name}-per-class 0")
+    if args.warp_per_class + args.mesh_per_class + args.procedural_per_class <= 0:
+        raise ConfigError("nothing to train on: --warp-per-class, --mesh-per-class and --procedural-per-class are all 0")
     command = "python benchmarks/geometry_transfer.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     r = run(args)
     r["command"] = command

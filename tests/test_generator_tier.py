@@ -135,7 +135,7 @@ def test_ablation_table_says_tier_c_for_warp_training_faces(tmp_path):
     assert "Tier A" not in md and "Trained on faces warped from unlabelled real faces: not transductive" in md
 
 
-def test_geometry_transfer_tier_follows_warp_per_class(tmp_path, monkeypatch):
+def test_geometry_transfer_tier_follows_warp_and_mesh_per_class(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import geometry_transfer as gt
 
@@ -146,8 +146,11 @@ def test_geometry_transfer_tier_follows_warp_per_class(tmp_path, monkeypatch):
     uses = gt.synthetic(args)[-1]
     label = gt.tier_label(uses)
     n = len(_groups(tmp_path / "data-warp"))
-    assert label == ("tier B+C (+ pretrained face-geometry model, + unlabelled real images: the warp faces' "
-                     f"sources, {n} faces of {NEUTRAL.resolve()})")
+    assert label == ("tier B+C (+ pretrained face-geometry model, + unlabelled real images: the warp and mesh "
+                     f"faces' sources, {n} faces of {NEUTRAL.resolve()})")
+    args.warp_per_class, args.mesh_per_class = 0, 2  # mesh faces are made of real faces too
+    mesh_label = gt.tier_label(gt.synthetic(args)[-1])
+    assert mesh_label.startswith("tier B+C") and str(NEUTRAL.resolve()) in mesh_label
     r = {"tier": label, "real": "r", "n_real": 1, "n_synthetic": 24, "generate_commands": [], "classifier": "c",
          "modes": [], "speed_images": 1, "workers": 1, "seconds": {"total": 1, "generate": 1}}
     md = gt.markdown(r, "python benchmarks/geometry_transfer.py")
