@@ -23,7 +23,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from byel.adapt.tier import add_uses
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
-from byel.checks import check_run_folder, global_rank, run_lock
+from byel.checks import check_run_folder, global_rank, run_in, run_lock
 from byel.config import Config
 from byel.data.datamodule import ArrayDataModule
 from byel.data.split import stratified_split
@@ -160,16 +160,24 @@ def _run_folder(out_dir: Path, resume, overwrite: bool):
     """Hold out_dir for one run: locked for the run's duration (a second run into it is refused),
     refused when it holds another run unless resuming or replacing it (`overwrite`: its
     checkpoints are removed, so a stale best.ckpt cannot pass for this run's), and cleared of
-    temporary files left by a write that was killed."""
+    temporary files left by a write that was killed. A run that fails before its first
+    checkpoint takes its config.yaml away again, so the folder does not pass for a run that
+    only --overwrite or --resume may enter (e.g. after a start refused by the devices)."""
     with run_lock(out_dir):
         check_run_folder(out_dir, resume=bool(resume), overwrite=overwrite)
+        ckpt_dir = out_dir / "checkpoints"
+        held_a_run = run_in(out_dir) is not None
         if global_rank() == 0:
-            ckpt_dir = out_dir / "checkpoints"
             remove_stale_temporaries(ckpt_dir)
             if overwrite and not resume:
                 for old in ckpt_dir.glob("*.ckpt"):
                     old.unlink()
-        yield
+        try:
+            yield
+        except BaseException:
+            if global_rank() == 0 and not held_a_run and not any(ckpt_dir.glob("*.ckpt")):
+                (out_dir / "config.yaml").unlink(missing_ok=True)
+            raise
 
 
 def _fit(trainer: L.Trainer, model, dm, ckpt_path: str | None) -> None:
@@ -239,7 +247,7 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
         trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
-    return _written(out_dir / "checkpoints" / "last.ckpt")
+        return _written(out_dir / "checkpoints" / "last.ckpt")
 
 
 def finetune_config(cfg: Config, init_ckpt: dict) -> Config:
@@ -323,8 +331,8 @@ def finetune(
                                 num_sanity_val_steps=0)
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
-    best = out_dir / "checkpoints" / "best.ckpt"
-    path = _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
+        best = out_dir / "checkpoints" / "best.ckpt"
+        path = _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
     if cfg.finetune.head != "pixels" and global_rank() == 0:
         # the fusion weight of the selected network, chosen on the synthetic held-out split
         from byel.faces.fusion import store_weight

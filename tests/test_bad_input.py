@@ -558,6 +558,27 @@ def test_ctrl_c_during_training_says_how_to_resume(world, tmp_path, capsys):
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_behind(world, tmp_path, capsys):
+    """A start that fails before any checkpoint (e.g. refused by the devices) takes its config.yaml
+    away: the next start into the same folder needs neither --overwrite nor --resume."""
+    from byel.train import pretrain
+
+    class Refused(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            raise ConfigError("the devices refused")
+
+    data = load(str(world["data"]), 32, progress=False)
+    cfg = load_config("smoke", {"trainer.progress": False, "trainer.logger": "none"})
+    out = tmp_path / "run"
+    rc = run_guarded(lambda: pretrain(cfg, data.images, data.labels, out, callbacks=[Refused()], overwrite=False))
+    assert rc == 2 and "the devices refused" in _one_error_line(capsys.readouterr().err)
+    assert not (out / "config.yaml").exists() and not list(out.glob("checkpoints/*.ckpt"))
+    assert main(["pretrain", "--data", str(world["data"]), "--out", str(out), *TINY]) == 0
+    # a folder that held a run before the failed start still holds one (--overwrite was asked for)
+    rc = run_guarded(lambda: pretrain(cfg, data.images, data.labels, out, callbacks=[Refused()], overwrite=True))
+    assert rc == 2 and (out / "config.yaml").exists()
+
+
 # --- problems shown, not hidden -----------------------------------------------------------------
 def test_evaluate_lists_the_files_it_could_not_use(world, tmp_path, capsys):
     data = tmp_path / "mixed"
