@@ -8,7 +8,8 @@ every run under --runs (default runs/main-job/s<seed>); a seed whose report exis
 Tiers come from each run's evaluation report: the plain score of a pixel model is tier A
 (synthetic pixels only), its AdaBN score tier C (BatchNorm statistics from the evaluated images
 without their labels, transductive); with `-- --head fused|geometry` the model's own scores are
-tier B / B+C and the pixel CNN's alone (A / C) are listed beside them.
+tier B / B+C and its geometry head's and pixel CNN's alone are listed beside them, each with the
+tiers its report gives (trained on warp or mesh faces, made of real faces: B+C and C).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from byel.errors import ByelError, StepFailed
 
 
 DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/main_job"}
+# The parts of a geometry or fused model that its evaluation report also scores alone.
+VIEWS = {"geometry_only": "geometry head alone", "pixels_only": "pixel CNN alone"}
 
 
 def machine() -> str:
@@ -79,16 +82,21 @@ def run(args) -> int:
                "per_class_f1": ev["per_class_f1"], "seconds": r["seconds"],
                # reports written before tiers were recorded are pixel models: A, and C with AdaBN
                "tier": ev.get("tier", {}).get("name", "A"), "adabn_tier": ev["adabn"].get("tier", {}).get("name", "C")}
-        if "pixels_only" in ev:  # a geometry or fused head: its pixel CNN alone too (tiers A / C)
+        if "pixels_only" in ev:  # a geometry or fused head: its parts alone too, each with its own tiers
             geo = ev["tier"]["face_geometry"]
-            row.update(pixels_macro_f1=ev["pixels_only"]["macro_f1"],
-                       pixels_adabn_macro_f1=ev["adabn"]["pixels_only"]["macro_f1"],
-                       head=geo["head"], mesh_rate=geo["detection_rate"])
+            row.update(head=geo["head"], mesh_rate=geo["detection_rate"])
+            for view in VIEWS:
+                if view in ev:
+                    row[view] = {"macro_f1": ev[view]["macro_f1"], "tier": ev[view]["tier"]["name"],
+                                 "adabn_macro_f1": ev["adabn"][view]["macro_f1"],
+                                 "adabn_tier": ev["adabn"][view]["tier"]["name"]}
         rows.append(row)
-    tiers = {(r["tier"], r["adabn_tier"], "pixels_macro_f1" in r) for r in rows}
-    if len(tiers) != 1:
-        raise ByelError(f"the runs under {args.runs} are of different kinds (tiers {sorted(tiers)}): one kind per table")
-    (tier, adabn_tier, pixels), = tiers
+    kinds = {(r["tier"], r["adabn_tier"], *((v, r[v]["tier"], r[v]["adabn_tier"]) for v in VIEWS if v in r))
+             for r in rows}
+    if len(kinds) != 1:
+        raise ByelError(f"the runs under {args.runs} are of different kinds (tiers {sorted(kinds)}): one kind per table")
+    tier, adabn_tier = rows[0]["tier"], rows[0]["adabn_tier"]
+    views = [v for v in VIEWS if v in rows[0]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds)) \
@@ -96,37 +104,42 @@ def run(args) -> int:
         + (" -- " + " ".join(extra) if extra else "")
     f1 = [r["macro_f1"] for r in rows]
     ada = [r["adabn_macro_f1"] for r in rows]
-    minutes = [r["seconds"]["total_s"] / 60 for r in rows]
-    extra_head = " pixel CNN alone (tier A) | pixel CNN alone with AdaBN (tier C) | face mesh found |" if pixels else ""
+    view_head = "".join(f" {VIEWS[v]} (tier {rows[0][v]['tier']}) | {VIEWS[v]} with AdaBN (tier {rows[0][v]['adabn_tier']}) |"
+                        for v in views) + (" face mesh found |" if views else "")
     lines = [
         f"Command: `{command}`  ",
         f"Machine: {machine()}  ",
         f"Real faces: {args.real}, {rows[0]['n_images']} images scored; chance macro-F1 0.167.",
         "",
         f"| seed | macro-F1 (tier {tier}) | accuracy | macro-F1 with AdaBN (tier {adabn_tier}) | accuracy with AdaBN |"
-        + extra_head + " minutes |",
-        "|---|---|---|---|---|" + ("---|" * 3 if pixels else "") + "---|",
+        + view_head + " minutes |",
+        "|---|---|---|---|---|" + "---|" * (2 * len(views) + bool(views)) + "---|",
     ]
 
-    def pixel_cells(vals: list[str]) -> str:
-        return "".join(f" {v} |" for v in vals) if pixels else ""
+    def view_cells(r: dict | None) -> str:
+        """The parts' columns of one row (r) or of the mean ± std row (None)."""
+        if not views:
+            return ""
+        rs = rows if r is None else [r]
+        cells = [mean_std([x[v][k] for x in rs]) for v in views for k in ("macro_f1", "adabn_macro_f1")]
+        return "".join(f" {c} |" for c in cells) + f" {np.mean([x['mesh_rate'] for x in rs]):.1%} |"
 
     for r in rows:
-        px = [f"{r['pixels_macro_f1']:.3f}", f"{r['pixels_adabn_macro_f1']:.3f}", f"{r['mesh_rate']:.1%}"] if pixels else []
         lines.append(f"| {r['seed']} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['adabn_macro_f1']:.3f} | "
-                     f"{r['adabn_accuracy']:.3f} |{pixel_cells(px)} {r['seconds']['total_s'] / 60:.1f} |")
-    px = ([mean_std([r["pixels_macro_f1"] for r in rows]), mean_std([r["pixels_adabn_macro_f1"] for r in rows]),
-           f"{np.mean([r['mesh_rate'] for r in rows]):.1%}"] if pixels else [])
+                     f"{r['adabn_accuracy']:.3f} |{view_cells(r)} {r['seconds']['total_s'] / 60:.1f} |")
+    minutes = [r["seconds"]["total_s"] / 60 for r in rows]
     lines.append(f"| **mean ± std** | **{mean_std(f1)}** | {mean_std([r['accuracy'] for r in rows])} | "
-                 f"**{mean_std(ada)}** | {mean_std([r['adabn_accuracy'] for r in rows])} |{pixel_cells(px)} "
+                 f"**{mean_std(ada)}** | {mean_std([r['adabn_accuracy'] for r in rows])} |{view_cells(None)} "
                  f"{np.mean(minutes):.1f} |")
     from byel.adapt.tier import LABELS
 
-    lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in dict.fromkeys([tier, adabn_tier, "A", "C"] if pixels else [tier, adabn_tier]))
+    tiers = [tier, adabn_tier, *(rows[0][v][k] for v in views for k in ("tier", "adabn_tier"))]
+    lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in dict.fromkeys(tiers))
               + f" AdaBN: BatchNorm statistics re-estimated on the {rows[0]['n_adapt_images']} evaluated real images "
               "without their labels (transductive)."]
-    if pixels:
-        lines.append(f"Head: {rows[0]['head']} (face geometry where a mesh is found, the pixel CNN elsewhere).")
+    if views:
+        lines.append(f"Head: {rows[0]['head']} (face geometry where a mesh is found, the pixel CNN elsewhere); "
+                     "the geometry head alone: the same with fusion weight 1.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "real": args.real,
                                                   "runs": rows}, indent=2))

@@ -75,6 +75,32 @@ def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path)
     assert p.returncode == 2 and p.stderr.count("error:") == 1 and "different kinds" in p.stderr
 
 
+def test_a_fused_table_lists_the_geometry_head_alone_with_the_tiers_of_the_reports(tmp_path):
+    """A fused model trained on mesh faces (made of real faces): fused and geometry B+C, the pixel
+    CNN C, as each report says; the geometry head alone gets its own two columns."""
+    for seed, (fused, geom, pixels) in enumerate([(0.40, 0.42, 0.20), (0.30, 0.34, 0.24)]):
+        tier = lambda name, geo=None: {"name": name, "face_geometry": geo}  # noqa: E731
+        geo = {"head": "fused", "detection_rate": 0.9}
+        ev = {"macro_f1": fused, "accuracy": 0.5, "n_images": 120, "per_class_f1": {}, "tier": tier("B+C", geo),
+              "geometry_only": {"macro_f1": geom, "tier": tier("B+C")}, "pixels_only": {"macro_f1": pixels, "tier": tier("C")},
+              "adabn": {"macro_f1": fused + 0.01, "accuracy": 0.5, "n_adapt_images": 120, "tier": tier("B+C", geo),
+                        "geometry_only": {"macro_f1": geom + 0.02, "tier": tier("B+C")},
+                        "pixels_only": {"macro_f1": pixels + 0.05, "tier": tier("C")}}}
+        run = tmp_path / "runs" / f"s{seed}"
+        run.mkdir(parents=True)
+        (run / "report.json").write_text(json.dumps({"evaluation": ev, "seconds": {"total_s": 60.0}}))
+    p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+             "--out", str(tmp_path / "res"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    md = (tmp_path / "res" / "results.md").read_text()
+    assert ("| seed | macro-F1 (tier B+C) | accuracy | macro-F1 with AdaBN (tier B+C) | accuracy with AdaBN | "
+            "geometry head alone (tier B+C) | geometry head alone with AdaBN (tier B+C) | pixel CNN alone (tier C) | "
+            "pixel CNN alone with AdaBN (tier C) | face mesh found | minutes |") in md
+    assert "| 1 | 0.300 | 0.500 | 0.310 | 0.500 | 0.340 | 0.360 | 0.240 | 0.290 | 90.0% | 1.0 |" in md
+    assert "| 0.380 ± 0.057 | 0.400 ± 0.057 | 0.220 ± 0.028 | 0.270 ± 0.028 | 90.0% |" in md
+    assert "Tier A" not in md
+
+
 def test_adapt_main_job_table_comes_from_the_evaluation_reports(tmp_path):
     """benchmarks/adapt_main_job.py on a smoke demo: `byel adapt` + `byel evaluate` per method, the
     unadapted model scored by the same `byel evaluate`; the table's numbers are the reports'."""
