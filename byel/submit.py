@@ -1,7 +1,9 @@
 """Challenge submission files for an Aff-Wild2-style frame tree (ABAW expression track layout).
 
 Input: ``FRAMES_ROOT/<video>/<00001>.jpg`` — face crops (e.g. Aff-Wild2 ``cropped_aligned``),
-one folder per video, frames named by their 1-based frame number. No face detection is done.
+one folder per video, frames named by their 1-based frame number. No face is searched for; a
+model with a geometry or fused head measures each crop's face mesh as ``byel evaluate`` does
+(tier B) and the pixel CNN alone classifies the crops without one.
 
 Output: ``OUT_DIR/<video>.txt`` per video::
 
@@ -116,6 +118,7 @@ def submit(
 
     from byel.data.sources import Unusable, decode_image
     from byel.evaluate import load_classifier, predict_probs  # late: Lightning import
+    from byel.faces import fusion
 
     if codes not in HEADERS:
         raise ByelError(f"unknown label coding {codes!r}; choose {' or '.join(HEADERS)}")
@@ -130,6 +133,7 @@ def submit(
 
     per_video: dict[str, dict] = {}
     problems: list[tuple[str, str]] = []
+    meshes = [0, 0]  # frames with a face mesh, frames measured (geometry and fused models)
     bar = tqdm(total=sum(len(f) for f in videos.values()), unit="frame", desc="submit",
                disable=not progress, leave=False)
     try:
@@ -147,7 +151,13 @@ def submit(
                         unreadable += 1
                         problems.append((frames[n], e.reason))
                 if images:
-                    probs = predict_probs(model, np.stack(images), batch_size)
+                    batch = np.stack(images)
+                    probs = predict_probs(model, batch, batch_size)
+                    geo = fusion.measure(model, batch, cache=False)  # None for a pixels-only model
+                    if geo is not None:  # the frames are face crops already: measured as evaluate measures them
+                        probs = geo.fuse(probs)
+                        meshes[0] += int(geo.found.sum())
+                        meshes[1] += len(geo.found)
                     labels.update(zip(chunk, probs.argmax(1).tolist()))
                 bar.update(len(numbers[s:s + batch_size]))
             last = numbers[-1]
@@ -182,6 +192,10 @@ def submit(
         "ignored": ignored,
         "per_video": per_video,
         "problems": problems,
+        # a geometry or fused model: the face geometry its predictions used (tier B), else None
+        "face_geometry": None if not fusion.uses_geometry(model) else {
+            "head": model.head_kind, "fusion_weight": round(float(model.fusion_weight), 6), "model": fusion.LANDMARKER,
+            "n_frames": meshes[1], "n_mesh": meshes[0], "no_mesh": "classified by the pixel CNN"},
     }
 
 
@@ -196,4 +210,8 @@ def format_result(r: dict) -> str:
                      + ", ".join(r["videos_without_frames"][:5]))
     if r["ignored"]:
         extra.append("ignored: " + ", ".join(f"{k} {v}" for k, v in r["ignored"].items()))
+    g = r.get("face_geometry")
+    if g:
+        extra.append(f"{g['head']} head: face mesh found on {g['n_mesh']} of {g['n_frames']} frames (the pixel CNN "
+                     f"classified the others; tier B: + pretrained face-geometry model)")
     return "\n".join([line, *extra])

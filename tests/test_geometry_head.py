@@ -109,6 +109,33 @@ def test_predict_fuses_on_a_fused_checkpoint(fused, faces, tmp_path):
     assert csv.read_text().count("\n") == 2
 
 
+def test_submit_fuses_on_a_fused_checkpoint(fused, faces, tmp_path, capsys):
+    """byel submit with a fused model: each frame's label is the fused prediction, and the summary
+    counts the frames with a face mesh."""
+    from byel.data.sources import load
+    from byel.evaluate import load_classifier, predict_probs
+    from byel.faces import fusion
+    from byel.submit import submit
+
+    data = load(f"imagefolder:{faces}", SIZE, progress=False)
+    crops = data.images[::4]
+    video = tmp_path / "frames" / "video1"
+    video.mkdir(parents=True)
+    for k, img in enumerate(crops, 1):
+        cv2.imwrite(str(video / f"{k:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    ckpt = fused / "checkpoints" / "best.ckpt"
+    r = submit(ckpt, tmp_path / "frames", tmp_path / "sub", batch_size=4, progress=False)
+    model = load_classifier(ckpt)
+    geo = fusion.measure(model, crops, cache=False)
+    want = geo.fuse(predict_probs(model, crops)).argmax(1)
+    assert (tmp_path / "sub" / "video1.txt").read_text().splitlines()[1:] == [str(int(v)) for v in want]
+    g = r["face_geometry"]
+    assert g["head"] == "fused" and g["n_frames"] == len(crops) and g["n_mesh"] == int(geo.found.sum()) > 0
+    assert main(["submit", "--checkpoint", str(ckpt), "--frames", str(tmp_path / "frames"), "--out",
+                 str(tmp_path / "sub2"), "--no-progress"]) == 0
+    assert f"face mesh found on {g['n_mesh']} of {len(crops)} frames" in capsys.readouterr().out
+
+
 def test_pixels_default_is_unchanged(faces, tmp_path):
     out = tmp_path / "ft"
     assert main(["finetune", "--data", str(faces), "--out", str(out), *TINY]) == 0
