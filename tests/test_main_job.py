@@ -44,19 +44,27 @@ def test_main_job_missing_real_set_is_one_line(tmp_path):
     assert p.stderr.count("error:") == 1 and "Traceback" not in p.stderr
 
 
+def _fused_reports(runs: Path, tier_name: str, parts: dict) -> dict:
+    """Write report.json of two fused-head demos (s0, s1) by hand, in the evaluation report's
+    layout: fused macro-F1 0.40 / 0.30 (tier_name; +0.01 and B+C with AdaBN), and per part
+    {name: ([plain per seed], AdaBN gain, tier, AdaBN tier)}. Returns the last evaluation."""
+    tier = lambda name, geo=None: {"name": name, "face_geometry": geo}  # noqa: E731
+    geo = {"head": "fused", "detection_rate": 0.9}
+    for seed, fused in enumerate([0.40, 0.30]):
+        ev = {"macro_f1": fused, "accuracy": 0.5, "n_images": 120, "per_class_f1": {}, "tier": tier(tier_name, geo),
+              "adabn": {"macro_f1": fused + 0.01, "accuracy": 0.5, "n_adapt_images": 120, "tier": tier("B+C", geo)}}
+        for name, (plain, gain, t, t_ada) in parts.items():
+            ev[name] = {"macro_f1": plain[seed], "tier": tier(t)}
+            ev["adabn"][name] = {"macro_f1": plain[seed] + gain, "tier": tier(t_ada)}
+        (runs / f"s{seed}").mkdir(parents=True)
+        (runs / f"s{seed}" / "report.json").write_text(json.dumps({"evaluation": ev, "seconds": {"total_s": 60.0}}))
+    return ev
+
+
 def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path):
     """Reports of fused-head demos (written here by hand, in the evaluation report's layout): the
     table takes its tiers from them, B / B+C for the model, A / C for its pixel CNN alone."""
-    for seed, (fused, pixels) in enumerate([(0.40, 0.20), (0.30, 0.24)]):
-        tier = lambda name, geo=None: {"name": name, "face_geometry": geo}  # noqa: E731
-        geo = {"head": "fused", "detection_rate": 0.9}
-        ev = {"macro_f1": fused, "accuracy": 0.5, "n_images": 120, "per_class_f1": {}, "tier": tier("B", geo),
-              "pixels_only": {"macro_f1": pixels, "tier": tier("A")},
-              "adabn": {"macro_f1": fused + 0.01, "accuracy": 0.5, "n_adapt_images": 120, "tier": tier("B+C", geo),
-                        "pixels_only": {"macro_f1": pixels + 0.05, "tier": tier("C")}}}
-        run = tmp_path / "runs" / f"s{seed}"
-        run.mkdir(parents=True)
-        (run / "report.json").write_text(json.dumps({"evaluation": ev, "seconds": {"total_s": 60.0}}))
+    ev = _fused_reports(tmp_path / "runs", "B", {"pixels_only": ([0.20, 0.24], 0.05, "A", "C")})
     p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
              "--out", str(tmp_path / "res"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -78,17 +86,8 @@ def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path)
 def test_a_fused_table_lists_the_geometry_head_alone_with_the_tiers_of_the_reports(tmp_path):
     """A fused model trained on mesh faces (made of real faces): fused and geometry B+C, the pixel
     CNN C, as each report says; the geometry head alone gets its own two columns."""
-    for seed, (fused, geom, pixels) in enumerate([(0.40, 0.42, 0.20), (0.30, 0.34, 0.24)]):
-        tier = lambda name, geo=None: {"name": name, "face_geometry": geo}  # noqa: E731
-        geo = {"head": "fused", "detection_rate": 0.9}
-        ev = {"macro_f1": fused, "accuracy": 0.5, "n_images": 120, "per_class_f1": {}, "tier": tier("B+C", geo),
-              "geometry_only": {"macro_f1": geom, "tier": tier("B+C")}, "pixels_only": {"macro_f1": pixels, "tier": tier("C")},
-              "adabn": {"macro_f1": fused + 0.01, "accuracy": 0.5, "n_adapt_images": 120, "tier": tier("B+C", geo),
-                        "geometry_only": {"macro_f1": geom + 0.02, "tier": tier("B+C")},
-                        "pixels_only": {"macro_f1": pixels + 0.05, "tier": tier("C")}}}
-        run = tmp_path / "runs" / f"s{seed}"
-        run.mkdir(parents=True)
-        (run / "report.json").write_text(json.dumps({"evaluation": ev, "seconds": {"total_s": 60.0}}))
+    _fused_reports(tmp_path / "runs", "B+C", {"geometry_only": ([0.42, 0.34], 0.02, "B+C", "B+C"),
+                                              "pixels_only": ([0.20, 0.24], 0.05, "C", "C")})
     p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
              "--out", str(tmp_path / "res"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
