@@ -90,8 +90,13 @@ def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> 
 
 def tier_note(results: list[dict]) -> str:
     """One line: what tiers the table's rows are, and for warp rows which real faces they are made of."""
-    warp = sorted({f"{u['n_images']} faces of {u['data']}" for r in results for u in r["tier"]["unlabelled_real"]
-                   if u["stage"] == "generate"})
+    counts: dict[str, set[int]] = {}  # per source folder: how many of its faces each run's data shows
+    for r in results:
+        for u in r["tier"]["unlabelled_real"]:
+            if u["stage"] == "generate":
+                counts.setdefault(u["data"], set()).add(u["n_images"])
+    warp = [(f"{min(n)} faces" if len(n) == 1 else f"{min(n)}–{max(n)} faces (per run)") + f" of {data}"
+            for data, n in sorted(counts.items())]
     plain_a = any(r["tier"]["name"] == "A" for r in results)
     return ((f"{LABELS['A']}: the plain scores of the procedural rows. " if plain_a else "")
             + f"{LABELS['C']}: " + (f"every score of the warp, mesh and mix rows (their faces are made from "

@@ -183,3 +183,15 @@ def test_demo_on_warp_faces_reports_tier_c(tmp_path):
     (use,) = json.loads((out / "report.json").read_text())["evaluation"]["tier"]["unlabelled_real"]
     assert (use["stage"], use["data"], use["n_images"]) == ("generate", str(NEUTRAL.resolve()),
                                                             len(_groups(out / "synthetic")))
+
+
+def test_generator_transfer_note_names_each_source_folder_once(monkeypatch):
+    """Runs over several seeds and backends draw different numbers of source faces from one
+    folder: the note gives the folder once, with the range."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import generator_transfer as gt
+
+    run = lambda n: {"tier": {"name": "C", "unlabelled_real": [{"stage": "generate", "data": "/src", "n_images": n}]}}  # noqa: E731
+    assert "made from 2448–2605 faces (per run) of /src)" in gt.tier_note([run(2605), run(2448), run(2500)])
+    assert "made from 7 faces of /src)" in gt.tier_note([run(7), run(7)])
+    del sys.modules["generator_transfer"]
