@@ -155,6 +155,14 @@ def _check_batches(n: int, batch_size: int, what: str) -> None:
         log.warning("%s has %d images, fewer than the batch size %d", what, n, batch_size)
 
 
+def _check_shares(n: int, trainer: L.Trainer, what: str) -> None:
+    """Under DDP every process trains on its share of the n images: each needs two (BatchNorm)."""
+    world = trainer.world_size
+    if world > 1 and -(-n // world) < 2:
+        raise DataError(f"{what} has {n} images for {world} processes: each needs at least 2; use fewer devices "
+                        f"(--devices) or more images")
+
+
 @contextmanager
 def _run_folder(out_dir: Path, resume, overwrite: bool):
     """Hold out_dir for one run: locked for the run's duration (a second run into it is refused),
@@ -245,6 +253,7 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced,
                              unlabelled=None if unlabelled is None else unlabelled.images, seed=cfg.seed)
         trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
+        _check_shares(len(labels), trainer, "the pre-training set")
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
         return _written(out_dir / "checkpoints" / "last.ckpt")
@@ -329,6 +338,7 @@ def finetune(
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
         trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
                                 num_sanity_val_steps=0)
+        _check_shares(len(labels), trainer, "the fine-tuning set")
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
         best = out_dir / "checkpoints" / "best.ckpt"

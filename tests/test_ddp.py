@@ -29,6 +29,31 @@ def test_ddp_two_cpu_processes_from_the_command_line(tmp_path):
     assert ckpt["byel"]["config"]["trainer"]["devices"] == "2"
 
 
+def test_a_small_set_on_more_processes_trains_on_each_share(tmp_path):
+    """Each process's batch is at most its share of the images: 10 images on 2 processes with a
+    batch size of 8 train in batches of 5 (a batch of 8 left each process with no batch at all)."""
+    data = write_class_folders(tmp_path / "synth", 2)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "byel", "pretrain", "--data", str(data), "--out", str(out), "--preset", "smoke",
+           "--no-progress", "--logger", "none", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+           "--batch-size", "8", "--epochs", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2  # one step per epoch
+
+
+def test_too_few_images_for_the_processes_is_one_line_before_any_work(tmp_path):
+    from byel.errors import DataError
+
+    images, labels = _data()
+    cfg = load_config("smoke", {"trainer.progress": False, "trainer.logger": "none", "trainer.devices": "2",
+                                "trainer.strategy": "ddp_spawn"})
+    with pytest.raises(DataError, match="2 images for 2 processes: each needs at least 2"):
+        pretrain(cfg, images[:2], labels[:2], tmp_path / "run")
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
 class DumpState(L.Callback):
     """Each rank saves its online and EMA-target weights and its per-step losses."""
 

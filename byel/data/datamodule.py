@@ -81,10 +81,11 @@ class ArrayDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.balanced, self.drop_last, self.seed = balanced, drop_last, seed
 
-    def _loader(self, dataset, shuffle: bool, sampler=None, drop_last: bool = False, generator=None) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, sampler=None, drop_last: bool = False, generator=None,
+                batch_size: int | None = None) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             shuffle=shuffle if sampler is None else False,
             sampler=sampler,
             drop_last=drop_last,
@@ -95,13 +96,18 @@ class ArrayDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        # Under DDP each process sees its share of the images (Lightning's DistributedSampler):
+        # a batch never exceeds that share, or drop_last would leave a process with no batch.
+        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
+        batch_size = min(self.batch_size, -(-len(self.train_set) // world))
         # A drop_last batch of 1 would break BatchNorm; keep at least one full batch.
-        drop_last = self.drop_last and len(self.train_set) >= self.batch_size
+        drop_last = self.drop_last and len(self.train_set) >= batch_size
         sampler = None
         if self.balanced:
             w = balanced_weights(self.train_set.labels.numpy())
             sampler = WeightedRandomSampler(w, num_samples=len(w), replacement=True)
-        labelled = self._loader(self.train_set, shuffle=True, sampler=sampler, drop_last=drop_last)
+        labelled = self._loader(self.train_set, shuffle=True, sampler=sampler, drop_last=drop_last,
+                                batch_size=batch_size)
         if self.unlabelled_set is None:
             return labelled
         # Each step also gets a batch of unlabelled images, as many as the labelled batch: the
@@ -109,11 +115,11 @@ class ArrayDataModule(L.LightningDataModule):
         # as needed), so the number of steps and the labelled data are those of a run without it.
         from lightning.pytorch.utilities import CombinedLoader
 
-        n = len(labelled) * self.batch_size
+        n = len(labelled) * batch_size
         # its own generator too: a DataLoader draws its workers' base seed when iterated
         unlabelled = self._loader(self.unlabelled_set, shuffle=False, drop_last=True,
                                   sampler=CycledSampler(len(self.unlabelled_set), n, self.seed),
-                                  generator=torch.Generator().manual_seed(self.seed))
+                                  generator=torch.Generator().manual_seed(self.seed), batch_size=batch_size)
         return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
 
     def val_dataloader(self):
