@@ -7,7 +7,9 @@ without their labels, or on the unlabelled images of --adapt-bn SPEC).
         --sources ../shared/data/fer2013-train-neutral --per-class 600 --epochs 8 --seeds 0
 
 `--backends mix` trains on --per-class faces from each backend together (twice the images).
-Prints a markdown table and writes OUT/results.json and OUT/results.md (with the command). Every score says its tier (byel.adapt.tier):
+Prints a markdown table and writes OUT/results.json and OUT/results.md (with the command); each
+run also keeps OUT/<backend>-s<seed>/result.json, and a later call with the same settings reads
+finished runs back (e.g. to add seeds). Every score says its tier (byel.adapt.tier):
 procedural faces are tier A; warp faces are made of real unlabelled neutral faces (--sources), so
 a model trained on them is tier C (which folder, how many of its faces), and AdaBN is tier C.
 Training uses byel's own fine-tuning code from scratch (no stage 1), model selection on a
@@ -61,8 +63,31 @@ def make_data(backend: str, args, seed: int, out: Path):
     return train, val, infos, float(np.mean(rates)), uses
 
 
+# The options a run's result depends on: a finished run with the same ones is reused.
+SETTINGS = ("real", "sources", "per_class", "size", "epochs", "lr", "preset", "normalize", "adapt_bn",
+            "val_fraction", "grey", "warp_strength")
+RESULT = "result.json"
+
+
 def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> dict:
+    """One backend and seed: generate, train, score. A finished run of the same settings in
+    OUT/<backend>-s<seed> is read back instead (so more seeds can be added later)."""
     out = Path(args.out) / f"{backend}-s{seed}"
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    done = out / RESULT
+    if done.exists():
+        r = json.loads(done.read_text())
+        if r.get("settings") == settings:
+            return {**r, "reused": True}
+    r = train_and_score(backend, args, seed, real, adapt, out)
+    r["settings"] = settings
+    tmp = done.with_name(RESULT + ".tmp")
+    tmp.write_text(json.dumps(r, indent=1))
+    tmp.replace(done)
+    return r
+
+
+def train_and_score(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict], out: Path) -> dict:
     t0 = time.time()
     (images, labels), val, split, rate, uses = make_data(backend, args, seed, out)
     cfg = load_config(args.preset, {
@@ -138,8 +163,10 @@ def main() -> None:
     for backend in backends:
         for seed in args.seeds:
             r = run(backend, args, seed, real, adapt)
+            where = f", read back from {Path(args.out) / f'{backend}-s{seed}' / RESULT}" if r.pop("reused", False) else ""
             results.append(r)
-            print(f"{backend} seed {seed}: macro-F1 {r['macro_f1']:.4f}, with AdaBN {r['adabn_macro_f1']:.4f} ({r['seconds']} s)", flush=True)
+            print(f"{backend} seed {seed}: macro-F1 {r['macro_f1']:.4f}, with AdaBN {r['adabn_macro_f1']:.4f} "
+                  f"({r['seconds']} s{where})", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
     lines = [f"Command: `python benchmarks/generator_transfer.py {shlex.join(sys.argv[1:])}`", "",

@@ -162,10 +162,21 @@ def test_geometry_transfer_tier_follows_warp_and_mesh_per_class(tmp_path, monkey
 def test_generator_transfer_labels_warp_rows_tier_c(tmp_path):
     import subprocess
 
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generator_transfer.py"), "--real", str(FER_SAMPLE),
-                        "--backends", "warp", "--sources", str(NEUTRAL), "--per-class", "6", "--size", "32",
-                        "--epochs", "1", "--preset", "smoke", "--workers", "1", "--out", "bench"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "generator_transfer.py"), "--real", str(FER_SAMPLE),
+           "--backends", "warp", "--sources", str(NEUTRAL), "--per-class", "6", "--size", "32",
+           "--epochs", "1", "--preset", "smoke", "--workers", "1", "--out", "bench"]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    # the same call again reads the finished run back (how seeds are added later) ...
+    first = (tmp_path / "bench" / "results.json").read_text()
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "read back from bench/warp-s0/result.json" in again.stdout
+    assert (tmp_path / "bench" / "results.json").read_text() == first
+    # ... but not under other settings
+    other = subprocess.run(cmd[:-2] + ["--lr", "0.01", "--out", "bench"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert other.returncode == 0 and "read back" not in other.stdout
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)  # the first settings again
     assert p.returncode == 0, p.stderr[-2000:]
     (r,) = json.loads((tmp_path / "bench" / "results.json").read_text())
     (use,) = r["tier"]["unlabelled_real"]
