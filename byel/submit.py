@@ -133,7 +133,7 @@ def submit(
 
     per_video: dict[str, dict] = {}
     problems: list[tuple[str, str]] = []
-    meshes = [0, 0]  # frames with a face mesh, frames measured (geometry and fused models)
+    n_mesh = n_measured = 0  # frames with a face mesh, frames measured (geometry and fused models)
     bar = tqdm(total=sum(len(f) for f in videos.values()), unit="frame", desc="submit",
                disable=not progress, leave=False)
     try:
@@ -156,8 +156,8 @@ def submit(
                     geo = fusion.measure(model, batch, cache=False)  # None for a pixels-only model
                     if geo is not None:  # the frames are face crops already: measured as evaluate measures them
                         probs = geo.fuse(probs)
-                        meshes[0] += int(geo.found.sum())
-                        meshes[1] += len(geo.found)
+                        n_mesh += int(geo.found.sum())
+                        n_measured += len(geo.found)
                     labels.update(zip(chunk, probs.argmax(1).tolist()))
                 bar.update(len(numbers[s:s + batch_size]))
             last = numbers[-1]
@@ -195,7 +195,7 @@ def submit(
         # a geometry or fused model: the face geometry its predictions used (tier B), else None
         "face_geometry": None if not fusion.uses_geometry(model) else {
             "head": model.head_kind, "fusion_weight": round(float(model.fusion_weight), 6), "model": fusion.LANDMARKER,
-            "n_frames": meshes[1], "n_mesh": meshes[0], "no_mesh": "classified by the pixel CNN"},
+            "n_frames": n_measured, "n_mesh": n_mesh, "no_mesh": "classified by the pixel CNN"},
     }
 
 

@@ -96,17 +96,16 @@ class ArrayDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        # Under DDP each process sees its share of the images (Lightning's DistributedSampler):
-        # a batch never exceeds that share, or drop_last would leave a process with no batch.
+        # Under DDP each process sees its share of the images (Lightning's DistributedSampler). A
+        # batch never exceeds that share, so drop_last (a last batch of 1 would break BatchNorm)
+        # always leaves every process at least one full batch.
         world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
         batch_size = min(self.batch_size, -(-len(self.train_set) // world))
-        # A drop_last batch of 1 would break BatchNorm; keep at least one full batch.
-        drop_last = self.drop_last and len(self.train_set) >= batch_size
         sampler = None
         if self.balanced:
             w = balanced_weights(self.train_set.labels.numpy())
             sampler = WeightedRandomSampler(w, num_samples=len(w), replacement=True)
-        labelled = self._loader(self.train_set, shuffle=True, sampler=sampler, drop_last=drop_last,
+        labelled = self._loader(self.train_set, shuffle=True, sampler=sampler, drop_last=self.drop_last,
                                 batch_size=batch_size)
         if self.unlabelled_set is None:
             return labelled
