@@ -15,9 +15,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from byel.choices import BACKBONES, BACKENDS, HEADS, METHODS
 from byel.errors import ConfigError
-from byel.methods import check_method  # names only: byel.methods imports nothing of this module
-from byel.synth import BACKENDS  # names only, as above
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -61,7 +60,6 @@ class OptimConfig:
 
 OPTIMIZERS = ("lars", "sgd", "adam", "adamw")  # byel.optim.build_optimizer
 NORMALIZERS = ("dataset", "per-image", "equalize")  # input normalisations (byel.data.augment)
-HEADS = ("pixels", "geometry", "fused")  # fine-tuned classifier heads (byel.faces.fusion)
 
 
 @dataclass
@@ -446,12 +444,8 @@ def validate(cfg: Config) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"invalid {key} {value!r}; choose one of: {', '.join(valid)}")
-    # Each registry checks its own names. Neither imports this module; byel.models is imported
-    # here, not at the top, only to keep torch out of `byel --help`.
-    from byel.models import check_backbone
-
-    check_method(cfg.method.name)
-    check_backbone(cfg.model.backbone)
+    METHODS.check(cfg.method.name)
+    BACKBONES.check(cfg.model.backbone)
     if cfg.trainer.logger in ("tensorboard", "both") and not _tensorboard_installed():
         raise ConfigError(f"trainer.logger={cfg.trainer.logger} needs TensorBoard: pip install 'byel[tensorboard]'")
 

@@ -16,24 +16,13 @@ from __future__ import annotations
 
 import importlib
 
-from byel.errors import ConfigError
-
-# name -> module defining `adapt(model, images, opts, monitor)`
-METHODS = {
-    "adabn": "byel.adapt.adabn",
-    "tent": "byel.adapt.tent",
-    "shot-im": "byel.adapt.shot_im",
-    "self-train": "byel.adapt.self_train",
-    "co-train": "byel.adapt.co_train",
-}
-SYNTHETIC = ("self-train", "co-train")  # the methods that mix in a labelled synthetic set (--synthetic)
+from byel.choices import ADAPT_METHODS as METHODS
+from byel.choices import ADAPT_WITH_SYNTHETIC as SYNTHETIC  # they mix in a labelled synthetic set (--synthetic)
 
 
 def method(name: str):
-    """The `adapt` function of the method called `name`."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown adaptation method {name!r}; choose one of: {', '.join(METHODS)}")
-    return importlib.import_module(METHODS[name]).adapt
+    """The `adapt(model, images, opts, monitor)` function of the method called `name`."""
+    return METHODS.get(name)
 
 
 def __getattr__(name: str):

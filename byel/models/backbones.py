@@ -8,37 +8,29 @@ means that default, so a ResNet-50 is the standard 23.5 M-parameter, 2048-d netw
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch import nn
 
-from byel.errors import ConfigError
-
-BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+from byel.choices import BACKBONES
 
 
 def register_backbone(name: str):
-    def deco(fn):
-        BACKBONES[name] = fn
-        return fn
-
-    return deco
+    """Decorator: a builder of a backbone under a new name (``@register_backbone("mynet")``)."""
+    return BACKBONES.register(name)
 
 
 def check_backbone(name: str) -> None:
     """Raise a ConfigError naming the valid backbones if `name` is not one of them."""
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}")
+    BACKBONES.check(name)
 
 
 def create_backbone(name: str, width: int | None = None, **kwargs) -> nn.Module:
     """`width` None or 0: the architecture's own default. Options a backbone does not take are
     an error (a TypeError from the builder), never silently dropped."""
-    check_backbone(name)
     if width:
         kwargs["width"] = width
-    return BACKBONES[name](**kwargs)
+    return BACKBONES.create(name, **kwargs)
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -158,17 +150,14 @@ class SmallNet(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1)
 
 
-@register_backbone("resnet18")
 def resnet18(small_input: bool = False, width: int = 64) -> ResNet:
     return ResNet(BasicBlock, [2, 2, 2, 2], small_input=small_input, width=width)
 
 
-@register_backbone("resnet50")
 def resnet50(small_input: bool = False, width: int = 64) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], small_input=small_input, width=width)
 
 
-@register_backbone("smallnet")
 def smallnet(width: int = 32, small_input: bool = True) -> SmallNet:
     # SmallNet's strided 3×3 stem is already made for small images: model.small_input (a ResNet
     # stem option, True by default) is accepted so every backbone takes the same config keys.
