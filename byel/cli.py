@@ -417,7 +417,8 @@ def cmd_predict(args) -> int:
 def cmd_serve(args) -> int:
     from byel.serve import serve
 
-    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, uncertain=args.uncertain)
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, uncertain=args.uncertain,
+          queue=args.queue, allow_hosts=args.allow_host or ())
     return 0
 
 
@@ -619,6 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the model shipped with byel)")
     se.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
     se.add_argument("--port", type=int_range(0, 65535), default=8000, metavar="N", help="0: any free port")
+    se.add_argument("--allow-host", action="append", metavar="NAME",
+                    help="a host name the page may be opened by besides localhost and IP addresses (with --host "
+                         "0.0.0.0: the machine's name on the network); repeatable. Other names are refused "
+                         "(DNS rebinding)")
+    se.add_argument("--queue", type=int_range(1, 32), default=4, metavar="N",
+                    help="requests that may wait while the model runs; more get 503 (busy) at once")
     se.add_argument("--uncertain", type=prob_float, metavar="P", help="as for predict")
     se.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     se.set_defaults(func=cmd_serve, reads=("checkpoint",))
