@@ -228,7 +228,8 @@ def load(checkpoint: str | Path | None = None, *, device: str = "cpu", detect: b
 
     ``detect=False``: every image is one face crop (its centred square is classified).
     ``detector``: auto (the landmarker; where its runtime has no wheel, OpenCV's Haar cascade or
-    dlib) | landmarker | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels;
+    dlib) | landmarker | opencv-haar | dlib-hog; ``min_face``: only faces whose box is at least
+    this many pixels on its shorter side (in the input image; under 8 counts as 8) are reported;
     ``batch_size``: faces per forward pass; ``device``: cpu, cuda, cuda:N or mps."""
     return Model(checkpoint, device=device, detect=detect, detector=detector, min_face=min_face,
                  batch_size=batch_size)

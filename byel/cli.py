@@ -116,6 +116,8 @@ lr_float = Bounded(float, 0.0, LIMITS["lr"], lo_open=True)
 
 LOGGERS = ("csv", "tensorboard", "both", "none")
 CLASS_COUNTS = (6, 7)  # byel.classes.CLASS_COUNTS (not imported here: keeps --help light)
+MAX_WINDOW = 1001  # byel.track.MAX_WINDOW: the longest --smooth window:K (not imported: keeps --help light)
+MIN_PER_SET = 2  # byel.latents.MIN_PER_SET: the projection needs two points of a set (not imported: torch)
 CLASSES_HELP = "6: the six emotions; 7: the six and neutral (default: the preset's, 6)"
 UNLABELLED_HELP = ("unlabelled real images (a folder: every image below it, or any data spec; labels never read) "
                    "that join stage 1's BYOL term, a batch of them beside each synthetic batch (same steps, same "
@@ -603,13 +605,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="face detector. auto: landmarker (MediaPipe's BlazeFace + face mesh, shipped with byel; crops "
                          "aligned on the eyes), or where its runtime has no wheel opencv-haar, else dlib-hog (both: "
                          "axis-aligned crops around the box)")
-    pr.add_argument("--min-face", type=int_range(1, 100_000), default=24, metavar="PX", help="smallest face side in pixels")
+    pr.add_argument("--min-face", type=int_range(1, 100_000), default=24, metavar="PX",
+                    help="report only faces whose box is at least PX pixels on its shorter side, in pixels of the "
+                         "input image (every detector; values under 8 count as 8)")
     pr.add_argument("--video-stride", type=positive_int, default=1, metavar="K", help="use every k-th video frame")
     pr.add_argument("--uncertain", type=prob_float, metavar="P",
                     help="label a face `uncertain` when its top probability is below P (0 < P ≤ 1)")
     pr.add_argument("--smooth", type=smooth_arg, default="none", metavar="SPEC",
                     help="videos: smooth each face track's probabilities: none | ema:A (A = weight of the newest "
-                         "frame, 0 < A ≤ 1) | window:K (centred mean over K frames)")
+                         f"frame, 0 < A ≤ 1) | window:K (centred mean over K frames, 1 ≤ K ≤ {MAX_WINDOW})")
     pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
     pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     pr.add_argument("--no-progress", action="store_true")
@@ -661,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--data", action="append", help="data spec (repeat: e.g. synthetic and real side by side)")
     la.add_argument("--out", default="latents.png", help="the latent projection picture")
     la.add_argument("--emotion-vectors", metavar="PNG", help="also plot cos(W_i, W_j) (stage-1 byel/byol-cls checkpoints)")
-    la.add_argument("--max-per-set", type=positive_int, default=600, metavar="N", help="images per data set")
+    la.add_argument("--max-per-set", type=int_range(MIN_PER_SET, LIMITS["count"]), default=600, metavar="N",
+                    help=f"at most N images per data set (a random subset), N ≥ {MIN_PER_SET}")
     la.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     la.set_defaults(func=cmd_plot_latents, writes={"out": "picture", "emotion_vectors": "picture"},
                     reads=("checkpoint", "data"))

@@ -23,6 +23,7 @@ from byel.errors import ByelError, DataError
 MARKERS = ["o", "^", "s", "D", "v", "P", "X", "*"]
 CLASS_COLOURS = ["#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#17becf"]  # the six, neutral
 UNLABELLED = "#7f7f7f"
+MIN_PER_SET = 2  # a set's spread (the centroid-gap unit) and its place in the PCA need two points
 
 
 def load_backbone(checkpoint: str | Path, device: str = "cpu"):
@@ -99,8 +100,8 @@ def plot_latents(
 
     if not data_specs:
         raise DataError("give at least one data set (e.g. the synthetic training folder and a real one)")
-    if max_per_set < 2:
-        raise ByelError(f"max_per_set must be >= 2, got {max_per_set}")
+    if max_per_set < MIN_PER_SET:
+        raise ByelError(f"max_per_set must be >= {MIN_PER_SET}, got {max_per_set}")
     backbone, pre, cfg = load_backbone(checkpoint, device)
     classes = class_names(cfg.data.classes)  # the checkpoint's
     sets = []

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import io
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,17 @@ _COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144
 DETECTORS = ("auto", "landmarker", "opencv-haar", "dlib-hog")
 
 
+MIN_FACE_FLOOR = 8  # a smaller min_face counts as this: detectors would upsample without limit for it
+
+
+def checked_min_face(min_face) -> int:
+    """The smallest reported face box side in pixels (shorter side, in the input image), from a
+    user's ``min_face``: a whole number >= 1; values under MIN_FACE_FLOOR count as MIN_FACE_FLOOR."""
+    if isinstance(min_face, bool) or not isinstance(min_face, numbers.Integral) or min_face < 1:
+        raise ByelError(f"min_face must be a whole number of pixels >= 1, got {min_face!r}")
+    return max(MIN_FACE_FLOOR, int(min_face))
+
+
 @dataclass
 class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in original pixels
@@ -113,7 +125,7 @@ class FaceDetector:
     "opencv-haar" or "dlib-hog"."""
 
     def __init__(self, backend: str = "auto", min_face: int = 24):
-        self.min_face = max(8, int(min_face))
+        self.min_face = checked_min_face(min_face)
         tried = []
         if backend in ("auto", "opencv-haar"):
             xml = _haar_xml()
@@ -217,7 +229,7 @@ class FaceFinder:
     def __init__(self, size: int, detect: bool = True, detector: str = "auto", min_face: int = 24):
         if detector not in DETECTORS:
             raise ByelError(f"unknown face detector {detector!r}; choose {', '.join(DETECTORS)}")
-        self.size, self.min_face = size, max(8, int(min_face))
+        self.size, self.min_face = size, checked_min_face(min_face)
         self.mesher = self.detector = None
         if detect and (detector == "landmarker" or (detector == "auto" and _litert_installed())):
             from byel.faces import FaceMesher
@@ -236,11 +248,18 @@ class FaceFinder:
             if min(rgb.shape[:2]) < 2:  # a one-pixel line of an image: no face (the mesher refuses it)
                 return []
 
-            return [Face(_image_box(f.box, rgb.shape), aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
-                    for f in self.mesher.find(rgb, self.min_face)]
+            boxes = [(_image_box(f.box, rgb.shape), f) for f in self.mesher.find(rgb, self.min_face)]
+            return [Face(b, aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
+                    for b, f in boxes if self.big_enough(b)]
         if self.detector is None:
             return [Face(*centre_square(rgb, self.size))]
-        return [Face(b, crop_face(rgb, b, self.size, self.margin, self.shift)) for b in self.detector(rgb)]
+        return [Face(b, crop_face(rgb, b, self.size, self.margin, self.shift))
+                for b in self.detector(rgb) if self.big_enough(b)]
+
+    def big_enough(self, box) -> bool:
+        """``min_face`` is a promise about the reported box: the detectors only aim at it (tiles,
+        scales and minimum windows), and clipping to the image can shrink a box below it."""
+        return min(box[2], box[3]) >= self.min_face
 
 
 # --------------------------------------------------------------------------- inputs
@@ -485,7 +504,8 @@ def predict(
     ``detect=False`` treats every image/frame as one pre-cropped face (its centred square).
     ``annotate_dir``: images are saved there with boxes and labels drawn (same relative names;
     videos as ``<name>.annotated.avi``). ``video_stride`` K classifies frames 0, K, 2K ...
-    ``detector``: auto | landmarker | opencv-haar | dlib-hog; ``min_face``: smallest face side in pixels.
+    ``detector``: auto | landmarker | opencv-haar | dlib-hog; ``min_face``: faces whose box is
+    smaller than this on its shorter side (pixels of the input image) are not reported.
     ``uncertain`` P: faces whose top probability is below P are labelled ``uncertain``.
     ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track).
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
@@ -499,6 +519,7 @@ def predict(
         raise ByelError(f"video stride must be >= 1, got {video_stride}")
     check_uncertain(uncertain)
     parse_smooth(smooth)
+    checked_min_face(min_face)
     model, classes = load_model(checkpoint, device)
     src = collect_inputs(list(inputs))
     if not src.items:

@@ -25,12 +25,19 @@ Line k + 1 of a file is frame k, for k = 1 .. the highest frame number found, so
 (highest frame number) + 1 lines. A frame whose file is missing (a gap in the numbering) or
 cannot be decoded gets the prediction of its nearest readable frame (the earlier one on a tie);
 these are counted per video and in total. A video with no readable frame gets no file and is
-reported. Files whose names are not frame numbers are ignored and counted.
+reported. Files whose names are not frame numbers (ASCII digits 0-9 only, >= 1: ``１２.jpg`` and
+``².jpg`` are not frames) are ignored and counted.
+
+A frame number far beyond a folder's others is refused before any work, naming the file: the
+highest frame number may be at most MAX_FILL_FACTOR x (the folder's frame files) + FILL_SLACK,
+so that at least about a tenth of a long file's lines are predictions; a stray ``10000000.jpg``
+among a few frames would otherwise write ten million lines filled from its neighbours.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,8 @@ HEADERS = {
 }
 CODE_OFFSET = {"byel": 0, "affwild2": 1}  # class index i is written as i + offset, but:
 AFFWILD2_NEUTRAL = 0  # neutral (index 6 of a 7-class model) in the official coding
+FRAME_NUMBER = re.compile(r"[0-9]+")  # not str.isdigit: it takes "１２" and "²" (int() fails on the latter)
+MAX_FILL_FACTOR, FILL_SLACK = 10, 1000  # highest frame number <= 10 x frame files + 1000 (module doc)
 
 
 def _code(i: int, codes: str) -> int:
@@ -68,7 +77,7 @@ def scan_frames(frames_root: str | Path) -> tuple[dict[str, dict[int, str]], dic
         for f in sorted(vdir.iterdir()):
             if not f.is_file() or f.name.startswith("."):
                 continue
-            if f.suffix.lower() not in IMAGE_EXTS or not f.stem.isdigit() or int(f.stem) < 1:
+            if f.suffix.lower() not in IMAGE_EXTS or not FRAME_NUMBER.fullmatch(f.stem) or int(f.stem) < 1:
                 ignored["not_a_frame_number"] += 1
                 continue
             n = int(f.stem)
@@ -77,12 +86,23 @@ def scan_frames(frames_root: str | Path) -> tuple[dict[str, dict[int, str]], dic
                 continue
             frames[n] = str(f)
         if frames:
+            check_frame_numbers(frames)
             videos[vdir.name] = frames
     if not videos:
         loose = any(p.is_file() and p.suffix.lower() in IMAGE_EXTS for p in root.iterdir())
         hint = " (images lie directly in it: put each video's frames in its own sub-folder)" if loose else ""
         raise DataError(f"no frame folders FRAMES_ROOT/<video>/<00001>.jpg under {frames_root}{hint}")
     return videos, {k: v for k, v in ignored.items() if v}
+
+
+def check_frame_numbers(frames: dict[int, str]) -> None:
+    """DataError naming the highest-numbered file when its number is far beyond the folder's
+    frame files (see the module doc): a stray file, not a video that long."""
+    last, limit = max(frames), MAX_FILL_FACTOR * len(frames) + FILL_SLACK
+    if last > limit:
+        raise DataError(f"{frames[last]}: frame number {last} is far beyond the folder's {len(frames)} frame files "
+                        f"(at most {limit} = {MAX_FILL_FACTOR} x {len(frames)} + {FILL_SLACK}; its lines would be "
+                        "filled from other frames): remove or rename the stray file")
 
 
 def fill_nearest(labels: dict[int, int], last: int) -> tuple[list[int], int]:
@@ -124,10 +144,10 @@ def submit(
         raise ByelError(f"unknown label coding {codes!r}; choose {' or '.join(HEADERS)}")
     if batch_size < 1:
         raise ByelError(f"batch size must be >= 1, got {batch_size}")
+    videos, ignored = scan_frames(frames_root)  # before the model loads: a bad tree is refused at once
     model = load_classifier(checkpoint, device)
     header = ",".join(model.classes) if codes == "byel" else HEADERS[codes]
     size = model.cfg.data.image_size
-    videos, ignored = scan_frames(frames_root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 

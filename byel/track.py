@@ -12,19 +12,30 @@ Smoothing (``smooth`` spec), applied to each track's faces in frame order:
 - ``ema:A`` (0 < A <= 1): exponential moving average, s_0 = p_0, s_t = A * p_t + (1 - A) * s_{t-1}.
   A is the weight of the newest frame: 1 is no smoothing, 0.6 forgets a frame's weight to a
   tenth in about 2.5 frames. Causal: a frame's value uses only earlier frames.
-- ``window:K`` (K >= 1): centred moving average, the mean over the track's K faces around each
-  one (K // 2 before and (K - 1) // 2 after; fewer at the track's ends).
+- ``window:K`` (1 <= K <= MAX_WINDOW = 1001, a whole number): centred moving average, the mean
+  over the track's K faces around each one (K // 2 before and (K - 1) // 2 after; fewer at the
+  track's ends). 1001 frames are 40 s at 25 fps: a longer window is a mistake, not smoothing.
+
+Numbers are ASCII decimals (``ema:0.6``, ``ema:1e-3``, ``window:5``); the spec is checked, and
+normalised to a form that parses back to the same value, when the command line is parsed.
 
 The average of probability vectors is again a probability vector, so labels stay their argmax.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from byel.errors import ByelError
 
-SMOOTH_HELP = "none | ema:A (0 < A <= 1, weight of the newest frame) | window:K (centred, K frames)"
+MAX_WINDOW = 1001
+SMOOTH_HELP = (f"none | ema:A (0 < A <= 1, weight of the newest frame) | window:K (centred, K frames, "
+               f"a whole number 1 <= K <= {MAX_WINDOW})")
+# ASCII only: int() and float() also take other scripts' digits ("٣", "３") and underscores
+_INT = re.compile(r"[0-9]+")
+_REAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?")
 
 
 def iou(a, b) -> float:
@@ -101,17 +112,11 @@ def parse_smooth(spec) -> tuple[str, float]:
     if text in ("none", "off", ""):
         return "none", 0.0
     kind, _, value = text.partition(":")
-    try:
-        if kind == "ema":
-            a = float(value)
-            if 0 < a <= 1:
-                return "ema", a
-        elif kind == "window":
-            k = int(value)
-            if k >= 1:
-                return "window", float(k)
-    except ValueError:
-        pass
+    value = value.strip()
+    if kind == "ema" and _REAL.fullmatch(value) and 0 < float(value) <= 1:
+        return "ema", float(value)
+    if kind == "window" and _INT.fullmatch(value) and 1 <= int(value) <= MAX_WINDOW:
+        return "window", float(int(value))
     raise ByelError(f"bad smoothing {spec!r}; use {SMOOTH_HELP}")
 
 
@@ -155,6 +160,11 @@ def track_and_smooth(boxes: list[list], probs: list, spec, min_iou: float = 0.3,
 
 
 def check_smooth(spec) -> str:
-    """The smoothing spec, checked and normalised (``ema:0.60`` -> ``ema:0.6``)."""
+    """The smoothing spec, checked and normalised (``ema:0.60`` -> ``ema:0.6``, ``window:07`` ->
+    ``window:7``); the result parses back to the same value."""
     kind, value = parse_smooth(spec)
-    return kind if kind == "none" else f"{kind}:{value:g}"
+    if kind == "window":
+        return f"window:{int(value)}"
+    if kind == "ema":  # 6 significant digits where they are exact, else every digit needed
+        return f"ema:{value:g}" if float(f"{value:g}") == value else f"ema:{value!r}"
+    return kind
