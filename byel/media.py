@@ -140,6 +140,8 @@ def video_writer(path: str | os.PathLike, fourcc: str, fps: float, size: tuple[i
         vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, size)
         try:
             if not vw.isOpened():
+                if not os.access(os.path.dirname(path), os.W_OK):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
                 raise ByelError(f"{path}: OpenCV cannot write a {fourcc} video of this type; use a .avi name")
             yield vw
             vw.release()
