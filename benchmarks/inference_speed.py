@@ -42,41 +42,46 @@ def write_test_video(path: Path, frames: int, fps: int = 25) -> tuple[int, int]:
     """An MJPG .avi of the fixture photo panning ±8 px (replicated border); returns (w, h)."""
     import cv2
 
-    img = cv2.imread(str(PHOTO))
+    from byel.media import video_writer
+
+    img = _read_photo()
+    h, w = img.shape[:2]
+    with video_writer(path, "MJPG", fps, (w, h)) as vw:
+        for i in range(frames):
+            dx, dy = 8 * np.sin(i / 7), 4 * np.cos(i / 11)
+            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            vw.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
+    return w, h
+
+
+def _read_photo() -> np.ndarray:
+    """The fixture photo, BGR (read by Python: OpenCV cannot open a path that is not UTF-8)."""
+    import cv2
+
+    img = cv2.imdecode(np.fromfile(PHOTO, np.uint8), cv2.IMREAD_COLOR) if PHOTO.is_file() else None
     if img is None:
         raise ByelError(f"fixture photo missing: {PHOTO}")
-    h, w = img.shape[:2]
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    if not vw.isOpened():
-        raise ByelError("this OpenCV cannot write MJPG video")
-    for i in range(frames):
-        dx, dy = 8 * np.sin(i / 7), 4 * np.cos(i / 11)
-        m = np.float32([[1, 0, dx], [0, 1, dy]])
-        vw.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
-    vw.release()
-    return w, h
+    return img
 
 
 def split_video(path: Path, parts: int, out: Path) -> list[Path]:
     """The video cut into `parts` consecutive pieces (as MJPG files, written before timing)."""
-    import cv2
+    from byel.media import video_reader, video_writer
 
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    with video_reader(path) as cap:
+        frames = []
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f)
     paths = []
     for k, chunk in enumerate(np.array_split(np.arange(len(frames)), parts)):
         p = out / f"part{parts}-{k}.avi"
         h, w = frames[0].shape[:2]
-        vw = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
-        for i in chunk:
-            vw.write(frames[i])
-        vw.release()
+        with video_writer(p, "MJPG", 25, (w, h)) as vw:
+            for i in chunk:
+                vw.write(frames[i])
         paths.append(p)
     return paths
 
@@ -100,7 +105,7 @@ def _worker(ckpt: str, video: str, threads: int, stride: int, min_face: int, rea
     import byel
 
     model = byel.load(ckpt, min_face=min_face)
-    model.predict(np.asarray(cv2.imread(str(PHOTO))[..., ::-1]))  # warm-up
+    model.predict(np.ascontiguousarray(_read_photo()[..., ::-1]))  # warm-up
     ready.put(1)
     start.wait()
     t0 = time.perf_counter()

@@ -198,7 +198,8 @@ class Model:
         """One ``Faces`` per processed frame (frames 0, stride, 2·stride …), each face with its
         track id (the same face across frames, by box overlap) and, with ``smooth`` (none |
         ema:A | window:K, see byel.track), its probabilities smoothed along the track."""
-        from byel.predict import _video_frames, check_uncertain, classify_stream
+        from byel.media import video_frames
+        from byel.predict import check_uncertain, classify_stream
         from byel.track import parse_smooth, track_and_smooth
 
         check_uncertain(uncertain)
@@ -209,7 +210,7 @@ class Model:
         if not p.is_file():
             raise ByelError(f"{path}: {'a folder, not a video' if p.is_dir() else 'not found'}")
         frames = []  # (frame index, size, faces, probabilities)
-        items = _sized(_video_frames(str(p), stride))
+        items = _sized(video_frames(p, stride))
         for (k, size), _, faces, probs in classify_stream(self.net, self.finder, items, self.batch_size):
             for f in faces:  # the crops are not needed any more: a long video keeps boxes and meshes only
                 f.crop = None

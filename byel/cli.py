@@ -9,6 +9,7 @@ Anything else is a bug in byel: one line saying so, exit code 1, and the traceba
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import json
 import math
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from byel import __version__
 from byel.config import ACCELERATORS, HEADS, LIMITS, OPTIMIZERS, PRECISIONS, GenerateConfig, check_devices
-from byel.errors import ByelError, StepFailed, os_error_message
+from byel.errors import ByelError, StepFailed, escape_char, os_error_message
 from byel.methods import VARIANTS
 from byel.synth import BACKENDS
 
@@ -54,8 +55,27 @@ HEAD_HELP = ("pixels: the CNN alone (tier A); geometry: a face-geometry head (Me
 
 def printable(text: str) -> str:
     """text with control characters (from a binary file, a terminal escape) written as escapes,
-    so an error message stays one readable line."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+    so an error message stays one readable line; a byte of a file name that is not UTF-8 as \\xNN."""
+    return "".join(ch if ch.isprintable() else escape_char(ch) for ch in str(text))
+
+
+def _escape_errors(e: UnicodeError) -> tuple[str, int]:
+    """Codec error handler "byel-escape": what the output's encoding cannot hold, as escapes."""
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    return "".join(escape_char(ch) for ch in e.object[e.start:e.end]), e.end
+
+
+codecs.register_error("byel-escape", _escape_errors)
+
+
+def _escape_unencodable_output() -> None:
+    """Printing a name the terminal's encoding cannot hold (a file name that is not UTF-8, any
+    non-ASCII name under an ASCII locale) writes escapes instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) in ("strict", "backslashreplace"):
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors="byel-escape")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -793,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_guarded(func) -> int:
     """Run func() and turn the errors a user can cause into one line on stderr and an exit code
     (used by the `byel` command and by the scripts in benchmarks/)."""
+    _escape_unencodable_output()
     try:
         return func() or 0
     except StepFailed as e:  # the step's own error line is above
@@ -812,10 +833,19 @@ def run_guarded(func) -> int:
         print(f"byel: interrupted{'; ' + printable(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # not the user's input: a bug. One line here, the traceback in a file.
-        first = printable((str(e).strip().splitlines() or [""])[0][:200])
-        print(f"byel: internal error (a bug in byel, not in your input): {type(e).__name__}: {first}; "
-              f"{_crash_report()} — please report it", file=sys.stderr)
+        print(_internal_error_line(e), file=sys.stderr)
         return 1
+
+
+def _internal_error_line(e: Exception) -> str:
+    """The one line that reports a bug; nothing in it can fail (an odd or huge message, an
+    unwritable traceback file)."""
+    try:
+        first = printable((str(e)[:1000].strip().splitlines() or [""])[0][:200])
+    except Exception:  # noqa: BLE001 - a message that cannot even be made a string
+        first = "(no message)"
+    return (f"byel: internal error (a bug in byel, not in your input): {type(e).__name__}: {first}; "
+            f"{_crash_report()} — please report it")
 
 
 def _crash_report() -> str:
@@ -826,11 +856,14 @@ def _crash_report() -> str:
 
     try:
         fd, path = tempfile.mkstemp(prefix=f"byel-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
-        with os.fdopen(fd, "w") as f:
+        # backslashreplace: the command line and the messages may hold names that are not UTF-8
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(f"byel {__version__}: {' '.join(sys.argv)}\n\n{traceback.format_exc()}")
-        return f"traceback in {path}"
+        return f"traceback in {printable(path)}"
     except OSError as e:
-        return f"could not write the traceback ({e.strerror or e})"
+        return f"could not write the traceback ({printable(e.strerror or e)})"
+    except Exception as e:  # noqa: BLE001 - the report of a bug must not become a second one
+        return f"could not write the traceback ({type(e).__name__})"
 
 
 if __name__ == "__main__":

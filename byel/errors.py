@@ -36,6 +36,20 @@ class Interrupted(KeyboardInterrupt):
     message says how to continue. The CLI prints it and exits with 130, as for any Ctrl-C."""
 
 
+def escape_char(ch: str) -> str:
+    """ch written as an escape: \\xNN for a byte of a file name that is not valid UTF-8 (which
+    Python holds as a surrogate escape, U+DC80..U+DCFF), else as Python writes it (\\n, \\u2265)."""
+    if "\udc80" <= ch <= "\udcff":
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def escape_surrogates(text: str) -> str:
+    """text with its lone surrogates (the bytes of a file name that is not UTF-8) written as
+    escapes, so that any file, font or terminal takes it (a plot title, a line of a report)."""
+    return "".join(escape_char(ch) if "\ud800" <= ch <= "\udfff" else ch for ch in str(text))
+
+
 # Operating-system errors in words a user can act on (errno -> reason).
 _OS_REASONS = {
     "ENOSPC": "disk full (no space left on device)",

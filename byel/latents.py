@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from byel.classes import class_names
-from byel.errors import ByelError, DataError
+from byel.errors import ByelError, DataError, escape_surrogates
 
 MARKERS = ["o", "^", "s", "D", "v", "P", "X", "*"]
 CLASS_COLOURS = ["#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#17becf"]  # the six, neutral
@@ -79,7 +79,7 @@ def _load_set(spec: str, size: int, max_per_set: int, seed: int, classes: int = 
 
 def _short(spec: str) -> str:
     body = spec.split(":", 1)[-1].split("?")[0].rstrip("/\\")
-    return Path(body).name or body
+    return escape_surrogates(Path(body).name or body)  # a plot label: a font cannot draw a name that is not UTF-8
 
 
 def plot_latents(
@@ -187,7 +187,7 @@ def plot_latents(
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 10), fontsize=8, frameon=False)
     gap_txt = ("; centroid gap to " + sets[0]["name"] + ": "
                + ", ".join(f"{k} {v:.2f}" for k, v in gaps.items())) if gaps else ""
-    fig.suptitle(f"backbone features of {Path(str(checkpoint)).name} ({cfg.model.backbone}, "
+    fig.suptitle(f"backbone features of {escape_surrogates(Path(str(checkpoint)).name)} ({cfg.model.backbone}, "
                  f"{allf.shape[1]}-d){gap_txt}", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     out = save_figure(fig, out_png, dpi=110)
@@ -240,7 +240,7 @@ def plot_emotion_vectors(checkpoint: str | Path, out_png: str | Path) -> np.ndar
             ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if abs(cos[i, j]) > 0.6 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
-    ax.set_title(f"emotion vectors W of {Path(str(checkpoint)).name} ({W.shape[0]}-d)\n"
+    ax.set_title(f"emotion vectors W of {escape_surrogates(Path(str(checkpoint)).name)} ({W.shape[0]}-d)\n"
                  f"off-diagonal |cos|: mean {np.abs(off).mean():.3f}, max {np.abs(off).max():.3f}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out_png)

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from byel.errors import escape_surrogates  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Write a figure atomically (temporary file, then rename: a crash never leaves half a PNG)
@@ -43,7 +45,7 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: str | Path, t
             ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(escape_surrogates(title), fontsize=9)  # a font cannot draw a name that is not UTF-8
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -60,7 +62,7 @@ def ablation_bars(summary: dict, methods: list[str], eval_sets: list[str], path:
         ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
         ax.set_xticks(x, methods)
         ax.set_ylabel("macro-F1 on real faces")
-        ax.set_title(Path(spec.split(":")[-1]).name, fontsize=9)
+        ax.set_title(escape_surrogates(Path(spec.split(":")[-1]).name), fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

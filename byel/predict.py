@@ -7,7 +7,8 @@ CSV columns (one row per detected face, largest face of an image first)::
 
 (one ``p_*`` column per class of the checkpoint, from its ``byel.classes`` metadata).
 
-- ``file``: the input file; ``frame``: the 0-based frame index for videos, empty for images.
+- ``file``: the input file (a name that is not valid UTF-8 as its own bytes); ``frame``: the
+  0-based frame index for videos, empty for images.
 - ``track`` (after ``frame``, only when an input is a video): the face's track id within its
   video, the same person across frames by box overlap (byel.track); empty for images.
 - ``x, y, w, h``: the face box the detector found, in pixels of the original image (with
@@ -34,6 +35,7 @@ damaged landmarker file is an error, not a silent fallback. Without any detector
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import numbers
@@ -50,6 +52,7 @@ from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS
 from byel.data.imageio import write_image
 from byel.errors import ByelError, DataError
+from byel.media import video_frames, video_info, video_writer
 
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 NO_FACE = "no_face"
@@ -335,35 +338,6 @@ def collect_inputs(inputs: list[str]) -> _Sources:
     return src
 
 
-def _video_frames(path: str, stride: int):
-    """(frame index, RGB) of every stride-th frame; yields nothing for an unreadable video."""
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            return
-        i = 0
-        while True:
-            if i % stride:
-                ok = cap.grab()
-                frame = None
-            else:
-                ok, frame = cap.read()
-            if not ok:
-                break
-            if frame is not None:
-                yield i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            i += 1
-    finally:
-        cap.release()
-
-
-def _frame_count(path: str) -> int:
-    cap = cv2.VideoCapture(path)
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    cap.release()
-    return max(0, n)
-
-
 # --------------------------------------------------------------------------- annotation
 
 
@@ -535,7 +509,7 @@ def predict(
     unreadable: list[str] = []
     class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
 
-    total = sum(1 if k == "image" else -(-_frame_count(p) // video_stride) for k, p, _ in src.items)
+    total = sum(1 if k == "image" else -(-video_info(p)[0] // video_stride) for k, p, _ in src.items)
     bar = tqdm(total=total, unit="img", desc="predict", disable=not progress, leave=False)
 
     def frames():
@@ -543,10 +517,8 @@ def predict(
             if kind == "image":
                 fps, it = 0.0, [("", read_rgb(path))]
             else:
-                cap = cv2.VideoCapture(path)
-                fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / video_stride if cap.isOpened() else 25.0
-                cap.release()
-                it = _video_frames(path, video_stride)
+                fps = (video_info(path)[1] or 25.0) / video_stride
+                it = video_frames(path, video_stride)
             n_read = 0
             for frame, rgb in it:
                 bar.update(1)
@@ -585,20 +557,19 @@ def predict(
         path = ann_root / (meta["_ann"] + ".annotated.avi")
         path.parent.mkdir(parents=True, exist_ok=True)
         vw = None
-        try:
-            for (_, rgb), rows in zip(_video_frames(meta["file"], video_stride), per_frame):
+        with contextlib.ExitStack() as stack:  # the video appears at path once it is complete
+            frames = stack.enter_context(contextlib.closing(video_frames(meta["file"], video_stride)))
+            for (_, rgb), rows in zip(frames, per_frame):
                 drawn = annotate(rgb, rows, classes)
                 if vw is None:
-                    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), meta["_fps"],
-                                         (drawn.shape[1], drawn.shape[0]))
+                    size = (drawn.shape[1], drawn.shape[0])
+                    vw = stack.enter_context(video_writer(path, "MJPG", meta["_fps"], size))
                 vw.write(drawn)
                 stats["annotated"] += 1
-        finally:
-            if vw is not None:
-                vw.release()
 
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        # surrogateescape: a file name that is not valid UTF-8 is written as its own bytes (lossless)
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
             has_video = any(k == "video" for k, _, _ in src.items)
             writer = csv.DictWriter(fh, columns(classes, has_video), extrasaction="ignore")
             writer.writeheader()

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from byel.checks import check_picture
 from byel.classes import NUM_CLASSES, class_names
 from byel.data.sources import ImageSet, load, write_problem_log
+from byel.errors import escape_surrogates
 
 SAMPLES_PER_ROW = 8
 UNLABELLED_ROWS = 4
@@ -85,6 +86,7 @@ def contact_sheet(s: ImageSet, out_png: str, *, unlabelled: bool = False, seed: 
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title(s.spec if len(s.spec) < 70 else "..." + s.spec[-67:], fontsize=8)
+    spec = escape_surrogates(s.spec)  # a font cannot draw a name that is not UTF-8
+    ax.set_title(spec if len(spec) < 70 else "..." + spec[-67:], fontsize=8)
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     fig.savefig(out_png)

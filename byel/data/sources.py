@@ -745,7 +745,8 @@ def load(spec: str, size: int, *, cache: bool = True, progress: bool = True, wor
 def read_manifest(root: str) -> list[dict] | None:
     """The rows of a `byel generate` folder's manifest.csv; None without a readable one."""
     try:
-        with open(os.path.join(root, MANIFEST), newline="", encoding="utf-8") as f:
+        # surrogateescape: a source face's name that is not UTF-8 comes back as it was written
+        with open(os.path.join(root, MANIFEST), newline="", encoding="utf-8", errors="surrogateescape") as f:
             return list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
@@ -828,7 +829,7 @@ def _finish(name: str, scanned: _Tally, built: _Built, unlabelled: bool, args: d
 def write_problem_log(imageset: ImageSet, path: str) -> None:
     """One line per unusable item, "reason<TAB>where", after a short header."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:  # names not UTF-8: their bytes
         f.write(f"# unusable items in {imageset.spec}\n")
         for part in _tally_parts(imageset.skipped, imageset.dropped):
             f.write(f"# {part}\n")

@@ -87,7 +87,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
                              grey=grey, per_class={c: per_class for c in names}, gate=gate)
     _remove_stale(out, names, per_class)
     preview = contact_sheet(
-        {c: [cv2.imread(str(out / c / f"{c}_{i:06d}.png"))[..., ::-1]
+        {c: [cv2.imdecode(np.fromfile(out / c / f"{c}_{i:06d}.png", np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
              for i in range(min(per_class, PREVIEW_PER_CLASS))] for c in names},
         out / PREVIEW, per_row=PREVIEW_PER_CLASS)
     summary = {
@@ -194,7 +194,7 @@ def _write_manifest(path: Path, rows: list[dict], backend: str, seed: int) -> Pa
         extra.update(dict.fromkeys(k for k in r if k not in ("file", "class", "group") and k not in au_cols))
     cols = ["file", "class", "group", "backend", "seed", *au_cols, *extra]
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # names not UTF-8: their bytes
         w = csv.DictWriter(f, fieldnames=cols, restval="")
         w.writeheader()
         for r in rows:

@@ -57,7 +57,10 @@ def read_face(path: Path) -> np.ndarray | None:
 
     Non-square crops are centre-cropped to a square; colour images whose channels are equal are
     stored grey, which keeps the FER2013 sources small enough to pickle to worker processes."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:  # Python reads the bytes: OpenCV cannot open a name that is not valid UTF-8
+        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except OSError:
+        return None
     if img is None or img.size == 0:
         return None
     if img.dtype != np.uint8:
@@ -136,7 +139,8 @@ def _cache_key(root: Path, files: list[Path]) -> str:
     h = hashlib.sha1(CACHE_VERSION.encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # surrogateescape: a name that is not UTF-8 is hashed as its bytes
+        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
