@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from matplotlib.figure import Figure
 
 from byel.checks import check_picture
 from byel.classes import NUM_CLASSES, class_names
 from byel.data.sources import ImageSet, load, write_problem_log
+from byel.outputs import inspect_log, written_whole
+from byel.plots import save_figure
 
 SAMPLES_PER_ROW = 8
 UNLABELLED_ROWS = 4
@@ -42,9 +42,10 @@ def inspect(spec: str, out_png: str | None, size: int = 64, *, unlabelled: bool 
     lines += [f"note: {n}" for n in s.notes]
     if s.problems:
         if log_path is None and out_png:
-            log_path = os.path.splitext(out_png)[0] + "-problems.txt"
+            log_path = inspect_log(out_png)
         if log_path:
-            write_problem_log(s, log_path)
+            with written_whole(log_path) as tmp:  # a full disk leaves no empty or half log
+                write_problem_log(s, str(tmp))
             lines.append(f"{len(s.problems)} problems listed in {log_path}")
         else:
             lines.append(f"{len(s.problems)} problems, first {min(len(s.problems), _SHOWN_PROBLEMS)} "
@@ -86,5 +87,4 @@ def contact_sheet(s: ImageSet, out_png: str, *, unlabelled: bool = False, seed: 
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_title(s.spec if len(s.spec) < 70 else "..." + s.spec[-67:], fontsize=8)
-    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    fig.savefig(out_png)
+    save_figure(fig, out_png, dpi=fig.dpi)  # whole or not at all
