@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions.csv",
                     help="CSV: file, frame, [track,] x, y, w, h, predicted, p_<class>…")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
-    pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn")
+    pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn (under the inputs' "
+                                                      "names) in DIR, a folder that neither holds nor lies in an input")
     pr.add_argument("--detector", default="auto", choices=("auto", "landmarker", "opencv-haar", "dlib-hog"),
                     help="face detector. auto: landmarker (MediaPipe's BlazeFace + face mesh, shipped with byel; crops "
                          "aligned on the eyes), or where its runtime has no wheel opencv-haar, else dlib-hog (both: "
@@ -738,8 +739,8 @@ def _evaluate_outputs(args) -> list[tuple[str, str, str]]:
 
     report = args.report if args.report is not None else default_report(args.checkpoint, args.data)
     files = evaluation_files(report, adapt_bn=bool(args.adapt_bn))
-    return [("--report" if what == "report" and args.report is not None else f"the {what}", str(path), "file")
-            for what, path in files.items()]
+    named = {"report": "--report" if args.report is not None else "--report's default"}
+    return [(named.get(what, f"the {what}"), str(path), "file") for what, path in files.items()]
 
 
 def _export_outputs(args) -> list[tuple[str, str, str]]:
@@ -785,8 +786,7 @@ def _check_paths(args) -> None:
     check_apart([(what, value, kind in FOLDER_KINDS) for what, value, kind in planned])
     for what, value, kind in planned:
         if kind == "new" and not args.overwrite and os.path.lexists(os.path.expanduser(value)):
-            raise ByelError(f"{what} {value} already exists (from an earlier export?); replace it with "
-                            "--overwrite or choose another --out")
+            raise ByelError(f"{what} {value} already exists; replace it with --overwrite or choose another --out")
     if getattr(args, "resume", False) and getattr(args, "overwrite", False):
         raise ByelError("--resume continues the run in --out and --overwrite replaces it: give one of them")
 
