@@ -66,7 +66,7 @@ def run(args, argv: list[str]) -> int:
     out = Path(args.out)
     ship = Path(args.ship) if args.ship else DEFAULT_MODEL_DIR
     results = Path(args.results) if args.results else ROOT / "benchmarks" / "results" / "default_model"
-    check_output(out, folder=True, what="--out", inputs={"--real": args.real}, no_inputs_inside=True)
+    check_output(out, folder=True, what="--out", inputs={"--real": args.real})
     for path, what in ((ship, "--ship"), (results, "--results")):
         check_output(path, folder=True, what=what)
     other = sorted(p.name for p in ship.glob("*.ckpt") if p.name != MODEL_FILE) if ship.is_dir() else []

@@ -32,8 +32,9 @@ def same_path(a: str | Path, b: str | Path) -> bool:
         return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    path, folder = path.expanduser().resolve(), folder.expanduser().resolve()
+def lies_inside(path: str | Path, folder: str | Path) -> bool:
+    """path is folder or lies below it (links and relative paths resolved)."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
     return folder == path or folder in path.parents
 
 
@@ -55,15 +56,22 @@ def spec_paths(value: str) -> list[Path]:
     return out
 
 
+def _media(path: Path) -> bool:
+    """An image or video: what a command reads from an input folder."""
+    from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS  # late: byel.data loads OpenCV
+
+    return path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
+
+
 def check_output(path: str | Path, *, folder: bool, what: str = "--out",
-                 inputs: dict[str, list] | None = None, no_inputs_inside: bool = False,
-                 inside_inputs_ok: bool = False) -> Path:
+                 inputs: dict[str, list] | None = None, inside_inputs_ok: bool = False) -> Path:
     """Refuse an output location that cannot work: a file where a folder is expected (or the
-    reverse), a place this user cannot write, one of the command's own inputs (`inputs`:
-    option name -> values), or a place inside an input folder (what it writes would replace
-    input files, or be read as input next time), unless `inside_inputs_ok`. With
-    `no_inputs_inside`, an input file inside the output folder is refused too (a training run
-    replaces what is in its folder)."""
+    reverse), a place this user cannot write, or one in the way of the command's own inputs
+    (`inputs`: option name -> values): an output may not be an input, hold one (an output folder
+    around an input: what it writes could replace input files, e.g. annotated copies under the
+    photos' own names) or lie inside an input folder (it would replace input files or be read
+    as input next time). `inside_inputs_ok`: a table (e.g. predictions.csv) is never read as
+    input and may go inside an input folder, but never over an input file."""
     p = Path(path).expanduser()
     if str(path).strip() == "":
         raise ByelError(f"{what} is empty; give a path")
@@ -78,12 +86,16 @@ def check_output(path: str | Path, *, folder: bool, what: str = "--out",
                 if same_path(q, p):
                     raise ByelError(f"{what} {path} is also this command's input {name} {value}; "
                                     "choose another output path")
-                if not inside_inputs_ok and q.is_dir() and _inside(p, q):
+                if lies_inside(q, p):
+                    raise ByelError(f"the input {name} {value} lies inside the output {what} {path}: what this "
+                                    "command writes there could replace it or be read as input next time; "
+                                    "choose an output path that holds no input")
+                if not inside_inputs_ok and q.is_dir() and lies_inside(p, q):
                     raise ByelError(f"{what} {path} lies inside the input {name} {value}: what it writes would "
                                     "replace input files or be read as input next time; choose a path outside it")
-                if no_inputs_inside and q.is_file() and _inside(q, p):
-                    raise ByelError(f"{name} {value} lies inside the output folder {path}, whose files this run "
-                                    "replaces; choose another output folder")
+                if q.is_dir() and p.is_file() and lies_inside(p, q) and _media(p):  # a table over a photo
+                    raise ByelError(f"{what} {path} is one of the images or videos of the input {name} {value}; "
+                                    "choose another output path")
     # Writable: the folder itself (or, for a file, the folder it goes in), or the nearest
     # existing folder above it, where the missing ones will be made.
     target = p if folder else p.parent
@@ -97,6 +109,22 @@ def check_output(path: str | Path, *, folder: bool, what: str = "--out",
     if p.is_file() and not os.access(p, os.W_OK) and not folder:
         raise ByelError(f"cannot overwrite {path}: permission denied")
     return p
+
+
+def check_apart(outputs: list[tuple[str, str | Path, bool]]) -> None:
+    """Refuse two outputs of one command in each other's way: (what, path, is a folder) each; the
+    same path twice (one would replace the other, or a folder and a file of one name), or a path
+    below one that is written as a file. A file inside an output folder is fine."""
+    for i, (what_a, a, folder_a) in enumerate(outputs):
+        for what_b, b, folder_b in outputs[i + 1:]:
+            if same_path(a, b):
+                raise ByelError(f"{what_a} {a} and {what_b} {b} are the same path: one would replace the "
+                                "other; choose different names")
+            for (w_out, out, folder_out), (w_in, inner) in (((what_a, a, folder_a), (what_b, b)),
+                                                             ((what_b, b, folder_b), (what_a, a))):
+                if not folder_out and lies_inside(inner, out):
+                    raise ByelError(f"{w_in} {inner} lies below {w_out} {out}, which is written as a file; "
+                                    "choose different paths")
 
 
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")

@@ -556,14 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="macro-F1 / accuracy / per-class F1 on labelled (real) faces")
     ev.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
     ev.add_argument("--data", required=True, help="labelled images: root/<class>/* (aliases ok) or any data spec")
-    ev.add_argument("--report", help="JSON report path (default: RUN/eval/<data>.json); a PNG goes beside it")
+    ev.add_argument("--report", help="JSON report path; its confusion matrix goes beside it as NAME.png (default: "
+                                     "RUN/eval/<data>.json for a checkpoint in a run's RUN/checkpoints/ folder, "
+                                     "else ./eval-<checkpoint name>/<data>.json in the current folder)")
     ev.add_argument("--adapt-bn", nargs="?", const=True, metavar="SPEC",
                     help="also report scores after BatchNorm adaptation (AdaBN): alone, on the evaluated images "
                          "without their labels; with SPEC, on the unlabelled images of SPEC instead")
     ev.add_argument("--batch-size", type=batch_int, default=256, metavar="N", help="images per forward pass")
     ev.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     ev.add_argument("--no-progress", action="store_true")
-    ev.set_defaults(func=cmd_evaluate, writes={"report": "file"}, reads=("checkpoint", "data", "adapt_bn"))
+    ev.set_defaults(func=cmd_evaluate, writes={"report": "file"}, reads=("checkpoint", "data", "adapt_bn"),
+                    outputs=_evaluate_outputs)
 
     from byel.adapt import METHODS as ADAPT_METHODS  # names only: no torch import
 
@@ -620,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions.csv",
                     help="CSV: file, frame, [track,] x, y, w, h, predicted, p_<class>…")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
-    pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn")
+    pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn (under the inputs' "
+                                                      "names) in DIR, a folder that neither holds nor lies in an input")
     pr.add_argument("--detector", default="auto", choices=("auto", "landmarker", "opencv-haar", "dlib-hog"),
                     help="face detector. auto: landmarker (MediaPipe's BlazeFace + face mesh, shipped with byel; crops "
                          "aligned on the eyes), or where its runtime has no wheel opencv-haar, else dlib-hog (both: "
@@ -664,7 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True, help="model file; the JSON goes beside it as OUT.json")
     ex.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"), help="onnx needs byel[onnx]")
-    ex.set_defaults(func=cmd_export, writes={"out": "file"}, reads=("checkpoint",))
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace the files of an earlier export to OUT (refused without it)")
+    ex.set_defaults(func=cmd_export, writes={"out": "new"}, reads=("checkpoint",), outputs=_export_outputs)
 
     su = sub.add_parser("submit", help="challenge files for an Aff-Wild2-style frame tree: one text file per video")
     su.add_argument("--checkpoint", required=True)
@@ -744,16 +750,55 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--log", help="write the list of unusable files here (default: beside --out)")
     ins.add_argument("--classes", type=int, choices=CLASS_COUNTS, default=6,
                      help="6: the six emotions (neutral skipped and counted); 7: with neutral")
-    ins.set_defaults(func=cmd_data_inspect, writes={"out": "picture", "log": "file"}, reads=("spec",))
+    ins.set_defaults(func=cmd_data_inspect, writes={"out": "picture", "log": "file"}, reads=("spec",),
+                     outputs=_inspect_outputs)
     return p
 
 
+FOLDER_KINDS = ("folder", "run", "demo")
+
+
+def _declared_outputs(args) -> list[tuple[str, str, str]]:
+    """(what, path, kind) of each output option given (`writes`)."""
+    return [("--" + name.replace("_", "-"), value, kind) for name, kind in getattr(args, "writes", {}).items()
+            if (value := getattr(args, name, None)) is not None]
+
+
+# What each command writes beyond its output options: the files named after them, by the
+# functions the commands use to name them (byel.outputs), so that the check cannot drift.
+def _evaluate_outputs(args) -> list[tuple[str, str, str]]:
+    from byel.outputs import default_report, evaluation_files
+
+    report = args.report if args.report is not None else default_report(args.checkpoint, args.data)
+    files = evaluation_files(report, adapt_bn=bool(args.adapt_bn))
+    named = {"report": "--report" if args.report is not None else "--report's default"}
+    return [(named.get(what, f"the {what}"), str(path), "file") for what, path in files.items()]
+
+
+def _export_outputs(args) -> list[tuple[str, str, str]]:
+    from byel.outputs import export_files
+
+    return [("--out" if what == "model" else f"the exported {what}", str(path), "new")
+            for what, path in export_files(args.out, args.format).items()]
+
+
+def _inspect_outputs(args) -> list[tuple[str, str, str]]:
+    from byel.outputs import inspect_log
+
+    planned = _declared_outputs(args)
+    if args.out and args.log is None:
+        planned.append(("the list of unusable files", inspect_log(args.out), "file"))
+    return planned
+
+
 def _check_paths(args) -> None:
-    """Before any work: every input there, every output location usable, none of the command's
-    inputs and none inside an input folder. Subparsers declare `writes` (option -> file | table |
-    folder | picture | run | demo; a table is a file never read as input, e.g. predictions.csv,
-    and may go beside the inputs) and `reads` (their input options)."""
-    from byel.checks import check_output, check_picture, spec_paths
+    """Before any work: every input there, every output location usable, and no two paths in each
+    other's way: no output is, holds or lies inside an input, or is another output. Subparsers
+    declare `writes` (option -> file | table | folder | picture | run | demo | new; a table is a
+    file never read as input, e.g. predictions.csv, and may go beside the inputs; a new file is
+    not replaced without --overwrite), `reads` (their input options) and, where a command also
+    writes files named after those options, `outputs` (a function listing all it writes)."""
+    from byel.checks import check_apart, check_output, check_picture, spec_paths
 
     reads = {}
     for name in getattr(args, "reads", ()):
@@ -765,15 +810,15 @@ def _check_paths(args) -> None:
         for value in values:
             if name != "INPUT" and value.strip() and not spec_paths(value):  # predict reports each INPUT itself
                 raise ByelError(f"{name} {value}: not found")
-    for name, kind in getattr(args, "writes", {}).items():
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        what = "--" + name.replace("_", "-")
-        check_output(value, folder=kind in ("folder", "run", "demo"), what=what, inputs=reads,
-                     no_inputs_inside=kind in ("run", "demo"), inside_inputs_ok=kind == "table")
+    planned = getattr(args, "outputs", _declared_outputs)(args)
+    for what, value, kind in planned:
+        check_output(value, folder=kind in FOLDER_KINDS, what=what, inputs=reads, inside_inputs_ok=kind == "table")
         if kind == "picture":
             check_picture(value, what)
+    check_apart([(what, value, kind in FOLDER_KINDS) for what, value, kind in planned])
+    for what, value, kind in planned:
+        if kind == "new" and not args.overwrite and os.path.lexists(os.path.expanduser(value)):
+            raise ByelError(f"{what} {value} already exists; replace it with --overwrite or choose another --out")
     if getattr(args, "resume", False) and getattr(args, "overwrite", False):
         raise ByelError("--resume continues the run in --out and --overwrite replaces it: give one of them")
 

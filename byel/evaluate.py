@@ -18,6 +18,7 @@ from byel.adapt.tier import real_uses, tier_block
 from byel.checkpoint import load_checkpoint
 from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
+from byel.outputs import default_report, evaluation_files, written_whole
 from byel.plots import confusion_matrix_png
 
 
@@ -69,10 +70,9 @@ def evaluate(
     size = model.cfg.data.image_size
     classes = list(model.classes)
     test = load(data, size, progress=progress, classes=len(classes))
-    if report is None:  # RUN/eval/<data set name>.json, named after the spec as the loader normalised it
-        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(test.spec.split(":", 1)[-1]).name)
-        report = Path(checkpoint).resolve().parent.parent / "eval" / f"{name or 'data'}.json"
-    report = Path(report)
+    # the names the CLI checked before any work (byel.outputs): RUN/eval/<data>.json by default
+    files = evaluation_files(default_report(checkpoint, data) if report is None else report, bool(adapt_bn))
+    report = files["report"]
     pixels = predict_probs(model, test.images, batch_size, progress)
     # a geometry | fused head: the real faces measured too (cached by data spec); None: pixels
     geo = fusion.measure(model, test.images, key=test.spec, progress=progress)
@@ -97,10 +97,11 @@ def evaluate(
     if test.problems:  # listed beside the report, as training lists them in its run folder
         from byel.data.sources import write_problem_log
 
-        result["problems_log"] = str(report.with_name(report.stem + "-data-problems.txt"))
-        write_problem_log(test, result["problems_log"])
+        result["problems_log"] = str(files["list of unusable files"])
+        with written_whole(files["list of unusable files"]) as tmp:
+            write_problem_log(test, str(tmp))
     result["confusion_png"] = str(confusion_matrix_png(
-        np.array(result["confusion_matrix"]), classes, report.with_suffix(".png"),
+        np.array(result["confusion_matrix"]), classes, files["confusion matrix"],
         f"{Path(str(checkpoint)).name} on {data}\nmacro-F1 {result['macro_f1']:.3f}  acc {result['accuracy']:.3f}"))
     if adapt_bn:
         images, used = adaptation_set(adapt_bn, test.images, size, progress)
@@ -117,17 +118,15 @@ def evaluate(
             if geo.head == "fused":
                 result["adabn"]["geometry_only"] = _geometry_only(geo, adapted_pixels, test, adabn_uses)
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
-            np.array(result["adabn"]["confusion_matrix"]), classes, report.with_name(report.stem + "_adabn.png"),
+            np.array(result["adabn"]["confusion_matrix"]), classes, files["AdaBN confusion matrix"],
             f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
     cfg = model.cfg
     result["provenance"] = {
         "byel_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
         "seed": cfg.seed, "config_digest": cfg.digest(), "method": cfg.method.name, "backbone": cfg.model.backbone,
     }
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(report)
+    with written_whole(report) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     result["report"] = str(report)
     return result
 

@@ -35,8 +35,9 @@ from torch import nn
 from byel import __version__
 from byel.checks import same_path
 from byel.errors import ByelError, os_reason
+from byel.outputs import EXPORT_FORMATS, export_files, written_whole
 
-FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
+FORMATS = EXPORT_FORMATS  # format -> the model file's suffix
 PARITY_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 NORMALISATION_FORMULAS = {
@@ -108,10 +109,9 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     model = load_classifier(checkpoint, "cpu")
     cfg = model.cfg
     size = cfg.data.image_size
-    out = Path(out_path)
-    if not out.suffix:
-        out = out.with_suffix(FORMATS[fmt])
-    for written in (out, out.with_name(out.name + ".json"), out.with_name(f"{out.stem}.geometry{out.suffix}")):
+    files = export_files(out_path, fmt)  # the names `byel export` checked before any work
+    out = files["model"]
+    for written in files.values():
         if same_path(written, checkpoint):
             raise ByelError(f"the export would replace its own checkpoint {checkpoint}; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     diff = _write_checked(standalone, example, check, expected, fmt, out, "images")
     geo = None
     if getattr(model, "geometry", None) is not None:  # a geometry | fused head: its own file
-        geo_out = out.with_name(f"{out.stem}.geometry{out.suffix}")
+        geo_out = files["geometry model"]
         head = StandaloneGeometryHead(model.geometry.cpu()).eval()
         feats = _feature_batch(model.geometry, 7, gen)
         try:
@@ -163,8 +163,11 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
         meta["onnx_opset"] = ONNX_OPSET
     if geo:
         meta["geometry"] = geometry_record(model, geo[0].name, geo[1])
-    json_path = out.with_name(out.name + ".json")
-    json_path.write_text(json.dumps(meta, indent=2) + "\n")
+    if geo is None:  # the geometry model of an earlier export replaced here is not this model's
+        files["geometry model"].unlink(missing_ok=True)
+    json_path = files["JSON"]
+    with written_whole(json_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return {"path": str(out), "json": str(json_path), "format": fmt, "image_size": size,
             "parity_max_abs_diff": diff, **({"geometry_path": str(geo[0]), "geometry_parity_max_abs_diff": geo[1]}
                                             if geo else {})}

@@ -49,12 +49,11 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from byel.classes import CLASSES
-from byel.data.formats import IMAGE_EXTS
+from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS
 from byel.data.imageio import write_image
 from byel.errors import ByelError, DataError
 from byel.media import video_frames, video_info, video_writer
 
-VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 NO_FACE = "no_face"
 UNCERTAIN = "uncertain"
 

@@ -1,6 +1,7 @@
 """File extensions and names shared by the loader, the generator, prediction and submission."""
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 # What `byel generate` writes next to the class folders of its output: not training images.
 MANIFEST = "manifest.csv"

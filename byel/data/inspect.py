@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -11,6 +9,8 @@ from byel.checks import check_picture
 from byel.classes import NUM_CLASSES, class_names
 from byel.data.sources import ImageSet, load, write_problem_log
 from byel.errors import escape_surrogates
+from byel.outputs import inspect_log, written_whole
+from byel.plots import save_figure
 
 SAMPLES_PER_ROW = 8
 UNLABELLED_ROWS = 4
@@ -43,9 +43,10 @@ def inspect(spec: str, out_png: str | None, size: int = 64, *, unlabelled: bool 
     lines += [f"note: {n}" for n in s.notes]
     if s.problems:
         if log_path is None and out_png:
-            log_path = os.path.splitext(out_png)[0] + "-problems.txt"
+            log_path = inspect_log(out_png)
         if log_path:
-            write_problem_log(s, log_path)
+            with written_whole(log_path) as tmp:  # a full disk leaves no empty or half log
+                write_problem_log(s, str(tmp))
             lines.append(f"{len(s.problems)} problems listed in {log_path}")
         else:
             lines.append(f"{len(s.problems)} problems, first {min(len(s.problems), _SHOWN_PROBLEMS)} "
@@ -88,5 +89,4 @@ def contact_sheet(s: ImageSet, out_png: str, *, unlabelled: bool = False, seed: 
         side.set_visible(False)
     spec = escape_surrogates(s.spec)  # a font cannot draw a name that is not UTF-8
     ax.set_title(spec if len(spec) < 70 else "..." + spec[-67:], fontsize=8)
-    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    fig.savefig(out_png)
+    save_figure(fig, out_png, dpi=fig.dpi)  # whole or not at all
