@@ -70,7 +70,7 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     out = Path(out_dir)
     wanted = _settings(backend=backend, seed=seed, size=size, grey=grey, per_class={c: per_class for c in names},
                        sources=sources, warp_strength=warp_strength, gate=gate is not False)
-    kept = check_out(out, wanted, sources, overwrite)
+    kept = _check_out(out, wanted, sources, overwrite)
     if kept is not None:
         return kept
     renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength, gate)
@@ -148,7 +148,7 @@ def _recorded(out: Path) -> dict | None:
         return None
 
 
-def check_out(out: Path, wanted: dict, sources, overwrite: bool) -> dict | None:
+def _check_out(out: Path, wanted: dict, sources, overwrite: bool) -> dict | None:
     """Refuse an output folder generate may not write into (module doc), before any work.
     Returns the summary of a finished run of the `wanted` settings already in it (nothing to do,
     unless `overwrite`), else None: the folder is new, empty or a run of ours to be replaced."""
@@ -163,7 +163,7 @@ def check_out(out: Path, wanted: dict, sources, overwrite: bool) -> dict | None:
         raise ConfigError(f"--out {out} is a file; expected a folder")
     foreign = _foreign(out)
     if foreign is not None:  # never, not even with overwrite: it may be the user's data
-        raise ConfigError(f"--out {out} holds files byel generate did not write (e.g. {foreign}); generate writes "
+        raise ConfigError(f"--out {out} holds files or folders byel generate did not write (e.g. {foreign}); it writes "
                           "only into a new or empty folder or over a generate run of its own; choose another --out")
     state = generate_run(out)
     if state is None and not _own_files(out):
@@ -174,20 +174,30 @@ def check_out(out: Path, wanted: dict, sources, overwrite: bool) -> dict | None:
         before = _recorded(out)
         if before == wanted:
             return _unchanged(out, wanted)
-        diff = ", ".join(f"{k} {_show(wanted.get(k))} (there: {_show(before.get(k))})"
-                         for k in dict.fromkeys([*wanted, *before]) if wanted.get(k) != before.get(k)) \
-            if before else f"its {GENERATE_INFO} is missing or unreadable"
+        diff = _differences(wanted, before) if before else f"its {GENERATE_INFO} is missing or unreadable"
         raise ConfigError(f"--out {out} already holds a generate run with other settings: {diff}; replace it "
                           "with --overwrite (trained runs made from it then no longer match it) or choose another --out")
     raise ConfigError(f"--out {out} holds an unfinished generate run (stopped before it finished); "
                       "replace it with --overwrite or choose another --out")
 
 
-def _show(v) -> str:
-    if isinstance(v, dict):  # per_class: "3 per class" or the classes and counts
-        ns = set(v.values())
-        return f"{ns.pop()} per class of {', '.join(v)}" if len(ns) == 1 else ", ".join(f"{c} {n}" for c, n in v.items())
-    return str(v)
+def _differences(wanted: dict, before: dict) -> str:
+    """The settings that differ, as the options that set them: "per-class 1 (there: 2), ..."."""
+    parts = []
+    for k in dict.fromkeys([*wanted, *before]):
+        a, b = wanted.get(k), before.get(k)
+        if a == b:
+            continue
+        if k == "per_class":
+            a, b = a or {}, b or {}
+            if set(a) != set(b):
+                parts.append(f"classes {', '.join(a) or '-'} (there: {', '.join(b) or '-'})")
+            if set(a.values()) != set(b.values()):
+                parts.append(f"per-class {'/'.join(map(str, sorted(set(a.values()))))} "
+                             f"(there: {'/'.join(map(str, sorted(set(b.values()))))})")
+        else:
+            parts.append(f"{k.replace('_', '-')} {a} (there: {b})")
+    return ", ".join(parts)
 
 
 def _own_names(out: Path):
@@ -232,7 +242,7 @@ def _unchanged(out: Path, wanted: dict) -> dict:
 
 
 def _start(out: Path, wanted: dict) -> None:
-    """Mark out unfinished, then remove an earlier run's files (checked by check_out to be
+    """Mark out unfinished, then remove an earlier run's files (checked by _check_out to be
     generate's own), so a run stopped at any point leaves a folder the loader refuses."""
     out.mkdir(parents=True, exist_ok=True)
     (out / GENERATING).write_text(json.dumps({"pid": os.getpid(), **wanted}, indent=1))
