@@ -51,7 +51,7 @@ def make_data(backend: str, args, seed: int, out: Path):
         folder = out / ("data" if backend != "mix" else f"data-{b}")
         gen = generate(folder, backend=b, per_class=args.per_class, size=args.size, seed=seed,
                        workers=args.workers, sources=args.sources if b in FROM_REAL else None,
-                       grey=args.grey, warp_strength=args.warp_strength, progress=False)
+                       grey=args.grey, warp_strength=args.warp_strength, progress=False, overwrite=True)
         data = load(f"imagefolder:{folder}", args.size, progress=False)
         tr, va, info = holdout_split(data, args.val_fraction, seed)
         parts.append((data.images[tr], data.labels[tr], data.images[va], data.labels[va]))

@@ -70,7 +70,7 @@ def synthetic(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], dict
         real = name in FROM_REAL
         gen = generate(folder, backend=name, per_class=n, size=args.size, seed=args.seed, workers=args.workers,
                        sources=args.sources if real else None, warp_strength=args.warp_strength,
-                       progress=False)
+                       progress=False, overwrite=True)
         commands.append(f"byel generate --backend {name} --out {folder} --per-class {n} --size {args.size} "
                         f"--seed {args.seed} --workers {args.workers}"
                         + (f" --sources {args.sources} --warp-strength {args.warp_strength}" if real else ""))

@@ -303,8 +303,12 @@ def cmd_generate(args) -> int:
     summary = generate(
         args.out, backend=args.backend, per_class=args.per_class, size=args.size, seed=args.seed,
         workers=args.workers, sources=args.sources, grey=args.grey, classes=classes,
-        warp_strength=args.warp_strength, progress=not args.no_progress, gate=args.gate,
+        warp_strength=args.warp_strength, progress=not args.no_progress, gate=args.gate, overwrite=args.overwrite,
     )
+    if summary.get("unchanged"):
+        print(f"{args.out} already holds these {summary['n_images']} images (a finished run of the same settings): "
+              "nothing written; --overwrite makes them again")
+        return 0
     print(f"wrote {summary['n_images']} images to {args.out} ({summary['images_per_s']:.0f} images/s)")
     for c, g in (summary.get("gate") or {}).get("per_class", {}).items():
         print(f"  gate {c}: {g['accepted']}/{g['tried']} renders accepted ({g['acceptance']:.0%}), "
@@ -513,12 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default="procedural", choices=BACKENDS,
                    help="procedural needs nothing; warp needs --sources and byel[warp]; mesh needs --sources "
                         "(drives the face mesh of each source face)")
-    g.add_argument("--out", required=True, help="output folder: OUT/<class>/*.png, manifest.csv, preview.png")
+    g.add_argument("--out", required=True, help="output folder: OUT/<class>/*.png, manifest.csv, preview.png; "
+                   "new or empty, or a generate run of the same settings (kept as it is, nothing written)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the generate run already in OUT (a folder holding anything else is never written)")
     g.add_argument("--per-class", type=positive_int, default=1000, metavar="N", help="images per class")
     g.add_argument("--size", type=size_int, default=64, metavar="PX", help=f"image side in pixels, 16–{LIMITS['image_size']}")
     g.add_argument("--seed", type=seed_int, default=0, help=f"0–{LIMITS['seed']}")
     g.add_argument("--workers", type=int_range(1, LIMITS["workers"]), default=2, metavar="N", help="worker processes")
-    g.add_argument("--sources", help="warp: folder of unlabelled (neutral) face images")
+    g.add_argument("--sources", help="warp and mesh: folder of unlabelled (neutral) face images")
     g.add_argument("--grey", action="store_true", help="grey output (3 equal channels)")
     g.add_argument("--warp-strength", type=Bounded(float, 0.0, LIMITS["warp_strength"], lo_open=True),
                    default=GenerateConfig.warp_strength, metavar="X",

@@ -96,7 +96,7 @@ def run_ablation(
             g = base.generate
             generate(data, backend=g.backend, per_class=g.per_class, size=base.data.image_size, seed=0,
                      workers=g.workers, sources=g.sources, grey=g.grey, warp_strength=g.warp_strength,
-                     progress=progress, classes=n_classes)
+                     progress=progress, classes=n_classes, overwrite=True)  # ours: an unfinished one is made again
     train = load(data, base.data.image_size, progress=progress, classes=n_classes)
     data_id = None if generated else train.spec  # a generated set is fixed by the config already
     # One held-out split (by person) for every method and seed, kept out of both stages.

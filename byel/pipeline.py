@@ -84,7 +84,7 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
              f"{cfg.data.classes} classes)")
         generate(synth, backend=backend, per_class=per_class, size=cfg.data.image_size, seed=cfg.seed,
                  workers=g.workers, sources=sources, grey=g.grey, warp_strength=g.warp_strength,
-                 progress=progress, classes=cfg.data.classes)
+                 progress=progress, classes=cfg.data.classes, overwrite=True)  # the demo folder is ours
     times["generate_s"] = time.time() - t0
     data = load(f"imagefolder:{synth}", cfg.data.image_size, progress=progress, classes=cfg.data.classes)
     # Held out before stage 1, by person, and used by neither stage: fine-tuning's model selection.

@@ -99,7 +99,7 @@ def test_class_subset_and_aliases_match_full_run(small, tmp_path):
 
 def test_rerun_with_fewer_images_removes_stale_ones(tmp_path):
     generate(tmp_path, per_class=3, size=16, classes=["fear"], progress=False)
-    generate(tmp_path, per_class=1, size=16, classes=["fear"], progress=False)
+    generate(tmp_path, per_class=1, size=16, classes=["fear"], progress=False, overwrite=True)
     assert [p.name for p in (tmp_path / "fear").iterdir()] == ["fear_000000.png"]
 
 

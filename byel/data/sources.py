@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, class_names
 from byel.data import cache as cache_store
-from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW
+from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW, generate_run
 from byel.errors import DataError
 from byel.synth import FROM_REAL
 
@@ -424,6 +424,9 @@ def _add_file(e: os.DirEntry, label: int, items: list, tally: _Tally) -> None:
 
 def _scan_imagefolder(args: dict, unlabelled: bool, n_classes: int = NUM_CLASSES, *, numeric: bool) -> _Scan:
     root, tally, items = args["path"], _Tally(), []
+    if generate_run(root) == "unfinished":  # some classes or images missing: not a data set to train on
+        raise DataError(f"{root} is an unfinished byel generate run (it stopped before it finished); "
+                        f"make it again: byel generate --out {root} --overwrite with the same options")
     # `byel generate` output: its manifest and preview sheet sit beside the class folders.
     ours = {os.path.join(root, n) for n in (MANIFEST, GENERATE_INFO, PREVIEW)} \
         if os.path.isfile(os.path.join(root, MANIFEST)) else set()

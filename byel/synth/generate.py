@@ -5,6 +5,12 @@ loader knows the last three as generate's own files (byel.data.formats), so OUT 
 directly. generate.json says how OUT was made; for the warp backend, which real faces it is made of
 (tier C, byel.adapt.tier: a model trained on them has learned from unlabelled real images).
 
+OUT belongs to generate: it must be new, empty, or hold only an earlier generate run. A finished
+run of the same settings is kept as it is (nothing written); another run is replaced only with
+`overwrite`; a folder holding anything generate did not write (real data, other files) is never
+written into. A run marks OUT unfinished (OUT/.generating) from its first write until its manifest,
+written last, is in place, so a run stopped midway is refused by the loader instead of trained on.
+
 Reproducibility: image i of class c is drawn from np.random.default_rng([seed, c, i]) alone,
 with c the class's index among all seven (the six emotions 0-5, neutral 6; so a `classes`
 subset, or the seven, gives the same images of a class), hence the output is byte-identical
@@ -18,6 +24,7 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
-from byel.data.formats import GENERATE_INFO, MANIFEST, PREVIEW
+from byel.data.formats import GENERATE_INFO, GENERATING, MANIFEST, PREVIEW, generate_run
 from byel.data.imageio import write_image
 from byel.errors import ByelError, ConfigError
 from byel.synth import BACKENDS, FROM_REAL
@@ -38,23 +45,37 @@ PREVIEW_PER_CLASS = 8
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed, so files are deterministic
 
 ALL = class_names(NUM_CLASSES + 1)  # every class generate renders: the six and neutral (index 6)
+# Written by file managers, never data: allowed in OUT and left alone.
+_JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+# Above this share of source images without a detected face, generate warns (the warp backend then
+# warps the whole crop as if it were a face; mesh skips them).
+NO_FACE_WARN = 0.5
 # Per-process state of a worker (set once by _init_worker; spawn-safe: no closures).
 _STATE: dict = {}
 
 
 def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size: int = 64,
              seed: int = 0, workers: int = 1, sources=None, grey: bool = False, classes=None,
-             warp_strength: float = DEFAULT_STRENGTH, progress: bool = True, gate: bool | None = None) -> dict:
+             warp_strength: float = DEFAULT_STRENGTH, progress: bool = True, gate: bool | None = None,
+             overwrite: bool = False) -> dict:
     """Render `per_class` faces for each class and return a summary dict (see module doc).
     `classes`: None or 6, the six emotions; 7, the six and neutral; or a list of class names
     (neutral among them allowed). `gate`: the mesh backend's label-free quality gate (default on
-    for mesh; byel.synth.mesh): rejected faces are drawn again, acceptance is recorded per class."""
+    for mesh; byel.synth.mesh): rejected faces are drawn again, acceptance is recorded per class.
+    `overwrite`: replace an earlier generate run in out_dir (see the module doc); without it a
+    finished run of the same settings is returned as it is ("unchanged": True, nothing written)."""
     names = _check(backend, per_class, size, workers, sources, classes, warp_strength)
     if gate is not None and backend != "mesh":  # a switch that would change nothing
         raise ConfigError(f"the quality gate (--gate/--no-gate) belongs to the mesh backend, not {backend}")
     out = Path(out_dir)
+    wanted = _settings(backend=backend, seed=seed, size=size, grey=grey, per_class={c: per_class for c in names},
+                       sources=sources, warp_strength=warp_strength, gate=gate is not False)
+    kept = _check_out(out, wanted, sources, overwrite)
+    if kept is not None:
+        return kept
     renderer = _make_backend(backend, size, grey, seed, sources, progress, warp_strength, gate)
-    out.mkdir(parents=True, exist_ok=True)
+    _warn_faceless(getattr(renderer, "stats", None), backend, sources)
+    _start(out, wanted)
     for c in names:
         (out / c).mkdir(exist_ok=True)
 
@@ -82,14 +103,14 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
 
     rows.sort(key=lambda r: (ALL.index(r["class"]), r["file"]))
     gate = gate_stats(rows, renderer)  # None without a gate
-    manifest = _write_manifest(out / MANIFEST, rows, backend, seed)
     info = _write_provenance(out / GENERATE_INFO, rows, renderer, sources, backend=backend, seed=seed, size=size,
                              grey=grey, per_class={c: per_class for c in names}, gate=gate)
-    _remove_stale(out, names, per_class)
     preview = contact_sheet(
         {c: [cv2.imdecode(np.fromfile(out / c / f"{c}_{i:06d}.png", np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
              for i in range(min(per_class, PREVIEW_PER_CLASS))] for c in names},
         out / PREVIEW, per_row=PREVIEW_PER_CLASS)
+    manifest = _write_manifest(out / MANIFEST, rows, backend, seed)  # last: the run is complete
+    (out / GENERATING).unlink()
     summary = {
         "n_images": len(rows), "per_class": {c: per_class for c in names}, "backend": backend,
         "size": size, "seed": seed, "grey": grey, "seconds": round(seconds, 3),
@@ -102,6 +123,150 @@ def generate(out_dir, *, backend: str = "procedural", per_class: int = 500, size
     if gate is not None:
         summary["gate"] = gate
     return summary
+
+
+def _settings(*, backend, seed, size, grey, per_class, sources=None, warp_strength=None, gate=None) -> dict:
+    """What a run's images depend on (not the workers: the bytes are the same for any number),
+    comparable between a new run and generate.json's record of an earlier one."""
+    s = {"backend": backend, "seed": int(seed), "size": int(size), "grey": bool(grey),
+         "per_class": {c: int(n) for c, n in per_class.items()}}
+    if backend in FROM_REAL:
+        s.update(sources=str(Path(sources).resolve()) if sources else None, warp_strength=float(warp_strength))
+    if backend == "mesh":
+        s["gate"] = bool(gate)
+    return s
+
+
+def _recorded(out: Path) -> dict | None:
+    """The settings an earlier run recorded in OUT/generate.json; None if it cannot be read."""
+    try:
+        info = json.loads((out / GENERATE_INFO).read_text(encoding="utf-8"))
+        return _settings(backend=info["backend"], seed=info["seed"], size=info["size"], grey=info["grey"],
+                         per_class=info["per_class"], sources=(info.get("sources") or {}).get("path"),
+                         warp_strength=info.get("warp_strength", 0.0), gate="gate" in info)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _check_out(out: Path, wanted: dict, sources, overwrite: bool) -> dict | None:
+    """Refuse an output folder generate may not write into (module doc), before any work.
+    Returns the summary of a finished run of the `wanted` settings already in it (nothing to do,
+    unless `overwrite`), else None: the folder is new, empty or a run of ours to be replaced."""
+    if sources and wanted["backend"] in FROM_REAL:
+        src, dst = Path(sources).resolve(), out.resolve()
+        if src == dst or dst in src.parents or src in dst.parents:
+            raise ConfigError(f"--out {out} and --sources {sources} overlap: generate would write among its "
+                              "own source faces; choose an --out outside the sources folder")
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder")
+    foreign = _foreign(out)
+    if foreign is not None:  # never, not even with overwrite: it may be the user's data
+        raise ConfigError(f"--out {out} holds files or folders byel generate did not write (e.g. {foreign}); it writes "
+                          "only into a new or empty folder or over a generate run of its own; choose another --out")
+    state = generate_run(out)
+    if state is None and not _own_files(out):
+        return None  # empty, or empty class folders
+    if overwrite:
+        return None
+    if state == "finished":
+        before = _recorded(out)
+        if before == wanted:
+            return _unchanged(out, wanted)
+        diff = _differences(wanted, before) if before else f"its {GENERATE_INFO} is missing or unreadable"
+        raise ConfigError(f"--out {out} already holds a generate run with other settings: {diff}; replace it "
+                          "with --overwrite (trained runs made from it then no longer match it) or choose another --out")
+    raise ConfigError(f"--out {out} holds an unfinished generate run (stopped before it finished); "
+                      "replace it with --overwrite or choose another --out")
+
+
+def _differences(wanted: dict, before: dict) -> str:
+    """The settings that differ, as the options that set them: "per-class 1 (there: 2), ..."."""
+    parts = []
+    for k in dict.fromkeys([*wanted, *before]):
+        a, b = wanted.get(k), before.get(k)
+        if a == b:
+            continue
+        if k == "per_class":
+            a, b = a or {}, b or {}
+            if set(a) != set(b):
+                parts.append(f"classes {', '.join(a) or '-'} (there: {', '.join(b) or '-'})")
+            if set(a.values()) != set(b.values()):
+                parts.append(f"per-class {'/'.join(map(str, sorted(set(a.values()))))} "
+                             f"(there: {'/'.join(map(str, sorted(set(b.values()))))})")
+        else:
+            parts.append(f"{k.replace('_', '-')} {a} (there: {b})")
+    return ", ".join(parts)
+
+
+def _own_names(out: Path):
+    """(top-level file names generate writes, {class folder: its image-name pattern})."""
+    top = {MANIFEST, GENERATE_INFO, PREVIEW, GENERATING, MANIFEST + ".tmp", GENERATE_INFO + ".tmp", PREVIEW + ".tmp.png"}
+    return top, {c: re.compile(rf"{re.escape(c)}_\d{{6}}\.png") for c in ALL}
+
+
+def _foreign(out: Path) -> str | None:
+    """The first path in out that generate did not write (links and folders other than the
+    class folders included), or None."""
+    top, images = _own_names(out)
+    for e in sorted(os.scandir(out), key=lambda e: e.name):
+        if e.name.lower() in _JUNK:
+            continue
+        if e.name in images and e.is_dir(follow_symlinks=False):
+            for f in sorted(os.scandir(e.path), key=lambda f: f.name):
+                if f.name.lower() not in _JUNK and not (images[e.name].fullmatch(f.name)
+                                                        and f.is_file(follow_symlinks=False)):
+                    return f.path
+        elif not (e.name in top and e.is_file(follow_symlinks=False)):
+            return e.path
+    return None
+
+
+def _own_files(out: Path) -> list[Path]:
+    """The files of an earlier generate run in out (checked by _foreign to be nothing else)."""
+    top, images = _own_names(out)
+    files = [out / n for n in top if (out / n).is_file()]
+    for c in images:
+        if (out / c).is_dir():
+            files += [p for p in (out / c).iterdir() if images[c].fullmatch(p.name)]
+    return files
+
+
+def _unchanged(out: Path, wanted: dict) -> dict:
+    """The summary of a finished run of the wanted settings, left as it is."""
+    return {"n_images": sum(wanted["per_class"].values()), "per_class": wanted["per_class"],
+            "backend": wanted["backend"], "size": wanted["size"], "seed": wanted["seed"], "grey": wanted["grey"],
+            "seconds": 0.0, "images_per_s": None, "out_dir": str(out), "manifest": str(out / MANIFEST),
+            "preview": str(out / PREVIEW), "provenance": str(out / GENERATE_INFO), "unchanged": True}
+
+
+def _start(out: Path, wanted: dict) -> None:
+    """Mark out unfinished, then remove an earlier run's files (checked by _check_out to be
+    generate's own), so a run stopped at any point leaves a folder the loader refuses."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / GENERATING).write_text(json.dumps({"pid": os.getpid(), **wanted}, indent=1))
+    for f in _own_files(out):
+        if f.name != GENERATING:
+            f.unlink()
+    for c in ALL:
+        if c not in wanted["per_class"] and (out / c).is_dir():
+            try:
+                (out / c).rmdir()  # a class this run does not make: its folder goes (when empty)
+            except OSError:
+                pass
+
+
+def _warn_faceless(stats: dict | None, backend: str, sources) -> None:
+    """One loud stderr line when most readable sources show no face the detector finds (warp
+    then warps the whole crop as if it were a face; none at all is refused by the backend)."""
+    if not stats:
+        return
+    readable = stats["n_files"] - stats["n_unreadable"]
+    if readable and stats["n_no_face"] / readable > NO_FACE_WARN:
+        print(f"byel: warning: {stats['n_no_face']} of {readable} source images under {sources} show no face the "
+              f"detector finds ({stats['no_face_policy']}); the {backend} faces made of them may not be faces: "
+              "check that --sources holds face crops", file=sys.stderr, flush=True)
 
 
 def _check(backend, per_class, size, workers, sources, classes, warp_strength) -> list[str]:
@@ -117,6 +282,9 @@ def _check(backend, per_class, size, workers, sources, classes, warp_strength) -
         raise ConfigError(f"warp strength must be a positive multiple of the FACS magnitudes, got {warp_strength}")
     if backend in FROM_REAL and not sources:
         raise ConfigError(f"the {backend} backend needs --sources DIR: a folder of (neutral) face images")
+    if backend not in FROM_REAL and sources:  # a folder that would be ignored
+        raise ConfigError(f"the {backend} backend draws every face itself and uses no --sources; drop --sources "
+                          f"or choose --backend {' or '.join(FROM_REAL)}")
     if not classes:
         return list(CLASSES)
     if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
@@ -260,13 +428,3 @@ def face_hashes(root, names: list[str], size: int) -> dict[str, int]:
         except Unusable:  # read by the warp backend, not by the loader: no hash, counted all the same
             pass
     return hashes
-
-
-def _remove_stale(out: Path, names: list[str], per_class: int) -> None:
-    """Delete images of ours left by an earlier, larger run into the same folder."""
-    for c in names:
-        pat = re.compile(rf"{re.escape(c)}_(\d{{6}})\.png")
-        for f in (out / c).iterdir():
-            m = pat.fullmatch(f.name)
-            if m and int(m.group(1)) >= per_class:
-                f.unlink()

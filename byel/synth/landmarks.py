@@ -198,6 +198,9 @@ def load_faces(root: str | os.PathLike, progress: bool = True) -> FaceSet:
         except OSError:
             pass  # a read-only home only costs the next run its detection time
 
+    if not any(found[i] for i in readable):  # the crop fallback would turn noise or non-faces into "faces"
+        raise DataError(f"sources: the face detector finds no face in any of the {len(readable)} readable images "
+                        f"under {root}; the warp backend needs face images (one face per image)")
     keep = [i for i in readable if plausible(pts[i], images[i].shape[0])]
     if not keep:
         raise DataError(f"sources: no usable face among the {len(readable)} readable images "
