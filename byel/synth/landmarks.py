@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from byel import imageio
 from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
@@ -57,18 +58,12 @@ def read_face(path: Path) -> np.ndarray | None:
 
     Non-square crops are centre-cropped to a square; colour images whose channels are equal are
     stored grey, which keeps the FER2013 sources small enough to pickle to worker processes."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
+    try:
+        img = imageio.read(path)  # the rules of every image byel reads: pixel limit, truncation, modes
+    except imageio.Unusable:
         return None
-    if img.dtype != np.uint8:
-        img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
-    if img.ndim == 3:
-        img = img[..., :3]
-        if img.shape[2] == 1 or (np.array_equal(img[..., 0], img[..., 1])
-                                 and np.array_equal(img[..., 1], img[..., 2])):
-            img = img[..., 0]
-        else:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
+        img = img[..., 0]
     h, w = img.shape[:2]
     s = min(h, w)
     if s < 16:
