@@ -15,9 +15,10 @@ Data specs (one string on the command line)::
                                       (abaw-lsd) or a folder holding exactly one Aff-Wild2
                                       annotation set and its frames
 
-Nothing the user brings makes this crash: unreadable, corrupt, truncated, zero-byte and
-unsupported files are skipped, counted in ``dropped`` and listed in ``problems``; classes
-outside the six are counted in ``skipped``. ``load(..., classes=7)`` (a 7-class run or model)
+Nothing the user brings makes this crash: unreadable, corrupt, truncated, zero-byte, too large
+(over byel.imageio's pixel limit) and unsupported files are skipped, counted in ``dropped``
+and listed in ``problems``; classes outside the six are counted in ``skipped``.
+``load(..., classes=7)`` (a 7-class run or model)
 also reads neutral, as class 6: a ``neutral`` (or ``ne``) folder, FER2013 emotion 6, Aff-Wild2
 expression 0; with 6 classes neutral is skipped like any other class. Only when nothing usable remains (or the spec
 itself is wrong) is a one-line ``DataError`` raised.
