@@ -104,9 +104,10 @@ def to_frame(results):
 
 def _image_rgb(x, name: str) -> np.ndarray:
     """uint8 RGB (H, W, 3) of one image input, or one ByelError line saying why not."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    from byel.predict import VIDEO_EXTS, decode_rgb, read_rgb
+    from byel import imageio
+    from byel.predict import VIDEO_EXTS
 
     if isinstance(x, (str, Path)):
         p = Path(x).expanduser()
@@ -116,17 +117,20 @@ def _image_rgb(x, name: str) -> np.ndarray:
             raise ByelError(f"{x} is a folder: pass its image files (or run `byel predict {x}`)")
         if p.suffix.lower() in VIDEO_EXTS:
             raise ByelError(f"{x} is a video: use model.predict_video")
-        rgb = read_rgb(str(p))
-        if rgb is None:
-            raise ByelError(f"{x}: not a readable image (corrupt, empty or not an image)")
-        return rgb
+        try:
+            return imageio.read(p)
+        except imageio.Unusable as e:
+            raise ByelError(_unusable(x, e, "not a readable image (corrupt, empty or not an image)")) from e
     if isinstance(x, (bytes, bytearray, memoryview)):
-        rgb = decode_rgb(x)
-        if rgb is None:
-            raise ByelError(f"{name}: the bytes are not a readable image")
-        return rgb
+        try:
+            return imageio.decode(x)
+        except imageio.Unusable as e:
+            raise ByelError(_unusable(name, e, "the bytes are not a readable image")) from e
     if isinstance(x, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(x).convert("RGB"))
+        try:
+            return imageio.from_pil(x)
+        except imageio.Unusable as e:
+            raise ByelError(f"{name}: {e.detail}") from e
     if isinstance(x, np.ndarray):
         if x.dtype != np.uint8:
             raise ByelError(f"{name}: numpy images must be uint8 (0–255), got {x.dtype}")
@@ -139,6 +143,14 @@ def _image_rgb(x, name: str) -> np.ndarray:
                             f"got shape {x.shape}")
         return np.ascontiguousarray(x[..., :3])
     raise ByelError(f"cannot read a {type(x).__name__}: pass {INPUT_HELP}")
+
+
+def _unusable(what, e, otherwise: str) -> str:
+    """The one line for an image that cannot be used (the cause, an imageio.Unusable, stays
+    attached: byel serve answers 413 for one over the pixel limit)."""
+    from byel import imageio
+
+    return f"{what}: the image is too large: {e.detail}" if e.reason == imageio.TOO_LARGE else f"{what}: {otherwise}"
 
 
 def _sized(pairs):

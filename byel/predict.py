@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -45,13 +44,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from byel import imageio
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS
-from byel.data.imageio import write_image
 from byel.errors import ByelError, DataError
+from byel.imageio import write_image
 from byel.media import video_frames, video_info, video_writer
 
 NO_FACE = "no_face"
@@ -265,33 +264,6 @@ class FaceFinder:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def read_rgb(path: str) -> np.ndarray | None:
-    """Full-resolution uint8 RGB of an image file (any colour mode, EXIF-rotated), or None."""
-    try:
-        data = np.fromfile(path, np.uint8)  # + imdecode: cv2.imread fails on non-ASCII paths
-    except OSError:
-        return None
-    return decode_rgb(data)
-
-
-def decode_rgb(data: np.ndarray | bytes) -> np.ndarray | None:
-    """uint8 RGB of an encoded image (the bytes of a file), or None."""
-    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    if data.size == 0:
-        return None
-    img = None
-    # A JPEG without its end marker is truncated; OpenCV decodes it anyway, Pillow refuses.
-    if not (data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9"):
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if img is not None:
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    try:
-        with Image.open(io.BytesIO(data.tobytes())) as src:
-            return np.asarray(ImageOps.exif_transpose(src).convert("RGB"))
-    except Exception:  # Pillow raises many types for bad files
-        return None
 
 
 @dataclass
@@ -513,8 +485,13 @@ def predict(
 
     def frames():
         for kind, path, ann_name in src.items:
+            why = ""
             if kind == "image":
-                fps, it = 0.0, [("", read_rgb(path))]
+                try:
+                    image = imageio.read(path)
+                except imageio.Unusable as e:  # listed below, like an unreadable video
+                    image, why = None, f" ({e})"
+                fps, it = 0.0, [("", image)]
             else:
                 fps = (video_info(path)[1] or 25.0) / video_stride
                 it = video_frames(path, video_stride)
@@ -529,7 +506,7 @@ def predict(
                 yield meta, rgb, bool(ann_root) and kind == "image"
             if not n_read:
                 unreadable.append(path)
-                src.problems.append((path, f"unreadable {kind}"))
+                src.problems.append((path, f"unreadable {kind}{why}"))
 
     def write(writer, rows):
         for r in rows:

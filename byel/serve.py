@@ -287,7 +287,7 @@ def create_app(model, uncertain: float | None = None, queue: int = QUEUE, host: 
             faces = await run_in_threadpool(run)
         except ByelError as e:
             name = file.filename or "the upload"
-            return JSONResponse({"error": f"{name}: {e}".replace("<image 0>: ", "")}, status_code=400)
+            return JSONResponse({"error": f"{name}: {e}".replace("<image 0>: ", "")}, status_code=_status(e))
         width, height = faces.size
         return {"width": width, "height": height, "classes": list(model.classes),
                 "faces": [f.to_dict() for f in faces]}
@@ -307,6 +307,14 @@ def create_app(model, uncertain: float | None = None, queue: int = QUEUE, host: 
             line.leave()
 
     return app
+
+
+def _status(e: ByelError) -> int:
+    """413 for an image over the pixel limit (byel.imageio), 400 for any other unusable upload."""
+    from byel.imageio import TOO_LARGE, Unusable
+
+    too_large = isinstance(e.__cause__, Unusable) and e.__cause__.reason == TOO_LARGE
+    return 413 if too_large else 400
 
 
 def listen(host: str, port: int) -> socket.socket:

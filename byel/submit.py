@@ -136,7 +136,8 @@ def submit(
     predicted (frames read and classified), filled_missing, filled_unreadable."""
     from tqdm.auto import tqdm
 
-    from byel.data.sources import Unusable, decode_image
+    from byel.data.sources import decode_image
+    from byel.imageio import Unusable
     from byel.evaluate import load_classifier, predict_probs  # late: Lightning import
     from byel.faces import fusion
 

@@ -623,7 +623,7 @@ def test_a_run_that_writes_no_checkpoint_is_not_a_success(world, tmp_path, capsy
 
 def test_a_real_failing_image_write_in_generate_is_one_line(tmp_path):
     """OpenCV's imwrite printed 'libpng error: Write Error' beside byel's line on a failed write;
-    images are now encoded in memory and written by Python (byel.data.imageio)."""
+    images are now encoded in memory and written by Python (byel.imageio)."""
     out = tmp_path / "gen"
     code = ("import resource, sys; from byel.cli import main; "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "

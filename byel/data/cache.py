@@ -21,7 +21,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bump when the stored layout or the decoding (resize, colour handling) changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: truncated JPEGs and images over the pixel limit are dropped (byel.imageio)
 
 
 def cache_dir() -> Path:

@@ -15,9 +15,10 @@ Data specs (one string on the command line)::
                                       (abaw-lsd) or a folder holding exactly one Aff-Wild2
                                       annotation set and its frames
 
-Nothing the user brings makes this crash: unreadable, corrupt, truncated, zero-byte and
-unsupported files are skipped, counted in ``dropped`` and listed in ``problems``; classes
-outside the six are counted in ``skipped``. ``load(..., classes=7)`` (a 7-class run or model)
+Nothing the user brings makes this crash: unreadable, corrupt, truncated, zero-byte, too large
+(over byel.imageio's pixel limit) and unsupported files are skipped, counted in ``dropped``
+and listed in ``problems``; classes outside the six are counted in ``skipped``.
+``load(..., classes=7)`` (a 7-class run or model)
 also reads neutral, as class 6: a ``neutral`` (or ``ne``) folder, FER2013 emotion 6, Aff-Wild2
 expression 0; with 6 classes neutral is skipped like any other class. Only when nothing usable remains (or the spec
 itself is wrong) is a one-line ``DataError`` raised.
@@ -26,7 +27,6 @@ itself is wrong) is a one-line ``DataError`` raised.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -38,13 +38,14 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from byel import imageio
 from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, class_names
 from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW, generate_run
 from byel.errors import DataError
+from byel.imageio import Unusable
 from byel.synth import FROM_REAL
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
@@ -562,14 +563,6 @@ _SCANNERS: dict[str, Callable[[dict, bool, int], _Scan]] = {
 # --------------------------------------------------------------------------- decoding
 
 
-class Unusable(Exception):
-    """An image file that cannot be decoded; ``reason`` is the ``dropped`` key."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail = reason, detail
-
-
 def fit(img: np.ndarray, size: int) -> np.ndarray:
     """Resize to size x size: area averaging when shrinking (no aliasing), bilinear when growing."""
     h, w = img.shape[:2]
@@ -581,38 +574,7 @@ def fit(img: np.ndarray, size: int) -> np.ndarray:
 
 def decode_image(path: str, size: int) -> np.ndarray:
     """uint8 RGB (size, size, 3) of an image file, whatever its colour mode. Raises Unusable."""
-    try:
-        data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: cv2.imread fails on non-ASCII paths
-    except OSError as e:
-        raise Unusable("unreadable", e.strerror or str(e)) from None
-    if data.size == 0:
-        raise Unusable("zero_byte")
-    img = None
-    # A JPEG without its end marker is truncated, and OpenCV 4 decodes it anyway (grey lower
-    # rows); Pillow refuses truncation but accepts data after the marker, so it decides those.
-    if not (data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9"):
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey/RGBA/16-bit -> 8-bit BGR, EXIF-rotated
-        if img is not None:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img is None:
-        img = _decode_pillow(data)
-    return fit(img, size)
-
-
-def _decode_pillow(data: np.ndarray) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data.tobytes())) as src:
-            return np.asarray(ImageOps.exif_transpose(src).convert("RGB"))
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
-        raise Unusable("corrupt", str(e) or type(e).__name__) from None
-
-
-def _default_workers() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    return fit(imageio.read(path), size)
 
 
 def _decode_files(items: list, size: int, workers: int, progress: bool) -> _Built:
@@ -630,7 +592,7 @@ def _decode_files(items: list, size: int, workers: int, progress: bool) -> _Buil
         return hi - lo
 
     chunks = [(lo, min(lo + _CHUNK, len(paths))) for lo in range(0, len(paths), _CHUNK)]
-    workers = workers or _default_workers()
+    workers = workers or imageio.io_workers()
     with tqdm(total=len(paths), desc="decoding images", unit="img", disable=not progress) as bar:
         if workers == 1 or len(chunks) <= 1:
             for lo, hi in chunks:

@@ -19,9 +19,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from byel.data import cache as cache_store
-from byel.data.sources import _default_workers
 from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS, Face, FaceMesher
 from byel.faces.model import SHA256
+from byel.imageio import io_workers
 
 # Ready-cut crops (FER2013's 48 px faces fill the frame) are too tight and too small for the
 # detector: a replicated border of PAD x the side around them, then scaled to SIDE px (the issue's
@@ -117,7 +117,7 @@ def measure_images(images: np.ndarray, *, mode: str = "detect", frame: bool | No
             _measure_one(local.mesher, np.asarray(images[i]), frame, out, i)
         return hi - lo
 
-    workers = workers or _default_workers()
+    workers = workers or io_workers()
     chunks = [(lo, min(lo + _CHUNK, n)) for lo in range(0, n, _CHUNK)]
     t0 = time.perf_counter()
     with tqdm(total=n, desc="face meshes", unit="img", disable=not progress) as bar:

@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
 from byel.data.formats import GENERATE_INFO, GENERATING, MANIFEST, PREVIEW, generate_run
-from byel.data.imageio import write_image
 from byel.errors import ByelError, ConfigError
+from byel.imageio import write_image
 from byel.synth import BACKENDS, FROM_REAL
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
@@ -419,7 +419,8 @@ def face_hashes(root, names: list[str], size: int) -> dict[str, int]:
     """{source face: its fingerprint hash} for the files `names` under root, read as the data
     loader reads an image at `size` px (so they match an evaluation set holding the same file)."""
     from byel.adapt.adabn import fingerprint  # late: torch
-    from byel.data.sources import Unusable, decode_image
+    from byel.data.sources import decode_image
+    from byel.imageio import Unusable
 
     hashes = {}
     for name in names:

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from byel import imageio
 from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
 
@@ -57,21 +58,12 @@ def read_face(path: Path) -> np.ndarray | None:
 
     Non-square crops are centre-cropped to a square; colour images whose channels are equal are
     stored grey, which keeps the FER2013 sources small enough to pickle to worker processes."""
-    try:  # Python reads the bytes: OpenCV cannot open a name that is not valid UTF-8
-        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    except OSError:
+    try:  # Python reads the bytes (any file name); the rules of every image byel reads
+        img = imageio.read(path)
+    except imageio.Unusable:
         return None
-    if img is None or img.size == 0:
-        return None
-    if img.dtype != np.uint8:
-        img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
-    if img.ndim == 3:
-        img = img[..., :3]
-        if img.shape[2] == 1 or (np.array_equal(img[..., 0], img[..., 1])
-                                 and np.array_equal(img[..., 1], img[..., 2])):
-            img = img[..., 0]
-        else:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
+        img = img[..., 0]
     h, w = img.shape[:2]
     s = min(h, w)
     if s < 16:

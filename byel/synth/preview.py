@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from byel.data.imageio import write_image
+from byel.imageio import write_image
 
 CELL = 96  # pixels per image on the sheet (small images are scaled up, nearest-neighbour)
 LABEL_W = 110
