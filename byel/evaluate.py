@@ -16,6 +16,7 @@ from byel import __version__
 from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.adapt.tier import real_uses, tier_block
 from byel.checkpoint import load_checkpoint
+from byel.files import write_text
 from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.plots import confusion_matrix_png
@@ -125,9 +126,7 @@ def evaluate(
         "seed": cfg.seed, "config_digest": cfg.digest(), "method": cfg.method.name, "backbone": cfg.model.backbone,
     }
     report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(report)
+    write_text(report, json.dumps(result, indent=2))
     result["report"] = str(report)
     return result
 

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from byel.files import naming  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Write a figure atomically (temporary file, then rename: a crash never leaves half a PNG)
@@ -19,7 +21,8 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        with naming(path, tmp):  # matplotlib's OSError on a full disk names no file
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
         os.replace(tmp, path)
     finally:
         plt.close(fig)

@@ -34,9 +34,13 @@ damaged landmarker file is an error, not a silent fallback. Without any detector
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import numbers
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +52,13 @@ from tqdm.auto import tqdm
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS
 from byel.data.imageio import write_image
-from byel.errors import ByelError, DataError
+from byel.errors import ByelError, DataError, InputTypeError
+from byel.files import naming
+
+# FFmpeg, OpenCV's video reader, prints its own complaints about a broken file on stderr (e.g.
+# "moov atom not found" for a truncated .mp4) around byel's one line: quiet, unless the user set a
+# level. OpenCV reads the variable when its FFmpeg backend first opens a file, after this.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 NO_FACE = "no_face"
@@ -114,31 +124,44 @@ class FaceDetector:
 
     def __init__(self, backend: str = "auto", min_face: int = 24):
         self.min_face = max(8, int(min_face))
-        tried = []
-        if backend in ("auto", "opencv-haar"):
-            xml = _haar_xml()
-            # OpenCV 4: cv2.CascadeClassifier; OpenCV 5 moved it to contrib (cv2.xobjdetect)
-            ctor = (getattr(cv2, "CascadeClassifier", None)
-                    or getattr(getattr(cv2, "xobjdetect", None), "CascadeClassifier", None))
-            if xml and ctor is not None:
-                self._haar = ctor(xml)
-                if not self._haar.empty():
-                    self.name = "opencv-haar"
-                    return
-            tried.append(f"OpenCV {cv2.__version__} ships no Haar cascade")
-        if backend in ("auto", "dlib-hog"):
-            try:
-                import dlib
-
-                self._dlib = dlib.get_frontal_face_detector()
-                self.name = "dlib-hog"
-                return
-            except ImportError:
-                tried.append("dlib is not installed")
         if backend not in ("auto", "opencv-haar", "dlib-hog"):
             raise ByelError(f"unknown face detector {backend!r}; choose auto, opencv-haar or dlib-hog")
+        tried = []
+        if backend in ("auto", "opencv-haar"):
+            missing = self._load_haar()
+            if not missing:
+                self.name = "opencv-haar"
+                return
+            tried.append(missing)
+        dlib_missing = _dlib_missing()
+        if backend == "opencv-haar":  # asked for by name: say what is missing and what does work
+            other = ("the dlib-hog detector (installed) or auto" if not dlib_missing else
+                     "--no-detect for images that are already face crops")
+            raise ByelError(f"the opencv-haar detector is not available: {missing}; use {other}, or install an "
+                            "OpenCV 4 wheel, which has both: pip install 'opencv-python-headless<5'")
+        if not dlib_missing:
+            import dlib
+
+            self._dlib = dlib.get_frontal_face_detector()
+            self.name = "dlib-hog"
+            return
+        tried.append(dlib_missing)
         raise ByelError("no face detector available (" + "; ".join(tried) + "): pip install dlib-bin "
                         "(a byel dependency) for dlib's detector, or pass --no-detect for images that are already face crops")
+
+    def _load_haar(self) -> str | None:
+        """Load OpenCV's frontal-face Haar cascade into self._haar; None, or what is missing."""
+        # OpenCV 4: cv2.CascadeClassifier and the cascade files in cv2.data; OpenCV 5 wheels have
+        # neither (the class moved to opencv-contrib's cv2.xobjdetect)
+        ctor = (getattr(cv2, "CascadeClassifier", None)
+                or getattr(getattr(cv2, "xobjdetect", None), "CascadeClassifier", None))
+        xml = _haar_xml()
+        if ctor is None or xml is None:
+            lacks = " and ".join(w for w, gone in (("no CascadeClassifier", ctor is None),
+                                                   ("no Haar cascade file", xml is None)) if gone)
+            return f"this OpenCV {cv2.__version__} has {lacks}"
+        self._haar = ctor(xml)
+        return f"OpenCV {cv2.__version__} cannot load its cascade file {xml}" if self._haar.empty() else None
 
     def __call__(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -189,6 +212,15 @@ def centre_square(rgb: np.ndarray, size: int) -> tuple[tuple[int, int, int, int]
     if s != size:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s >= size else cv2.INTER_LINEAR)
     return (x0, y0, s, s), crop
+
+
+def _dlib_missing() -> str | None:
+    """None if dlib imports, else why not (its error's first line)."""
+    try:
+        import dlib  # noqa: F401
+    except ImportError as e:
+        return f"dlib cannot be imported ({(str(e).splitlines() or ['not installed'])[0][:100]})"
+    return None
 
 
 def _litert_installed() -> bool:
@@ -316,9 +348,51 @@ def collect_inputs(inputs: list[str]) -> _Sources:
     return src
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 on /dev/null for the duration. When FFmpeg cannot open a file, OpenCV
+    tries its own AVI reader, which prints its complaints with fprintf (e.g. "Unexpected element.
+    Expected: LIST"): no log level turns them off, and the file is reported unreadable anyway."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no stderr at all: nothing to keep clean
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _opencv_quiet():
+    """OpenCV's own log (e.g. "[ WARN] ... Failed to write frame") off for the duration."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    before = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(before)
+
+
+def open_video(path: str):
+    """cv2.VideoCapture of a video file, without its readers' chatter about a broken file."""
+    with _native_stderr_silenced():
+        return cv2.VideoCapture(path)
+
+
 def _video_frames(path: str, stride: int):
     """(frame index, RGB) of every stride-th frame; yields nothing for an unreadable video."""
-    cap = cv2.VideoCapture(path)
+    cap = open_video(path)
     try:
         if not cap.isOpened():
             return
@@ -339,7 +413,7 @@ def _video_frames(path: str, stride: int):
 
 
 def _frame_count(path: str) -> int:
-    cap = cv2.VideoCapture(path)
+    cap = open_video(path)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     cap.release()
     return max(0, n)
@@ -407,6 +481,9 @@ def load_model(checkpoint: str | Path | None, device: str = "cpu"):
 
 
 def check_uncertain(uncertain: float | None) -> None:
+    if uncertain is not None and (isinstance(uncertain, bool) or not isinstance(uncertain, numbers.Real)):
+        raise InputTypeError(f"uncertain must be a number > 0 and <= 1 (or None), got {uncertain!r} "
+                             f"({type(uncertain).__name__})")
     if uncertain is not None and not 0 < uncertain <= 1:
         raise ByelError(f"uncertain threshold must be > 0 and <= 1, got {uncertain}")
 
@@ -522,7 +599,7 @@ def predict(
             if kind == "image":
                 fps, it = 0.0, [("", read_rgb(path))]
             else:
-                cap = cv2.VideoCapture(path)
+                cap = open_video(path)
                 fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / video_stride if cap.isOpened() else 25.0
                 cap.release()
                 it = _video_frames(path, video_stride)
@@ -563,21 +640,29 @@ def predict(
         """Second pass over the video (frames are not kept in memory): draw the final rows."""
         path = ann_root / (meta["_ann"] + ".annotated.avi")
         path.parent.mkdir(parents=True, exist_ok=True)
-        vw = None
+        vw, written = None, 0
         try:
-            for (_, rgb), rows in zip(_video_frames(meta["file"], video_stride), per_frame):
-                drawn = annotate(rgb, rows, classes)
-                if vw is None:
-                    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), meta["_fps"],
-                                         (drawn.shape[1], drawn.shape[0]))
-                vw.write(drawn)
-                stats["annotated"] += 1
+            with _opencv_quiet():  # a failing writer warns once per frame; checked below instead
+                for (_, rgb), rows in zip(_video_frames(meta["file"], video_stride), per_frame):
+                    drawn = annotate(rgb, rows, classes)
+                    if vw is None:
+                        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), meta["_fps"],
+                                             (drawn.shape[1], drawn.shape[0]))
+                    vw.write(drawn)
+                    written += 1
+                    stats["annotated"] += 1
         finally:
             if vw is not None:
                 vw.release()
+        stored = _frame_count(str(path)) if written else 0
+        if stored < written:  # OpenCV's writer fails silently (a full disk): say so, keep no broken video
+            path.unlink(missing_ok=True)
+            why = ("disk full (no space left on device)" if shutil.disk_usage(path.parent).free < 1 << 20
+                   else "OpenCV's video writer failed")
+            raise ByelError(f"cannot write {path}: {why}; {stored} of {written} frames were stored")
 
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    try:  # naming: a write of the CSV that fails (a full disk) names no file
+        with naming(out_csv, tmp), open(tmp, "w", newline="", encoding="utf-8") as fh:
             has_video = any(k == "video" for k, _, _ in src.items)
             writer = csv.DictWriter(fh, columns(classes, has_video), extrasaction="ignore")
             writer.writeheader()

@@ -30,7 +30,6 @@ reported. Files whose names are not frame numbers are ignored and counted.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ import numpy as np
 from byel.classes import CLASSES, NUM_CLASSES
 from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
+from byel.files import write_text
 
 HEADERS = {
     "byel": ",".join(CLASSES),
@@ -168,10 +168,7 @@ def submit(
                 continue
             filled_labels, filled = fill_nearest(labels, last)
             missing = last - len(frames)
-            path = out / f"{video}.txt"
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(header + "\n" + "".join(f"{_code(c, codes)}\n" for c in filled_labels))
-            os.replace(tmp, path)
+            write_text(out / f"{video}.txt", header + "\n" + "".join(f"{_code(c, codes)}\n" for c in filled_labels))
             per_video[video] = {"frames": last, "predicted": len(labels), "filled_missing": missing,
                                 "filled_unreadable": unreadable, "written": True}
     finally:

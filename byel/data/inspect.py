@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from byel.checks import check_picture
 from byel.classes import NUM_CLASSES, class_names
 from byel.data.sources import ImageSet, load, write_problem_log
+from byel.files import naming
 
 SAMPLES_PER_ROW = 8
 UNLABELLED_ROWS = 4
@@ -87,4 +88,5 @@ def contact_sheet(s: ImageSet, out_png: str, *, unlabelled: bool = False, seed: 
         side.set_visible(False)
     ax.set_title(s.spec if len(s.spec) < 70 else "..." + s.spec[-67:], fontsize=8)
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    fig.savefig(out_png)
+    with naming(out_png):  # matplotlib's OSError on a full disk names no file
+        fig.savefig(out_png)

@@ -45,6 +45,7 @@ from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, 
 from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW
 from byel.errors import DataError
+from byel.files import write_text
 from byel.synth import FROM_REAL
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
@@ -828,9 +829,6 @@ def _finish(name: str, scanned: _Tally, built: _Built, unlabelled: bool, args: d
 def write_problem_log(imageset: ImageSet, path: str) -> None:
     """One line per unusable item, "reason<TAB>where", after a short header."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"# unusable items in {imageset.spec}\n")
-        for part in _tally_parts(imageset.skipped, imageset.dropped):
-            f.write(f"# {part}\n")
-        for where, reason in imageset.problems:
-            f.write(f"{reason}\t{where}\n")
+    write_text(path, "".join([f"# unusable items in {imageset.spec}\n",
+                              *(f"# {part}\n" for part in _tally_parts(imageset.skipped, imageset.dropped)),
+                              *(f"{reason}\t{where}\n" for where, reason in imageset.problems)]))
