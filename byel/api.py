@@ -11,17 +11,19 @@ images and videos.
 
 Faces are found, cropped and classified by the same code as ``byel predict`` (byel.predict);
 class names come from the checkpoint (``byel.classes`` in its metadata). Every problem with an
-input (missing file, unreadable image, unsupported type) raises one ByelError line.
+input (missing file, unreadable image, unsupported type) raises one ByelError line; an argument of
+the wrong type raises InputTypeError, a ByelError that is also a TypeError.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from byel.errors import ByelError
+from byel.errors import ByelError, InputTypeError
 from byel.predict import NO_FACE
 
 INPUT_HELP = "an image path, a PIL image, a uint8 numpy array (H×W, H×W×3 RGB or H×W×4), encoded image bytes, or a list of them"
@@ -142,7 +144,23 @@ def _image_rgb(x, name: str) -> np.ndarray:
             raise ByelError(f"{name}: a numpy image must be H×W, H×W×3 (RGB) or H×W×4, at least 2×2; "
                             f"got shape {x.shape}")
         return np.ascontiguousarray(x[..., :3])
-    raise ByelError(f"cannot read a {type(x).__name__}: pass {INPUT_HELP}")
+    raise InputTypeError(f"cannot read a {type(x).__name__}: pass {INPUT_HELP}")
+
+
+# Arguments are checked at the door: a wrong type is an InputTypeError (a ByelError and a
+# TypeError), a value out of range a ByelError; both name the argument and what it takes.
+def _path_arg(value, name: str, what: str) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        hint = " (write the bytes to a file first)" if isinstance(value, (bytes, bytearray, memoryview)) else ""
+        raise InputTypeError(f"{name} takes the path (a str or pathlib.Path) of {what}; "
+                             f"got {type(value).__name__}{hint}")
+
+
+def _whole_arg(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputTypeError(f"{name} must be a whole number >= 1, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ByelError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 def _unusable(what, e, otherwise: str) -> str:
@@ -167,8 +185,10 @@ class Model:
         from byel.checks import check_device
         from byel.predict import FaceFinder, default_checkpoint, load_model
 
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ByelError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        _whole_arg(batch_size, "batch_size")
+        _whole_arg(min_face, "min_face")
+        if checkpoint is not None:
+            _path_arg(checkpoint, "byel.load(checkpoint)", "a .ckpt file, or None for the model shipped with byel")
         self.checkpoint = Path(default_checkpoint() if checkpoint is None else checkpoint)
         self.device = check_device(device)
         self.net, self.classes = load_model(self.checkpoint, self.device)
@@ -214,10 +234,10 @@ class Model:
         from byel.predict import check_uncertain, classify_stream
         from byel.track import parse_smooth, track_and_smooth
 
+        _path_arg(path, "predict_video(path)", "a video file")
         check_uncertain(uncertain)
         parse_smooth(smooth)
-        if not isinstance(stride, int) or stride < 1:
-            raise ByelError(f"stride must be a whole number >= 1, got {stride!r}")
+        _whole_arg(stride, "stride")
         p = Path(path).expanduser()
         if not p.is_file():
             raise ByelError(f"{path}: {'a folder, not a video' if p.is_dir() else 'not found'}")

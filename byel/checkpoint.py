@@ -9,7 +9,10 @@ that names what does not match.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -132,20 +135,56 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """torch.load(weights_only=True) with one-line errors for missing, truncated or foreign files."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(_folder_message(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except MemoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 — the unpickler fails on foreign bytes in many ways
-        # (UnpicklingError, BadZipFile, EOFError, and KeyError/IndexError/TypeError on text or
-        # random bytes): all mean the file is not a checkpoint we can read.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a byel checkpoint ({first[:120]})") from None
+    # torch warns about what it reads (a pickle protocol, a TorchScript archive): said in our
+    # own line when the file cannot be read, never printed around it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 — the unpickler fails on foreign bytes in many ways
+            # (UnpicklingError, BadZipFile, EOFError, and KeyError/IndexError/TypeError on text or
+            # random bytes): all mean the file is not a checkpoint we can read.
+            raise CheckpointError(_unreadable(path, e, [str(w.message) for w in caught])) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a byel checkpoint (it holds a {type(ckpt).__name__})")
     return ckpt
+
+
+def _folder_message(folder: Path) -> str:
+    """A folder given as a checkpoint: say so, and name a checkpoint file in it if there is one."""
+    preference = {"best.ckpt": 0, "adapted.ckpt": 1, "last.ckpt": 2}
+    found = sorted((*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt")),
+                   key=lambda p: (preference.get(p.name, 3), len(p.parts), p.name))
+    example = f", e.g. {found[0]}" if found else " (a run folder holds them in checkpoints/)"
+    return f"{folder} is a folder, not a checkpoint: pass a checkpoint file (.ckpt){example}"
+
+
+def _unreadable(path: Path, e: Exception, warned: list[str]) -> str:
+    """One line for a file torch.load(weights_only=True) refused. torch's own text is long and
+    suggests weights_only=False (which would run whatever code the file holds): never shown."""
+    text = str(e)
+    if "TorchScript" in text or any("TorchScript" in w for w in warned):
+        return (f"{path} is a TorchScript model (e.g. from byel export), not a byel checkpoint: "
+                "pass the .ckpt it was made from")
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
+        name = re.search(r"GLOBAL ([\w.]+)", text)
+        if name:
+            return (f"{path} is not a byel checkpoint: it contains code or objects byel does not load "
+                    f"({name.group(1)}); byel loads checkpoints with weights_only=True")
+        protocol = next((m.group(1) for w in warned for m in [re.search(r"pickle protocol (\d+)", w)] if m), None)
+        if protocol:
+            return (f"cannot read checkpoint {path}: it was saved with pickle protocol {protocol}, which byel's "
+                    "safe loading (weights_only=True) does not read; byel's checkpoints use torch.save's default (2)")
+        return (f"cannot read checkpoint {path}: truncated or not a byel checkpoint (unreadable by byel's "
+                "safe loading, weights_only=True)")
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return f"cannot read checkpoint {path}: truncated or not a byel checkpoint ({first[:120]})"
 
 
 def load_checkpoint(path: str | Path, kinds: tuple[str, ...] = ("pretrain", "finetune")) -> dict:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from byel.errors import ByelError
+from byel.files import naming
 
 try:
     import fcntl
@@ -195,12 +196,16 @@ def run_in(folder: str | Path, markers=RUN_MARKERS) -> str | None:
 
 
 def check_run_folder(folder: str | Path, *, resume: bool, overwrite: bool, markers=RUN_MARKERS,
-                     resume_hint: str = "--resume") -> None:
-    """A run folder belongs to one run: refuse one that holds a run unless resuming or replacing it."""
+                     resume_hint: str | None = "--resume") -> None:
+    """A run folder belongs to one run: refuse one that holds a run unless resuming or replacing it.
+    `resume_hint`: how the command continues a run, None for one that cannot (adapt)."""
     if resume or overwrite or global_rank() != 0:
         return
     found = run_in(folder, markers)
     if found:
+        if resume_hint is None:
+            raise ByelError(f"{folder} already holds a run ({found}); choose another --out, "
+                            "or write over it with --overwrite")
         raise ByelError(f"{folder} already holds a run ({found}); continue it with {resume_hint}, "
                         "replace it with --overwrite, or choose another --out")
 
@@ -232,10 +237,9 @@ def run_lock(folder: str | Path):
                         "wait for it to finish or choose another --out") from None
     _HELD.add(key)
     try:
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        os.ftruncate(f.fileno(), 0)
+        with naming(lock):  # unbuffered: a full disk fails here, naming the file, and not again on close
+            os.write(f.fileno(), str(os.getpid()).encode())
         yield
     finally:
         _HELD.discard(key)

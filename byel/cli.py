@@ -606,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--overwrite", action="store_true", help="replace the adapted checkpoint already in OUT")
     ad.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     ad.add_argument("--no-progress", action="store_true")
-    ad.set_defaults(func=cmd_adapt, writes={"out": "run"}, reads=("checkpoint", "data", "synthetic"), resume=False)
+    ad.set_defaults(func=cmd_adapt, writes={"out": "run"}, reads=("checkpoint", "data", "synthetic"), resume=False,
+                    resume_hint=None)  # no --resume: a run folder in the way can only be replaced
 
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
     de.add_argument("--out", default="runs/demo")
@@ -846,7 +847,8 @@ def _own_run_folder(args):
     else:
         markers = RUN_MARKERS
     with run_lock(args.out):
-        check_run_folder(args.out, resume=bool(args.resume), overwrite=args.overwrite, markers=markers)
+        check_run_folder(args.out, resume=bool(args.resume), overwrite=args.overwrite, markers=markers,
+                         resume_hint=getattr(args, "resume_hint", "--resume"))
         yield
 
 

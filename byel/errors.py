@@ -9,6 +9,12 @@ class ByelError(Exception):
     exit_code = 2
 
 
+class InputTypeError(ByelError, TypeError):
+    """An argument of a type byel does not take (the Python API): the message names the argument
+    and what it accepts. A ByelError like every input problem, and a TypeError for code that
+    catches those."""
+
+
 class DataError(ByelError):
     """The data cannot be used: missing, empty, unreadable, or nothing of the six classes."""
 

@@ -17,6 +17,7 @@ import errno
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -24,6 +25,47 @@ import cv2
 import numpy as np
 
 from byel.errors import ByelError
+
+# FFmpeg, OpenCV's video reader, prints its own complaints about a broken file on stderr (e.g.
+# "moov atom not found" for a truncated .mp4) around byel's one line: quiet, unless the user set a
+# level. OpenCV reads the variable when its FFmpeg backend first opens a file, after this.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 on /dev/null for the duration. When FFmpeg cannot open a file, OpenCV
+    tries its own AVI reader, which prints its complaints with fprintf (e.g. "Unexpected element.
+    Expected: LIST"): no log level turns them off, and the file is reported unreadable anyway."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no stderr at all: nothing to keep clean
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _opencv_quiet():
+    """OpenCV's own log (e.g. "[ WARN] ... Failed to write frame") off for the duration."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    before = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(before)
 
 
 def cv2_safe(path: str | os.PathLike) -> bool:
@@ -75,7 +117,8 @@ def readable_path(path: str | os.PathLike) -> Iterator[str]:
 def video_reader(path: str | os.PathLike) -> Iterator[cv2.VideoCapture]:
     """A cv2.VideoCapture of the video at path (check ``isOpened()``), released at the end."""
     with readable_path(path) as p:
-        cap = cv2.VideoCapture(p)
+        with _native_stderr_silenced():  # a broken file's chatter; it is reported unreadable anyway
+            cap = cv2.VideoCapture(p)
         try:
             yield cap
         finally:
@@ -129,11 +172,27 @@ def _writable_folder(folder: str) -> Iterator[str]:
         shutil.rmtree(private, ignore_errors=True)  # removes the link, never the folder it points to
 
 
+class _Counted:
+    """A cv2.VideoWriter that counts the frames given to it."""
+
+    def __init__(self, vw: cv2.VideoWriter):
+        self.vw, self.frames = vw, 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.vw.write(frame)
+        self.frames += 1
+
+    def __getattr__(self, name):
+        return getattr(self.vw, name)
+
+
 @contextlib.contextmanager
 def video_writer(path: str | os.PathLike, fourcc: str, fps: float, size: tuple[int, int]) -> Iterator[cv2.VideoWriter]:
     """A cv2.VideoWriter (codec ``fourcc``, ``size`` = (width, height)) whose video appears at
     path when the context ends without an error, and not at all otherwise: it is written under
-    an ASCII temporary name beside path and renamed by Python."""
+    an ASCII temporary name beside path and renamed by Python. OpenCV's writer fails silently (a
+    full disk: one warning per frame, a broken file, no error): the frames stored are counted
+    afterwards, and a short video is one error line, never a broken file."""
     path = os.path.abspath(os.fsdecode(os.fspath(path)))
     with _writable_folder(os.path.dirname(path)) as folder:
         tmp = os.path.join(folder, f".byel-{secrets.token_hex(6)}{_suffix(path) or '.avi'}")
@@ -143,8 +202,15 @@ def video_writer(path: str | os.PathLike, fourcc: str, fps: float, size: tuple[i
                 if not os.access(os.path.dirname(path), os.W_OK):
                     raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
                 raise ByelError(f"{path}: OpenCV cannot write a {fourcc} video of this type; use a .avi name")
-            yield vw
+            counted = _Counted(vw)
+            with _opencv_quiet():  # a failing writer warns once per frame; checked below instead
+                yield counted
             vw.release()
+            stored = video_info(tmp)[0] if counted.frames else 0
+            if stored < counted.frames:
+                why = ("disk full (no space left on device)" if shutil.disk_usage(folder).free < 1 << 20
+                       else "OpenCV's video writer failed")
+                raise ByelError(f"cannot write {path}: {why}; {stored} of {counted.frames} frames were stored")
             try:
                 os.replace(tmp, path)
             except OSError as e:  # written in a private folder on another file system: copied

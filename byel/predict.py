@@ -49,7 +49,8 @@ from tqdm.auto import tqdm
 from byel import imageio
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS
-from byel.errors import ByelError, DataError
+from byel.errors import ByelError, DataError, InputTypeError
+from byel.files import naming
 from byel.imageio import write_image
 from byel.media import video_frames, video_info, video_writer
 
@@ -127,31 +128,44 @@ class FaceDetector:
 
     def __init__(self, backend: str = "auto", min_face: int = 24):
         self.min_face = checked_min_face(min_face)
-        tried = []
-        if backend in ("auto", "opencv-haar"):
-            xml = _haar_xml()
-            # OpenCV 4: cv2.CascadeClassifier; OpenCV 5 moved it to contrib (cv2.xobjdetect)
-            ctor = (getattr(cv2, "CascadeClassifier", None)
-                    or getattr(getattr(cv2, "xobjdetect", None), "CascadeClassifier", None))
-            if xml and ctor is not None:
-                self._haar = ctor(xml)
-                if not self._haar.empty():
-                    self.name = "opencv-haar"
-                    return
-            tried.append(f"OpenCV {cv2.__version__} ships no Haar cascade")
-        if backend in ("auto", "dlib-hog"):
-            try:
-                import dlib
-
-                self._dlib = dlib.get_frontal_face_detector()
-                self.name = "dlib-hog"
-                return
-            except ImportError:
-                tried.append("dlib is not installed")
         if backend not in ("auto", "opencv-haar", "dlib-hog"):
             raise ByelError(f"unknown face detector {backend!r}; choose auto, opencv-haar or dlib-hog")
+        tried = []
+        if backend in ("auto", "opencv-haar"):
+            missing = self._load_haar()
+            if not missing:
+                self.name = "opencv-haar"
+                return
+            tried.append(missing)
+        dlib_missing = _dlib_missing()
+        if backend == "opencv-haar":  # asked for by name: say what is missing and what does work
+            other = ("the dlib-hog detector (installed) or auto" if not dlib_missing else
+                     "--no-detect for images that are already face crops")
+            raise ByelError(f"the opencv-haar detector is not available: {missing}; use {other}, or install an "
+                            "OpenCV 4 wheel, which has both: pip install 'opencv-python-headless<5'")
+        if not dlib_missing:
+            import dlib
+
+            self._dlib = dlib.get_frontal_face_detector()
+            self.name = "dlib-hog"
+            return
+        tried.append(dlib_missing)
         raise ByelError("no face detector available (" + "; ".join(tried) + "): pip install dlib-bin "
                         "(a byel dependency) for dlib's detector, or pass --no-detect for images that are already face crops")
+
+    def _load_haar(self) -> str | None:
+        """Load OpenCV's frontal-face Haar cascade into self._haar; None, or what is missing."""
+        # OpenCV 4: cv2.CascadeClassifier and the cascade files in cv2.data; OpenCV 5 wheels have
+        # neither (the class moved to opencv-contrib's cv2.xobjdetect)
+        ctor = (getattr(cv2, "CascadeClassifier", None)
+                or getattr(getattr(cv2, "xobjdetect", None), "CascadeClassifier", None))
+        xml = _haar_xml()
+        if ctor is None or xml is None:
+            lacks = " and ".join(w for w, gone in (("no CascadeClassifier", ctor is None),
+                                                   ("no Haar cascade file", xml is None)) if gone)
+            return f"this OpenCV {cv2.__version__} has {lacks}"
+        self._haar = ctor(xml)
+        return f"OpenCV {cv2.__version__} cannot load its cascade file {xml}" if self._haar.empty() else None
 
     def __call__(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -202,6 +216,15 @@ def centre_square(rgb: np.ndarray, size: int) -> tuple[tuple[int, int, int, int]
     if s != size:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s >= size else cv2.INTER_LINEAR)
     return (x0, y0, s, s), crop
+
+
+def _dlib_missing() -> str | None:
+    """None if dlib imports, else why not (its error's first line)."""
+    try:
+        import dlib  # noqa: F401
+    except ImportError as e:
+        return f"dlib cannot be imported ({(str(e).splitlines() or ['not installed'])[0][:100]})"
+    return None
 
 
 def _litert_installed() -> bool:
@@ -371,6 +394,9 @@ def load_model(checkpoint: str | Path | None, device: str = "cpu"):
 
 
 def check_uncertain(uncertain: float | None) -> None:
+    if uncertain is not None and (isinstance(uncertain, bool) or not isinstance(uncertain, numbers.Real)):
+        raise InputTypeError(f"uncertain must be a number > 0 and <= 1 (or None), got {uncertain!r} "
+                             f"({type(uncertain).__name__})")
     if uncertain is not None and not 0 < uncertain <= 1:
         raise ByelError(f"uncertain threshold must be > 0 and <= 1, got {uncertain}")
 
@@ -545,7 +571,8 @@ def predict(
 
     try:
         # surrogateescape: a file name that is not valid UTF-8 is written as its own bytes (lossless)
-        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        # naming: a write of the CSV that fails (a full disk) names no file
+        with naming(out_csv, tmp), open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
             has_video = any(k == "video" for k, _, _ in src.items)
             writer = csv.DictWriter(fh, columns(classes, has_video), extrasaction="ignore")
             writer.writeheader()

@@ -36,7 +36,6 @@ among a few frames would otherwise write ten million lines filled from its neigh
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -45,6 +44,7 @@ import numpy as np
 from byel.classes import CLASSES, NUM_CLASSES
 from byel.data.formats import IMAGE_EXTS
 from byel.errors import ByelError, DataError
+from byel.files import write_text
 
 HEADERS = {
     "byel": ",".join(CLASSES),
@@ -189,10 +189,7 @@ def submit(
                 continue
             filled_labels, filled = fill_nearest(labels, last)
             missing = last - len(frames)
-            path = out / f"{video}.txt"
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(header + "\n" + "".join(f"{_code(c, codes)}\n" for c in filled_labels))
-            os.replace(tmp, path)
+            write_text(out / f"{video}.txt", header + "\n" + "".join(f"{_code(c, codes)}\n" for c in filled_labels))
             per_video[video] = {"frames": last, "predicted": len(labels), "filled_missing": missing,
                                 "filled_unreadable": unreadable, "written": True}
     finally:

@@ -24,6 +24,7 @@ from byel.adapt.common import Monitor, Options, say
 from byel.adapt.tier import tier_block, real_uses
 from byel.checkpoint import atomic_torch_save, load_checkpoint
 from byel.errors import DataError
+from byel.files import write_text
 from byel.methods import FineTune
 
 # Lightning's training state, meaningless for the adapted weights
@@ -93,9 +94,7 @@ def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Pa
               "tier": tier_block(real_uses(meta)),
               "transductive": "decided per evaluation: `byel evaluate` checks image by image whether the scored "
                               "images are among these (its report's tier block)"}
-    tmp = out / "adapt.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out / "adapt.json")
+    write_text(out / "adapt.json", json.dumps(report, indent=2))
     report["report"] = str(out / "adapt.json")
     return report
 

@@ -45,6 +45,7 @@ from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, 
 from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW, generate_run
 from byel.errors import DataError
+from byel.files import write_text
 from byel.imageio import Unusable
 from byel.synth import FROM_REAL
 
@@ -794,9 +795,7 @@ def _finish(name: str, scanned: _Tally, built: _Built, unlabelled: bool, args: d
 def write_problem_log(imageset: ImageSet, path: str) -> None:
     """One line per unusable item, "reason<TAB>where", after a short header."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:  # names not UTF-8: their bytes
-        f.write(f"# unusable items in {imageset.spec}\n")
-        for part in _tally_parts(imageset.skipped, imageset.dropped):
-            f.write(f"# {part}\n")
-        for where, reason in imageset.problems:
-            f.write(f"{reason}\t{where}\n")
+    write_text(path, "".join([f"# unusable items in {imageset.spec}\n",
+                              *(f"# {part}\n" for part in _tally_parts(imageset.skipped, imageset.dropped)),
+                              *(f"{reason}\t{where}\n" for where, reason in imageset.problems)]),
+               errors="surrogateescape")  # names not UTF-8: their bytes
