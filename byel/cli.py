@@ -294,12 +294,13 @@ def cmd_generate(args) -> int:
 def cmd_pretrain(args) -> int:
     from byel.data.split import SPLIT_FILE, holdout_split
     from byel.checks import global_rank
-    from byel.train import check_unlabelled_method, pretrain
+    from byel.train import check_classes, check_unlabelled_method, pretrain
 
     cfg = _resolve_config(args)
     if args.unlabelled:
         check_unlabelled_method(cfg.method.name)
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
+    check_classes(data.labels, cfg.data.classes, f"--data {data.spec}")
     unlabelled = _load_unlabelled(args.unlabelled, cfg.data.image_size, cfg.trainer.progress)
     # Fine-tuning selects its best epoch on images held out here, before stage 1 sees any.
     train, held, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
@@ -317,12 +318,13 @@ def cmd_finetune(args) -> int:
     from byel.checkpoint import load_checkpoint
     from byel.data.split import SPLIT_FILE, holdout_split, recorded_split, stage1_split
     from byel.checks import global_rank
-    from byel.train import finetune, finetune_config
+    from byel.train import check_classes, finetune, finetune_config
 
     cfg = _resolve_config(args)
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
         cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
+    check_classes(data.labels, cfg.data.classes, f"--data {data.spec}")
     images, labels, gen, info = data.images, data.labels, data.real_uses, None
     if args.val:
         v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)

@@ -105,7 +105,7 @@ def run_ablation(
     reals = {spec: load(spec, base.data.image_size, progress=progress, classes=n_classes) for spec in eval_sets}
     # Every set holds every class the runs ask for (as byel pretrain requires of its data): a 7-class
     # ablation on 6-class data would never learn neutral and score it 0 in each macro-F1.
-    check_classes(fit[1], n_classes, f"the training data {train.spec}")
+    check_classes(train.labels, n_classes, f"the training data {train.spec}")
     for spec, real in reals.items():
         check_classes(real.labels, n_classes, f"the evaluation set --eval {spec}")
     save_split(split, out)

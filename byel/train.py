@@ -202,9 +202,11 @@ def resume_checkpoint(cfg: Config, out_dir: Path, resume: bool | str | None, kin
 
 
 def check_classes(labels: np.ndarray, n_classes: int, what: str) -> None:
-    """A run of `n_classes` classes trains (and is scored) on images of each: refuse data that has
-    none of one of them (e.g. 6-class data for --classes 7, whose neutral would never be learned
-    and would count 0 in every macro-F1)."""
+    """A run of `n_classes` classes trains (and is scored) on images of each: refuse a data set
+    (`what` names it) that has none of one of them (e.g. 6-class data for --classes 7, whose
+    neutral would never be learned and would count 0 in every macro-F1). Used where a user's data
+    set is read for a run (byel pretrain, finetune, benchmark ablation); pretrain() and finetune()
+    themselves take any arrays."""
     counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes)
     missing = [c for c, n in zip(class_names(n_classes), counts) if n == 0]
     if missing:
@@ -301,7 +303,6 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
     setting or other data than the run's) writes nothing."""
     quiet_lightning()
     out_dir = Path(out_dir)
-    check_classes(labels, cfg.data.classes, "the pre-training set")
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_batches(len(labels), cfg.data.batch_size, "the pre-training set")
     if unlabelled is not None:
@@ -395,7 +396,6 @@ def finetune(
         tr, va = stratified_split(labels, cfg.data.val_fraction, cfg.seed)
         val = (images[va], labels[va])
         images, labels = images[tr], labels[tr]
-    check_classes(labels, cfg.data.classes, "the fine-tuning set")
     _check_batches(len(labels), cfg.finetune.batch_size, "the fine-tuning set")
     data = data_record((images, labels), val)
     with _run_folder(out_dir, resume, overwrite):
