@@ -88,9 +88,11 @@ def test_demo_resume_with_other_settings_is_refused_and_writes_nothing(tmp_path,
     out = tmp_path / "demo"
     demo = ["demo", "--out", str(out), "--per-class", "6", *SMOKE]
     assert main(demo) == 0
-    files = ("report.json", "demo.json", "pretrain/config.yaml", "pretrain/split.json", "finetune/config.yaml",
+    files = ("report.json", "pretrain/config.yaml", "pretrain/split.json", "finetune/config.yaml",
              "pretrain/checkpoints/last.ckpt", "finetune/checkpoints/last.ckpt")
     before = _hashes(out, files)
+    settings = out / "demo.json"  # the demo's recorded settings
+    record = settings.read_bytes() if settings.exists() else None
     for extra, said in ((["--seed", "5"], "seed 0 → 5"),
                         (["--per-class", "20"], "--per-class 6 → 20"),
                         (["--head", "fused"], "finetune.head 'pixels' → 'fused'"),
@@ -100,18 +102,19 @@ def test_demo_resume_with_other_settings_is_refused_and_writes_nothing(tmp_path,
         assert main([*demo, "--resume", *extra]) == 2, extra
         line = _error(capsys)
         assert "cannot resume the demo" in line and said in line, line
-        assert _hashes(out, files) == before, extra
+        assert _hashes(out, files) == before and record == settings.read_bytes(), extra
     # where it runs and what it shows may change: the finished stages are reused
     assert main([*demo[:-2], "--logger", "csv", "--devices", "1", "--resume"]) == 0
     after = _hashes(out, files)
     assert [after[k] for k in files[-2:]] == [before[k] for k in files[-2:]]  # no stage trained again
-    before = after
+    before, record = after, settings.read_bytes()
     # its synthetic faces changed since: the pre-training stage refuses, before either stage writes
     write_image(out / "synthetic" / "anger" / "anger_000000.png", value=10, size=32)
     capsys.readouterr()
     assert main([*demo, "--resume"]) == 2
     assert "training images" in _error(capsys)
     assert _hashes(out, files) == before
+    assert settings.read_bytes() == record
 
 
 def test_ablation_and_pretrain_refuse_classes_the_data_lacks(tmp_path, capsys):
