@@ -318,22 +318,23 @@ def cmd_generate(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from byel.data.split import holdout_split, save_split
+    from byel.data.split import SPLIT_FILE, holdout_split
     from byel.checks import global_rank
-    from byel.train import check_unlabelled_method, pretrain
+    from byel.train import check_classes, check_unlabelled_method, pretrain
 
     cfg = _resolve_config(args)
     if args.unlabelled:
         check_unlabelled_method(cfg.method.name)
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
+    check_classes(data.labels, cfg.data.classes, f"--data {data.spec}")
     unlabelled = _load_unlabelled(args.unlabelled, cfg.data.image_size, cfg.trainer.progress)
     # Fine-tuning selects its best epoch on images held out here, before stage 1 sees any.
     train, held, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
-    path = save_split(split, args.out)
-    print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: {path}",
-          file=sys.stderr)
+    print(f"  held out {len(held)} images (by {split['grouped_by']}) for fine-tuning's model selection: "
+          f"{Path(args.out) / SPLIT_FILE}", file=sys.stderr)
+    # pretrain writes split.json and config.yaml only once --resume (if given) has checked out
     last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume,
-                    overwrite=args.overwrite, unlabelled=unlabelled, generator_sources=data.real_uses)
+                    overwrite=args.overwrite, unlabelled=unlabelled, generator_sources=data.real_uses, split=split)
     if global_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0
@@ -341,27 +342,27 @@ def cmd_pretrain(args) -> int:
 
 def cmd_finetune(args) -> int:
     from byel.checkpoint import load_checkpoint
-    from byel.data.split import holdout_split, recorded_split, save_split, stage1_split
+    from byel.data.split import SPLIT_FILE, holdout_split, recorded_split, stage1_split
     from byel.checks import global_rank
-    from byel.train import finetune, finetune_config
+    from byel.train import check_classes, finetune, finetune_config
 
     cfg = _resolve_config(args)
     if args.checkpoint:  # the input size comes from the stage-1 checkpoint
         cfg = finetune_config(cfg, load_checkpoint(args.checkpoint))
     data = _load_labelled(args.data, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
-    images, labels, gen = data.images, data.labels, data.real_uses
+    check_classes(data.labels, cfg.data.classes, f"--data {data.spec}")
+    images, labels, gen, info = data.images, data.labels, data.real_uses, None
     if args.val:
         v = _load_labelled(args.val, cfg.data.image_size, cfg.trainer.progress, args.out, cfg.data.classes)
         val, gen = (v.images, v.labels), gen + v.real_uses
     else:  # the images stage 1 held out when it trained on this data, else a split of our own
         split = recorded_split(data, stage1_split(args.checkpoint)) if args.checkpoint else None
         train, held, info = split or holdout_split(data, cfg.data.val_fraction, cfg.seed)
-        path = save_split(info, args.out)
         print(f"  model selection on {len(held)} held-out images (by {info['grouped_by']}"
-              f"{', as in stage 1' if split else ''}): {path}", file=sys.stderr)
+              f"{', as in stage 1' if split else ''}): {Path(args.out) / SPLIT_FILE}", file=sys.stderr)
         images, labels, val = images[train], labels[train], (images[held], labels[held])
     best = finetune(cfg, args.checkpoint, images, labels, args.out, val=val, resume=args.resume,
-                    overwrite=args.overwrite, generator_sources=gen)
+                    overwrite=args.overwrite, generator_sources=gen, split=info)
     if global_rank() == 0:
         print(f"fine-tuned checkpoint (best validation macro-F1): {best}")
     return 0

@@ -69,7 +69,7 @@ def run_ablation(
     from byel.evaluate import load_classifier, predict_probs
     from byel.metrics import scores
     from byel.synth.generate import generate
-    from byel.train import finetune, pretrain
+    from byel.train import check_classes, finetune, pretrain
 
     if adapt:
         adapt_method(adapt)  # an unknown name: one line before any training
@@ -101,9 +101,14 @@ def run_ablation(
     data_id = None if generated else train.spec  # a generated set is fixed by the config already
     # One held-out split (by person) for every method and seed, kept out of both stages.
     tr, va, split = holdout_split(train, base.data.val_fraction, base.seed)
-    save_split(split, out)
     fit, val = (train.images[tr], train.labels[tr]), (train.images[va], train.labels[va])
     reals = {spec: load(spec, base.data.image_size, progress=progress, classes=n_classes) for spec in eval_sets}
+    # Every set holds every class the runs ask for (as byel pretrain requires of its data): a 7-class
+    # ablation on 6-class data would never learn neutral and score it 0 in each macro-F1.
+    check_classes(train.labels, n_classes, f"the training data {train.spec}")
+    for spec, real in reals.items():
+        check_classes(real.labels, n_classes, f"the evaluation set --eval {spec}")
+    save_split(split, out)
     adabn = {spec: adaptation_set(adapt_bn, real.images, base.data.image_size, progress) for spec, real in reals.items()}
     unl = load(unlabelled, base.data.image_size, unlabelled=True, progress=progress) if unlabelled else None
     opts = (adapt_options or Options()).resolved(adapt) if adapt else None

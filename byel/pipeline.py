@@ -11,9 +11,12 @@ from pathlib import Path
 from byel.config import Config
 from byel.synth import FROM_REAL
 
+# The demo's settings (its resolved config and its own options), recorded once its synthetic
+# faces exist, for --resume to compare with.
+DEMO_RECORD = "demo.json"
 # What marks a folder as holding a demo run (see byel.checks.check_run_folder).
 DEMO_MARKERS = ("report.json", "synthetic/manifest.csv", "pretrain/config.yaml", "finetune/config.yaml",
-                "pretrain/checkpoints/*.ckpt", "finetune/checkpoints/*.ckpt")
+                "pretrain/checkpoints/*.ckpt", "finetune/checkpoints/*.ckpt", DEMO_RECORD)
 
 
 def _say(msg: str) -> None:
@@ -32,10 +35,13 @@ def run_demo(
     overwrite: bool = False,
     unlabelled: str | None = None,
 ) -> dict:
-    """`resume`: reuse finished stages, continue an interrupted one. Without it a folder that
-    holds a demo is refused unless `overwrite`. Every input (real faces, sources) is checked
-    before the first step, and the folder is locked for the run. `unlabelled`: a spec of
-    unlabelled real images for stage 1's BYOL term (byel.train.pretrain)."""
+    """`resume`: reuse finished stages, continue an interrupted one — with the demo's own settings
+    only: any other (a config key but where it runs and what it shows, byel.train.RESUME_FREE; or
+    an option: backend, sources, per_class, real, adapt_bn, unlabelled) is refused in one line
+    naming each, before anything is written. Without it a folder that holds a demo is refused
+    unless `overwrite`. Every input (real faces, sources) is checked before the first step, and
+    the folder is locked for the run. `unlabelled`: a spec of unlabelled real images for stage 1's
+    BYOL term (byel.train.pretrain)."""
     from byel.checks import check_run_folder, run_lock
     from byel.data.sources import load
     from byel.errors import DataError
@@ -46,30 +52,87 @@ def run_demo(
     with run_lock(out):
         check_run_folder(out, resume=resume, overwrite=overwrite, markers=DEMO_MARKERS)
         # Inputs that would otherwise fail only after all the training (decoded here, then cached):
+        options = {"--backend": backend, "--per-class": per_class, "--sources": None, "--real": None,
+                   "--adapt-bn": bool(adapt_bn), "--unlabelled": None}  # as resolved: specs and paths absolute
         if real:
-            load(real, cfg.data.image_size, progress=cfg.trainer.progress, classes=cfg.data.classes)
+            options["--real"] = load(real, cfg.data.image_size, progress=cfg.trainer.progress,
+                                     classes=cfg.data.classes).spec
         if isinstance(adapt_bn, str):
-            load(adapt_bn, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
+            options["--adapt-bn"] = load(adapt_bn, cfg.data.image_size, unlabelled=True,
+                                         progress=cfg.trainer.progress).spec
         if unlabelled:
             from byel.train import check_unlabelled_method
 
             check_unlabelled_method(cfg.method.name)
-            load(unlabelled, cfg.data.image_size, unlabelled=True, progress=cfg.trainer.progress)
+            options["--unlabelled"] = load(unlabelled, cfg.data.image_size, unlabelled=True,
+                                           progress=cfg.trainer.progress).spec
         if backend in FROM_REAL and sources and not Path(sources).is_dir():
             raise DataError(f"--sources {sources}: not a folder of face images")
-        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled)
+        if backend in FROM_REAL and sources:
+            options["--sources"] = str(Path(sources).resolve())
+        settings = {"config": cfg.to_dict(), "options": options}
+        if resume:
+            check_demo_settings(out, cfg, options)
+        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled, settings)
+
+
+def recorded_settings(out: Path) -> dict | None:
+    """The settings a demo in `out` was run with: its DEMO_RECORD, or for a demo from before it was
+    written, what its files say (pretrain/config.yaml; the synthetic set's generate.json: backend
+    and images per class). None: nothing recorded (the demo had not generated its faces yet)."""
+    from byel.errors import ConfigError
+    from byel.data.formats import GENERATE_INFO
+
+    def read(path: Path, parse):
+        try:
+            return parse(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read {path} ({e}): the demo's record is damaged; start the demo "
+                              "again with --overwrite") from None
+
+    if (out / DEMO_RECORD).is_file():
+        return read(out / DEMO_RECORD, json.loads)
+    import yaml
+
+    found = {}
+    if (out / "pretrain" / "config.yaml").is_file():
+        found["config"] = read(out / "pretrain" / "config.yaml", yaml.safe_load)
+    if (out / "synthetic" / GENERATE_INFO).is_file():
+        info = read(out / "synthetic" / GENERATE_INFO, json.loads)
+        found["options"] = {"--backend": info.get("backend"),
+                            "--per-class": next(iter((info.get("per_class") or {None: None}).values()))}
+    return found or None
+
+
+def check_demo_settings(out: Path, cfg: Config, options: dict) -> None:
+    """Refuse to resume the demo in `out` with settings other than its own: one line naming each
+    difference (old → new). Keys that say where it runs and what it shows may change
+    (byel.train.RESUME_FREE)."""
+    from byel.errors import ConfigError
+    from byel.train import config_changes
+
+    recorded = recorded_settings(out)
+    if recorded is None:
+        return
+    changes = config_changes(recorded["config"], cfg) if isinstance(recorded.get("config"), dict) else []
+    was = recorded.get("options") if isinstance(recorded.get("options"), dict) else {}
+    changes += [f"{k} {was[k]!r} → {v!r}" for k, v in options.items() if k in was and was[k] != v]
+    if changes:
+        raise ConfigError(f"cannot resume the demo in {out}: it was run with other settings: " + "; ".join(changes)
+                          + "; resume with its settings, or start a new demo (another --out, or --overwrite)")
 
 
 def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_class, resume: bool,
-              unlabelled: str | None = None) -> dict:
+              unlabelled: str | None, settings: dict) -> dict:
     """The four steps. `resume`: reuse the synthetic faces and continue each stage from its
-    checkpoint; a stage without one starts over (the folder was checked by run_demo)."""
+    checkpoint; a stage without one starts over (the folder and settings were checked by run_demo;
+    the stages' checkpoints are checked here, before anything is written)."""
     from byel.checks import global_rank
     from byel.data.sources import load
-    from byel.data.split import holdout_split, save_split
+    from byel.data.split import SPLIT_FILE, holdout_split
     from byel.evaluate import evaluate, format_result
     from byel.synth.generate import generate
-    from byel.train import finetune, pretrain
+    from byel.train import data_record, finetune, pretrain, resume_checkpoint
 
     g = cfg.generate
     out.mkdir(parents=True, exist_ok=True)
@@ -90,25 +153,34 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     # Held out before stage 1, by person, and used by neither stage: fine-tuning's model selection.
     # Recorded in the stage-1 run, where `byel finetune --checkpoint` finds it too.
     tr, va, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
-    split_file = save_split(split, out / "pretrain")
-    train = (data.images[tr], data.labels[tr])
+    split_file = out / "pretrain" / SPLIT_FILE  # written by pretrain, after its checks
+    train, val = (data.images[tr], data.labels[tr]), (data.images[va], data.labels[va])
+    pre_last = out / "pretrain" / "checkpoints" / "last.ckpt"
+    ft_last = out / "finetune" / "checkpoints" / "last.ckpt"
+    unl = load(unlabelled, cfg.data.image_size, unlabelled=True, progress=progress) if unlabelled else None
+    resume_pre, resume_ft = resume and pre_last.exists(), resume and ft_last.exists()
+    # Both stages' checkpoints must be this demo's (settings and data) before either stage writes.
+    if resume_pre:
+        resume_checkpoint(cfg, out / "pretrain", True, "pretrain", data_record(train),
+                          unl.spec if unl is not None else None)
+    if resume_ft:
+        resume_checkpoint(cfg, out / "finetune", True, "finetune", data_record(train, val))
+    if global_rank() == 0:
+        _write_json(out / DEMO_RECORD, settings)
 
     t = time.time()
-    pre_last = out / "pretrain" / "checkpoints" / "last.ckpt"
-    unl = load(unlabelled, cfg.data.image_size, unlabelled=True, progress=progress) if unlabelled else None
     _say(f"2/4 pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, {len(tr)} images; "
          f"{len(va)} held out by {split['grouped_by']}"
          + (f"; + {len(unl)} unlabelled real images in the BYOL term" if unl is not None else "") + ")")
     # warp faces are made of real source faces: both checkpoints record them (tier C)
-    pretrain(cfg, *train, out / "pretrain", resume=resume and pre_last.exists(), unlabelled=unl,
-             generator_sources=data.real_uses)
+    pretrain(cfg, *train, out / "pretrain", resume=resume_pre, unlabelled=unl, generator_sources=data.real_uses,
+             split=split)
     times["pretrain_s"] = time.time() - t
 
     t = time.time()
-    ft_last = out / "finetune" / "checkpoints" / "last.ckpt"
     _say(f"3/4 fine-tuning ({cfg.finetune.epochs} epochs; model selection on a held-out synthetic split)")
-    best = finetune(cfg, pre_last, *train, out / "finetune", val=(data.images[va], data.labels[va]),
-                    resume=resume and ft_last.exists(), generator_sources=data.real_uses)
+    best = finetune(cfg, pre_last, *train, out / "finetune", val=val, resume=resume_ft,
+                    generator_sources=data.real_uses)
     times["finetune_s"] = time.time() - t
     if global_rank() != 0:  # under DDP every rank runs this script; one reports
         return {}
@@ -134,7 +206,7 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
         "evaluation": result,
         "seconds": {k: round(v, 1) for k, v in times.items()},
     }
-    (out / "report.json").write_text(json.dumps(summary, indent=2))
+    _write_json(out / "report.json", summary)
     lines = ["", "byel demo — report", "=================="]
     if result:
         lines.append(format_result(result))
@@ -156,3 +228,10 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     lines.append(f"  this summary         {out / 'report.json'}")
     print("\n".join(lines))
     return summary
+
+
+def _write_json(path: Path, obj) -> None:
+    """Write atomically (a temporary file renamed): a demo killed meanwhile keeps the earlier file."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)

@@ -7,8 +7,10 @@ next to the run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
+import sys
 import threading
 import warnings
 from contextlib import contextmanager
@@ -24,9 +26,10 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from byel.adapt.tier import add_uses
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
 from byel.checks import check_run_folder, global_rank, run_in, run_lock
+from byel.classes import NUM_CLASSES, class_names
 from byel.config import Config
 from byel.data.datamodule import ArrayDataModule
-from byel.data.split import stratified_split
+from byel.data.split import save_split, stratified_split
 from byel.errors import ByelError, CheckpointError, ConfigError, DataError, Interrupted
 from byel.methods import FineTune, create_method
 from byel.methods.base import LEARNED_FROM
@@ -118,34 +121,98 @@ def _trainer(cfg: Config, out_dir: Path, max_epochs: int, callbacks: list, logge
     )
 
 
-# Config keys that must match for a run to continue from a checkpoint.
-RESUME_KEYS = ("model", "method.name", "optim.optimizer", "data.image_size")
+# Config keys a resumed run may change: where it runs and what it shows, not what it computes
+# (a killed job may continue on another machine, on other devices, without a progress bar; the
+# numbers then follow the new placement). Every other key of the resolved config must be the
+# run's, and so must its data (see resume_checkpoint); a stage run on its own may also extend its
+# own epochs (pretrain.epochs, finetune.epochs).
+RESUME_FREE = ("preset", "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+               "trainer.progress", "trainer.logger", "trainer.log_every_n_steps", "data.num_workers")
 
 
-def _resume_path(cfg: Config, out_dir: Path, resume: bool | str | None, kind: str,
-                 unlabelled: str | None = None) -> str | None:
-    """`unlabelled`: the resolved spec of stage 1's unlabelled images (None: none), which must
-    match the checkpoint's too."""
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_changes(saved: dict, cfg: Config, free: tuple[str, ...] = RESUME_FREE) -> list[str]:
+    """'key old → new' for each key of the resolved config `cfg` whose value differs from the
+    recorded config `saved` (a Config.to_dict()), but those in `free`. A key `saved` lacks (it was
+    recorded before the key existed) counts as its default."""
+    then, default = _flat(saved if isinstance(saved, dict) else {}), _flat(Config().to_dict())
+    changes = []
+    for key, now in _flat(cfg.to_dict()).items():
+        was = then.get(key, default.get(key))
+        if key not in free and was != now:
+            changes.append(f"{key} {was!r} → {now!r}")
+    return changes
+
+
+def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> dict:
+    """{"n_images", "fingerprint"}: a hash over the images' and labels' bytes (and shapes), recorded
+    in each checkpoint, so a resumed run can tell whether it is given the data it trained on."""
+    h = hashlib.blake2b(digest_size=16)
+    images, labels = np.ascontiguousarray(images), np.ascontiguousarray(labels, dtype=np.int64)
+    h.update(repr((images.shape, str(images.dtype), labels.shape)).encode())
+    h.update(images.reshape(-1).view(np.uint8) if images.size else b"")  # no copy of the images
+    h.update(labels.tobytes())
+    return {"n_images": int(len(labels)), "fingerprint": h.hexdigest()}
+
+
+def data_record(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """What a stage trained on (its checkpoint's `train_data`): the training images and, for
+    fine-tuning, the validation images that select its best epoch."""
+    return {"train": data_fingerprint(*train), **({"val": data_fingerprint(*val)} if val is not None else {})}
+
+
+def resume_checkpoint(cfg: Config, out_dir: Path, resume: bool | str | None, kind: str, data: dict,
+                      unlabelled: str | None = None) -> str | None:
+    """The checkpoint a run continues from (None: a fresh start), once it is known to be this
+    run's: the whole resolved config but RESUME_FREE and the stage's own epochs, the data by
+    fingerprint (`data`: data_record of this run's), and for stage 1 its unlabelled images
+    (`unlabelled`: their resolved spec, None for none). Any difference is refused in one line that
+    names each (old → new), before the run writes anything."""
     if not resume:
         return None
-    path = out_dir / "checkpoints" / "last.ckpt" if resume is True else Path(resume)
+    path = Path(out_dir) / "checkpoints" / "last.ckpt" if resume is True else Path(resume)
     if not path.is_file():
         raise ByelError(f"nothing to resume: {path} does not exist")
     meta = load_checkpoint(path, kinds=(kind,))["byel"]  # one clear line if truncated or foreign
-    saved = meta["config"]
-    if len(meta["classes"]) != cfg.data.classes:
-        raise CheckpointError(f"cannot resume from {path}: it was trained for {len(meta['classes'])} classes, "
-                              f"this run for {cfg.data.classes} (data.classes)")
+    changes = config_changes(meta["config"], cfg, RESUME_FREE + (f"{kind}.epochs",))
     if kind == "pretrain" and (meta.get("unlabelled") or {}).get("data") != unlabelled:
-        raise CheckpointError(f"cannot resume from {path}: its unlabelled images are "
-                              f"{(meta.get('unlabelled') or {}).get('data')!r}, this run's are {unlabelled!r}")
-    now = cfg.to_dict()
-    for key in RESUME_KEYS:
-        section, _, leaf = key.partition(".")
-        a, b = (saved.get(section), now[section]) if not leaf else (saved.get(section, {}).get(leaf), now[section][leaf])
-        if a != b:
-            raise CheckpointError(f"cannot resume from {path}: its {key} is {a!r}, this run's is {b!r}")
+        changes.append(f"unlabelled images {(meta.get('unlabelled') or {}).get('data')!r} → {unlabelled!r}")
+    recorded = meta.get("train_data")
+    if not isinstance(recorded, dict):  # a checkpoint from before byel recorded it
+        print(f"byel: note: {path} does not record its training data (an older byel wrote it): the data "
+              "could not be compared", file=sys.stderr)
+    else:
+        for part, now in data.items():
+            was = recorded.get(part) or {}
+            if was != now:
+                changes.append(f"{'training' if part == 'train' else 'validation'} images "
+                               f"{was.get('n_images', '?')} (fingerprint {str(was.get('fingerprint', '?'))[:12]}) → "
+                               f"{now['n_images']} (fingerprint {now['fingerprint'][:12]})")
+    if changes:
+        raise CheckpointError(f"cannot resume from {path}: this run differs from it in " + "; ".join(changes)
+                              + "; resume with the run's settings and data, or start a new run (another --out, "
+                              "or --overwrite)")
     return str(path)
+
+
+def check_classes(labels: np.ndarray, n_classes: int, what: str) -> None:
+    """A run of `n_classes` classes trains (and is scored) on images of each: refuse a data set
+    (`what` names it) that has none of one of them (e.g. 6-class data for --classes 7, whose
+    neutral would never be learned and would count 0 in every macro-F1). Used where a user's data
+    set is read for a run (byel pretrain, finetune, benchmark ablation); pretrain() and finetune()
+    themselves take any arrays."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes)
+    missing = [c for c, n in zip(class_names(n_classes), counts) if n == 0]
+    if missing:
+        hint = " (or --classes 6)" if n_classes > NUM_CLASSES and missing == ["neutral"] else ""
+        raise DataError(f"{what} has no images of {', '.join(missing)}, one of the {n_classes} classes this run "
+                        f"asks for (data.classes={n_classes}): give data with images of every class{hint}")
 
 
 def _check_batches(n: int, batch_size: int, what: str) -> None:
@@ -220,7 +287,7 @@ def stored_uses(uses: list[dict]) -> list[dict]:
 
 def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False,
              callbacks: list | None = None, overwrite: bool = True, unlabelled=None,
-             generator_sources: list[dict] | None = None) -> Path:
+             generator_sources: list[dict] | None = None, split: dict | None = None) -> Path:
     """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint.
     `callbacks`: extra Lightning callbacks (e.g. for monitoring). `overwrite` False refuses a
     folder that holds another run (the CLI's default); nothing in it is written before the
@@ -230,7 +297,10 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
     same steps and labelled data as without (supervised has no term for them: refused). The
     checkpoint's metadata records them (`unlabelled`: set, count, fingerprint; tier C).
     `generator_sources`: the real images behind the labelled ones (the training ImageSet's
-    `real_uses`: warp faces' source faces), recorded the same way (`generator_sources`; tier C)."""
+    `real_uses`: warp faces' source faces), recorded the same way (`generator_sources`; tier C).
+    `split`: the record of the held-out split the images come from (byel.data.split.holdout_split),
+    written as split.json with config.yaml once every check has passed: a refused --resume (another
+    setting or other data than the run's) writes nothing."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,10 +308,13 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
     if unlabelled is not None:
         check_unlabelled_method(cfg.method.name)
         _check_batches(len(unlabelled), 2, "the unlabelled set")
+    data = data_record((images, labels))
     with _run_folder(out_dir, resume, overwrite):
-        ckpt_path = _resume_path(cfg, out_dir, resume, "pretrain", unlabelled.spec if unlabelled is not None else None)
+        ckpt_path = resume_checkpoint(cfg, out_dir, resume, "pretrain", data,
+                                      unlabelled.spec if unlabelled is not None else None)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model = create_method(cfg.to_dict())
+        model.learned_from["train_data"] = data
         if unlabelled is not None:
             from byel.adapt.adabn import fingerprint
 
@@ -254,6 +327,8 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
                              unlabelled=None if unlabelled is None else unlabelled.images, seed=cfg.seed)
         trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
         _check_shares(len(labels), trainer, "the pre-training set")
+        if split is not None:
+            save_split(split, out_dir)
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
         return _written(out_dir / "checkpoints" / "last.ckpt")
@@ -294,13 +369,15 @@ def finetune(
     resume=False,
     overwrite: bool = True,
     generator_sources: list[dict] | None = None,
+    split: dict | None = None,
 ) -> Path:
     """Stage 2. `init` is a stage-1 (or fine-tune) checkpoint whose online backbone starts the
     network (None = from scratch). `val` selects the best epoch: pass the split held out before
     stage 1 (byel.data.split.holdout_split, grouped by person). Without it, a split of `images`
     by image is used, which stage 1 may have trained on. Returns the path of the best checkpoint.
     `overwrite`: as for `pretrain`. `generator_sources`: the real images behind `images` and `val`
-    (their ImageSets' `real_uses`), added to those the stage-1 checkpoint carries."""
+    (their ImageSets' `real_uses`), added to those the stage-1 checkpoint carries. `split`: as for
+    `pretrain` (the record of the split that gave `images` and `val`)."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -320,12 +397,12 @@ def finetune(
         val = (images[va], labels[va])
         images, labels = images[tr], labels[tr]
     _check_batches(len(labels), cfg.finetune.batch_size, "the fine-tuning set")
+    data = data_record((images, labels), val)
     with _run_folder(out_dir, resume, overwrite):
-        ckpt_path = _resume_path(cfg, out_dir, resume, "finetune")
-        if ckpt_path:
-            _check_resume_head(cfg, ckpt_path)
+        ckpt_path = resume_checkpoint(cfg, out_dir, resume, "finetune", data)
         model = FineTune(cfg.to_dict())
         model.learned_from.update(learned_from)
+        model.learned_from["train_data"] = data
         if state is not None:
             model.backbone.load_state_dict(state)
         if cfg.finetune.head != "pixels":  # tier B: fitted on the synthetic training faces only
@@ -339,6 +416,8 @@ def finetune(
         trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
                                 num_sanity_val_steps=0)
         _check_shares(len(labels), trainer, "the fine-tuning set")
+        if split is not None:
+            save_split(split, out_dir)
         cfg.save(out_dir / "config.yaml")
         _fit(trainer, model, dm, ckpt_path)
         best = out_dir / "checkpoints" / "best.ckpt"
@@ -351,13 +430,6 @@ def finetune(
         log.info("%s head: fusion weight %.1f (synthetic held-out macro-F1 by weight: %s)", cfg.finetune.head,
                  record["weight"], record["macro_f1_by_weight"])
     return path
-
-
-def _check_resume_head(cfg: Config, path: str) -> None:
-    saved = load_checkpoint(path, kinds=("finetune",))["byel"]["config"].get("finetune", {}).get("head", "pixels")
-    if saved != cfg.finetune.head:
-        raise CheckpointError(f"cannot resume from {path}: its finetune.head is {saved!r}, this run's is "
-                              f"{cfg.finetune.head!r}")
 
 
 def _written(path: Path) -> Path:

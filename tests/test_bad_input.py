@@ -537,6 +537,7 @@ def test_demo_resume_refused_leaves_the_config(world, tmp_path, capsys):
 def test_ctrl_c_during_training_says_how_to_resume(world, tmp_path, capsys):
     """Lightning catches Ctrl-C and exits 1 without a word; byel says what happened, exits 130,
     keeps the last checkpoint, gives Ctrl-C back, and --resume then finishes the run."""
+    from byel.data.split import holdout_split
     from byel.train import pretrain
 
     class CtrlC(L.Callback):
@@ -546,10 +547,12 @@ def test_ctrl_c_during_training_says_how_to_resume(world, tmp_path, capsys):
 
     data = load(str(world["data"]), 32, progress=False)
     cfg = load_config("smoke", {"trainer.progress": False, "trainer.logger": "none", "pretrain.epochs": 2})
+    train = holdout_split(data, cfg.data.val_fraction, cfg.seed)[0]  # the images `byel pretrain` trains on
     out = tmp_path / "run"
     handler = signal.getsignal(signal.SIGINT)
     capsys.readouterr()
-    rc = run_guarded(lambda: pretrain(cfg, data.images, data.labels, out, callbacks=[CtrlC()], overwrite=False))
+    rc = run_guarded(lambda: pretrain(cfg, data.images[train], data.labels[train], out, callbacks=[CtrlC()],
+                                      overwrite=False))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 130 and err[-1] == "byel: interrupted; resume with --resume"
     assert signal.getsignal(signal.SIGINT) is handler

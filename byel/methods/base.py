@@ -73,7 +73,8 @@ class ByelModule(L.LightningModule):
         self.augment = TrainAugment(self.cfg.aug, self.cfg.data.image_size)
         # The unlabelled real images behind these weights (tier C, byel.adapt.tier), saved in the
         # checkpoint's metadata: "generator_sources" (warp faces' source faces), "unlabelled"
-        # (stage 1 --unlabelled), "adaptations" (byel adapt).
+        # (stage 1 --unlabelled), "adaptations" (byel adapt); and "train_data", the fingerprint of
+        # this stage's own training data (byel.train.data_record), which a resumed run must match.
         self.learned_from: dict = {}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
