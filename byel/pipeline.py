@@ -66,6 +66,9 @@ def run_demo(
             check_unlabelled_method(cfg.method.name)
             options["--unlabelled"] = load(unlabelled, cfg.data.image_size, unlabelled=True,
                                            progress=cfg.trainer.progress).spec
+        if backend not in FROM_REAL and sources:  # as generate refuses it, before the first step
+            raise DataError(f"--sources {sources}: the {backend} backend uses no source faces; "
+                            f"give --backend {' or '.join(FROM_REAL)}, or leave --sources out")
         if backend in FROM_REAL and sources and not Path(sources).is_dir():
             raise DataError(f"--sources {sources}: not a folder of face images")
         if backend in FROM_REAL and sources:

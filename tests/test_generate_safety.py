@@ -169,6 +169,13 @@ def test_procedural_with_sources_is_refused(tmp_path, capsys):
     assert not (tmp_path / "g").exists()
 
 
+def test_demo_with_procedural_faces_and_sources_is_refused_before_it_writes(tmp_path, capsys):
+    src = _noise(tmp_path / "src", 1)
+    rc = main(["demo", "--out", str(tmp_path / "d"), "--sources", str(src), "--per-class", "2", *SMOKE])
+    assert rc == 2 and "uses no source faces" in _one_error(capsys.readouterr().err)
+    assert not (tmp_path / "d").exists()
+
+
 def test_warp_on_sources_without_a_face_is_refused(tmp_path, capsys):
     _needs_warp()
     src = _noise(tmp_path / "src", 4)

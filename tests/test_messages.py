@@ -197,6 +197,9 @@ def test_an_annotated_video_the_writer_could_not_store_is_an_error_naming_it(tmp
         def __init__(self, *args):
             pass
 
+        def isOpened(self):
+            return True
+
         def write(self, frame):
             pass
 
