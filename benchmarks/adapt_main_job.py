@@ -22,8 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # main_job, also when imported by a test
-from main_job import machine, mean_std  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import commit, machine, mean_std, run_record  # noqa: E402
 
 from byel.adapt import METHODS, SYNTHETIC  # noqa: E402
 from byel.cli import Parser, run_guarded, seed_int  # noqa: E402
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["adabn", "self-train"])
     p.add_argument("--out", default=DEFAULTS["out"])
     args = p.parse_args(argv)
-    return run_guarded(lambda: run(args))
+    return run_guarded(lambda: run(args, argv))
 
 
 def _byel(*argv: str) -> None:
@@ -64,7 +64,7 @@ def _scores(ev: dict) -> dict:
     return row
 
 
-def run(args) -> int:
+def run(args, argv: list[str] | None = None) -> int:
     if not Path(args.real.split(":", 1)[-1]).exists():
         raise ByelError(f"--real {args.real}: not found")
     runs = Path(args.runs)
@@ -90,20 +90,21 @@ def run(args) -> int:
                 record = json.loads((out / "adapt.json").read_text())
                 row.update(n_adapt_images=record.get("n_images"), adapt_s=record.get("seconds"))
             rows.append(row)
-    table = write(rows, args)
+    table = write(rows, args, run_record(__file__, argv))
     print(table)
     print(f"\nresults: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}")
     return 0
 
 
-def write(rows: list[dict], args) -> str:
+def write(rows: list[dict], args, record: dict) -> str:
+    """OUT/results.md and OUT/results.json; `record`: the run record (common.run_record)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
                + " --methods " + " ".join(args.methods)
                + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
     parts = [(part, name) for part, name in PARTS if f"{part}_macro_f1" in rows[0]]
-    lines = [f"Command: `{command}`  ", f"Machine: {machine()}  ",
+    lines = [f"Command: `{command}`  ", f"Machine: {machine(record)}  ", f"Commit: {commit(record)}  ",
              f"Real faces: {args.real}; every adaptation reads all of its images without labels (transductive: "
              "the scored images are among them); chance macro-F1 0.167; adaptation minutes per run.", "",
              "| adaptation | macro-F1 | tier |" + "".join(f" {name} | tier |" for _, name in parts)
@@ -122,13 +123,13 @@ def write(rows: list[dict], args) -> str:
         per_seed = " / ".join(f"{r['macro_f1']:.3f}" for r in mine)
         minutes = f"{sum(r['adapt_s'] for r in mine) / len(mine) / 60:.1f}" if method != "none" else "—"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {per_seed} | {minutes} | {len(mine)} |")
-    from byel.adapt.tier import LABELS
+    from byel.provenance import LABELS
 
     used = dict.fromkeys(r[k] for r in rows for k in r if k == "tier" or k.endswith("_tier"))
     lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in used)]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "real": args.real,
-                                                  "runs": rows}, indent=2))
+    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(record), "run": record,
+                                                  "real": args.real, "runs": rows}, indent=2))
     return "\n".join(lines)
 
 

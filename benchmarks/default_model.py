@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import shlex
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from byel.cli import Parser, run_guarded
-from byel.errors import ByelError
-from byel.export import file_sha256
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import command_line, commit, machine, run_record  # noqa: E402
+
+from byel.cli import Parser, run_guarded  # noqa: E402
+from byel.errors import ByelError  # noqa: E402
+from byel.export import file_sha256  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = "model.ckpt"
@@ -77,7 +78,7 @@ def run(args, argv: list[str]) -> int:
 
     for spec in args.real:  # decoded now (then cached): a bad set fails before the training, not after
         load(spec, cfg.data.image_size, progress=cfg.trainer.progress, classes=cfg.data.classes)
-    command = shlex.join(["python", "benchmarks/default_model.py", *argv])
+    command = command_line(__file__, argv)
 
     with run_lock(out):
         summary, timing = train(cfg, out)
@@ -89,8 +90,10 @@ def run(args, argv: list[str]) -> int:
         card = model_card(out, summary, shipped, evaluations, timing, command)
         write_text(ship / "model_card.json", json.dumps(card, indent=2) + "\n")
         write_text(ship / "MODEL_CARD.md", card_markdown(card))
-        write_text(results / "results.json", json.dumps({**card, "evaluation_reports": evaluations}, indent=2) + "\n")
-        write_text(results / "results.md", results_markdown(card))
+        record = run_record(__file__, argv)  # the command, machine, versions and git commit
+        write_text(results / "results.json", json.dumps({**card, "run": record, "evaluation_reports": evaluations},
+                                                        indent=2) + "\n")
+        write_text(results / "results.md", results_markdown(card, record))
     print(card_markdown(card))
     print(f"shipped: {ship / MODEL_FILE} ({shipped['bytes'] / 1e6:.1f} MB), {ship / 'MODEL_CARD.md'}, "
           f"{ship / 'model_card.json'}\nresults: {results / 'results.md'}, {results / 'results.json'}")
@@ -259,15 +262,6 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-def machine() -> str:
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:  # imported, not run as a script
-        sys.path.insert(0, here)
-    from main_job import machine as describe  # one description of the machine for every benchmark
-
-    return describe()
 
 
 # --------------------------------------------------------------------------- the card
@@ -450,12 +444,13 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(card: dict) -> str:
+def results_markdown(card: dict, record: dict | None = None) -> str:
     m = card["model"]
     return "\n".join([
         "# Default model (byel/assets/default_model)",
         "",
         f"Command: `{card['command']}`  ",
+        *([f"Commit: {commit(record)}  "] if record else []),
         _time_line(card) + "  ",
         f"Shipped: `{m['file']}`, {m['bytes']:,} bytes, sha256 `{m['sha256']}`; classes {', '.join(m['classes'])}; "
         f"head {m['head']}. Model card: byel/assets/default_model/MODEL_CARD.md.",

@@ -17,15 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from byel.cli import Parser, run_guarded
-from byel.errors import ConfigError
-from byel.synth import BACKENDS, FROM_REAL
-from byel.synth.generate import generate
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import run_record  # noqa: E402
+
+from byel.cli import Parser, run_guarded  # noqa: E402
+from byel.errors import ConfigError  # noqa: E402
+from byel.synth import BACKENDS, FROM_REAL  # noqa: E402
+from byel.synth.generate import generate  # noqa: E402
 
 TARGET = {"procedural": 200.0}  # images/s at 64 px on a 2-core CPU (the generator issue's bar)
 
@@ -79,7 +83,8 @@ def main() -> None:
                           f"(median of {', '.join(f'{r:.1f}' for r in rates)})", flush=True)
 
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"cpu_count": os.cpu_count(), "rows": rows,
+                                           "run": run_record(__file__)}, indent=2))
     print(f"\n{os.cpu_count()} CPU cores; {args.per_class} images per class per run, median of {args.repeats} runs"
           f" per row; JSON: {args.json}")
     print("| backend | tone | px | workers | images/s | speed-up vs fewest workers | target |")

@@ -9,7 +9,7 @@ without their labels, or on the unlabelled images of --adapt-bn SPEC).
 `--backends mix` trains on --per-class faces from each backend together (twice the images).
 Prints a markdown table and writes OUT/results.json and OUT/results.md (with the command); each
 run also keeps OUT/<backend>-s<seed>/result.json, and a later call with the same settings reads
-finished runs back (e.g. to add seeds). Every score says its tier (byel.adapt.tier):
+finished runs back (e.g. to add seeds). Every score says its tier (byel.provenance):
 procedural faces are tier A; warp faces are made of real unlabelled neutral faces (--sources), so
 a model trained on them is tier C (which folder, how many of its faces), and AdaBN is tier C.
 Training uses byel's own fine-tuning code from scratch (no stage 1), model selection on a
@@ -20,25 +20,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from byel.cli import Bounded, Parser, run_guarded
-from byel.config import NORMALIZERS, GenerateConfig, load_config
-from byel.data.sources import load
-from byel.data.split import holdout_split
-from byel.errors import ConfigError
-from byel.adapt import adaptation_set, adapt_batchnorm
-from byel.adapt.tier import LABELS, real_uses, tier_block
-from byel.evaluate import load_classifier, predict_probs
-from byel.metrics import METRIC_DEFINITION, scores
-from byel.synth import BACKENDS, FROM_REAL
-from byel.synth.generate import generate
-from byel.train import finetune
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import command_line, commit, mean_std, run_record  # noqa: E402
+
+from byel.cli import Bounded, Parser, run_guarded  # noqa: E402
+from byel.config import NORMALIZERS, GenerateConfig, load_config  # noqa: E402
+from byel.data.sources import load  # noqa: E402
+from byel.data.split import holdout_split  # noqa: E402
+from byel.errors import ConfigError  # noqa: E402
+from byel.adapt import adaptation_set, adapt_batchnorm  # noqa: E402
+from byel.provenance import LABELS, real_uses, tier_block  # noqa: E402
+from byel.evaluate import load_classifier, predict_probs  # noqa: E402
+from byel.metrics import METRIC_DEFINITION, scores  # noqa: E402
+from byel.synth import BACKENDS, FROM_REAL  # noqa: E402
+from byel.synth.generate import generate  # noqa: E402
+from byel.train import finetune  # noqa: E402
 
 
 def make_data(backend: str, args, seed: int, out: Path):
@@ -69,9 +71,10 @@ SETTINGS = ("real", "sources", "per_class", "size", "epochs", "lr", "preset", "n
 RESULT = "result.json"
 
 
-def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> dict:
+def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict], record: dict) -> dict:
     """One backend and seed: generate, train, score. A finished run of the same settings in
-    OUT/<backend>-s<seed> is read back instead (so more seeds can be added later)."""
+    OUT/<backend>-s<seed> is read back instead (so more seeds can be added later). `record`: this
+    invocation's run record (common.run_record), kept with the rows it makes."""
     out = Path(args.out) / f"{backend}-s{seed}"
     settings = {k: getattr(args, k) for k in SETTINGS}
     done = out / RESULT
@@ -81,6 +84,7 @@ def run(backend: str, args, seed: int, real, adapt: tuple[np.ndarray, dict]) -> 
             return {**r, "reused": True}
     r = train_and_score(backend, args, seed, real, adapt, out)
     r["settings"] = settings
+    r["run"] = record  # what made this row: command, machine, versions, git commit
     tmp = done.with_name(RESULT + ".tmp")
     tmp.write_text(json.dumps(r, indent=1))
     tmp.replace(done)
@@ -157,19 +161,20 @@ def main() -> None:
     if {*FROM_REAL, "mix"} & set(backends) and not args.sources:
         raise ConfigError("the warp, mesh and mix backends need --sources DIR (neutral faces)")
 
+    record = run_record(__file__)
     real = load(args.real, args.size, progress=False)
     adapt = adaptation_set(args.adapt_bn, real.images, args.size)  # the scored images, labels unused, by default
     results = []
     for backend in backends:
         for seed in args.seeds:
-            r = run(backend, args, seed, real, adapt)
+            r = run(backend, args, seed, real, adapt, record)
             where = f", read back from {Path(args.out) / f'{backend}-s{seed}' / RESULT}" if r.pop("reused", False) else ""
             results.append(r)
             print(f"{backend} seed {seed}: macro-F1 {r['macro_f1']:.4f}, with AdaBN {r['adabn_macro_f1']:.4f} "
                   f"({r['seconds']} s{where})", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
-    lines = [f"Command: `python benchmarks/generator_transfer.py {shlex.join(sys.argv[1:])}`", "",
+    lines = [f"Command: `{command_line(__file__)}`", f"Commit: {commit(record)}", "",
              f"real set: {args.real} ({len(real.labels)} images, six classes); chance macro-F1 ≈ 0.167",
              f"AdaBN on {adapt[1]['n_adapt_images']} unlabelled images: "
              + ("the scored real images" if adapt[1]["data"] == "evaluated" else adapt[1]["data"]),
@@ -183,8 +188,7 @@ def main() -> None:
         rs = [r for r in results if r["backend"] == backend]
 
         def ms(k):
-            v = np.array([r[k] for r in rs])
-            return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
+            return mean_std([r[k] for r in rs])
         tier = "/".join(sorted({r["tier"]["name"] for r in rs}))
         minutes = np.mean([r["seconds"] for r in rs]) / 60
         lines.append(f"| {backend} | {ms('macro_f1')} | {ms('adabn_macro_f1')} | {ms('accuracy')} | "

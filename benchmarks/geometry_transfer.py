@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,17 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from byel.adapt.tier import LABELS
-from byel.classes import CLASSES
-from byel.cli import Bounded, Parser, nonneg_int, positive_int, run_guarded, seed_int, size_int
-from byel.config import LIMITS, GenerateConfig
-from byel.data.sources import load
-from byel.errors import ConfigError
-from byel.faces import N_FEATURES, geometry_features, measure_images
-from byel.faces.head import fit_geometry_head
-from byel.metrics import confusion_matrix
-from byel.synth import FROM_REAL
-from byel.synth.generate import generate
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import command_line, commit, run_record  # noqa: E402
+
+from byel.classes import CLASSES  # noqa: E402
+from byel.cli import Bounded, Parser, nonneg_int, positive_int, run_guarded, seed_int, size_int  # noqa: E402
+from byel.config import LIMITS, GenerateConfig  # noqa: E402
+from byel.data.sources import load  # noqa: E402
+from byel.errors import ConfigError  # noqa: E402
+from byel.faces import N_FEATURES, geometry_features, measure_images  # noqa: E402
+from byel.faces.head import fit_geometry_head  # noqa: E402
+from byel.metrics import confusion_matrix  # noqa: E402
+from byel.provenance import LABELS  # noqa: E402
+from byel.synth import FROM_REAL  # noqa: E402
+from byel.synth.generate import generate  # noqa: E402
 
 TIER = "tier B (+ pretrained face-geometry model)"
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +162,7 @@ def markdown(r: dict, command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
+        *([f"Commit: {commit(r['run'])}", ""] if "run" in r else []),
         f"Real set: {r['real']} ({r['n_real']} faces, six classes). Synthetic: {r['n_synthetic']} faces "
         f"({'; '.join(r['generate_commands'])}). Classifier: {r['classifier']}.",
         "",
@@ -227,9 +230,10 @@ def main() -> None:
             raise ConfigError(f"--{name}-per-class needs --sources DIR (neutral faces); or pass --{name}-per-class 0")
     if args.warp_per_class + args.mesh_per_class + args.procedural_per_class <= 0:
         raise ConfigError("nothing to train on: --warp-per-class, --mesh-per-class and --procedural-per-class are all 0")
-    command = "python benchmarks/geometry_transfer.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line(__file__)
     r = run(args)
     r["command"] = command
+    r["run"] = run_record(__file__)  # the command, machine, versions and git commit
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(r, indent=2) + "\n")

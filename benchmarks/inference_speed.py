@@ -23,7 +23,6 @@ import multiprocessing as mp
 import os
 import platform
 import queue
-import shlex
 import sys
 import tempfile
 import time
@@ -31,8 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from byel.cli import Parser, positive_int, run_guarded
-from byel.errors import ByelError
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import command_line, commit, run_record  # noqa: E402
+
+from byel.cli import Parser, positive_int, run_guarded  # noqa: E402
+from byel.errors import ByelError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "tests" / "fixtures" / "photos" / "group.jpg"
@@ -163,7 +165,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=positive_int, default=3, help="runs per worker count; the median is shown")
     ap.add_argument("--out", default="benchmarks/results", help="folder for inference_speed.{md,json}")
     args = ap.parse_args()
-    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/inference_speed.py", *sys.argv[1:]])
+    command = command_line(__file__)
     cores = os.cpu_count() or 1
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out = Path(args.out)
@@ -205,12 +207,15 @@ def main() -> None:
                       "image_size": meta["image_size"]},
             "video": {"width": w, "height": h, "frames": args.frames, "stride": args.stride,
                       "made_from": "tests/fixtures/photos/group.jpg (5 faces), panning ±8 px"},
-            "repeats": args.repeats, "rows": rows}
+            "repeats": args.repeats, "rows": rows,
+            "run": run_record(__file__)}  # the command, machine, versions and git commit
     (out / "inference_speed.json").write_text(json.dumps(info, indent=2) + "\n")
     lines = [
         "# Inference speed: faces/s of `model.predict_video`, detection included",
         "",
         f"Command: `{command}`",
+        "",
+        f"Commit: {commit(info['run'])}",
         "",
         f"Model: {info['model']['checkpoint']} ({meta['backbone']}, {meta['image_size']} px input); "
         f"detector: {rows[0]['detector']}; video: {w}×{h}, {args.frames} frames of the fixture group photo "

@@ -16,35 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from byel.cli import Parser, run_guarded, seed_int
-from byel.errors import ByelError, StepFailed
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
+from common import commit, machine, mean_std, run_record  # noqa: E402
+
+from byel.cli import Parser, run_guarded, seed_int  # noqa: E402
+from byel.errors import ByelError, StepFailed  # noqa: E402
 
 
 DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/main_job"}
 # The parts of a geometry or fused model that its evaluation report also scores alone.
 VIEWS = {"geometry_only": "geometry head alone", "pixels_only": "pixel CNN alone"}
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    import os
-
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def mean_std(values: list[float]) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
 def main(argv=None) -> int:
@@ -55,10 +42,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=DEFAULTS["out"])
     p.add_argument("demo_args", nargs=argparse.REMAINDER, help="after --: extra `byel demo` options")
     args = p.parse_args(argv)
-    return run_guarded(lambda: run(args))
+    return run_guarded(lambda: run(args, argv))
 
 
-def run(args) -> int:
+def run(args, argv: list[str] | None = None) -> int:
     if not Path(args.real.split(":", 1)[-1]).exists():
         raise ByelError(f"--real {args.real}: not found")
     extra = [a for a in args.demo_args if a != "--"]
@@ -102,13 +89,15 @@ def run(args) -> int:
     command = "python benchmarks/main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds)) \
         + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]) \
         + (" -- " + " ".join(extra) if extra else "")
+    record = run_record(__file__, argv)  # the command as typed, machine, versions, git commit
     f1 = [r["macro_f1"] for r in rows]
     ada = [r["adabn_macro_f1"] for r in rows]
     view_head = "".join(f" {VIEWS[v]} (tier {rows[0][v]['tier']}) | {VIEWS[v]} with AdaBN (tier {rows[0][v]['adabn_tier']}) |"
                         for v in views) + (" face mesh found |" if views else "")
     lines = [
         f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine(record)}  ",
+        f"Commit: {commit(record)}  ",
         f"Real faces: {args.real}, {rows[0]['n_images']} images scored; chance macro-F1 0.167.",
         "",
         f"| seed | macro-F1 (tier {tier}) | accuracy | macro-F1 with AdaBN (tier {adabn_tier}) | accuracy with AdaBN |"
@@ -131,7 +120,7 @@ def run(args) -> int:
     lines.append(f"| **mean ± std** | **{mean_std(f1)}** | {mean_std([r['accuracy'] for r in rows])} | "
                  f"**{mean_std(ada)}** | {mean_std([r['adabn_accuracy'] for r in rows])} |{view_cells(None)} "
                  f"{np.mean(minutes):.1f} |")
-    from byel.adapt.tier import LABELS
+    from byel.provenance import LABELS
 
     tiers = [tier, adabn_tier, *(rows[0][v][k] for v in views for k in ("tier", "adabn_tier"))]
     lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in dict.fromkeys(tiers))
@@ -141,8 +130,8 @@ def run(args) -> int:
         lines.append(f"Head: {rows[0]['head']} (face geometry where a mesh is found, the pixel CNN elsewhere); "
                      "the geometry head alone: the same with fusion weight 1.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "real": args.real,
-                                                  "runs": rows}, indent=2))
+    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(record), "run": record,
+                                                  "real": args.real, "runs": rows}, indent=2))
     print("\n".join(lines))
     print(f"\nresults: {out / 'results.md'}, {out / 'results.json'}")
     return 0

@@ -267,7 +267,7 @@ def _load_labelled(spec: str, size: int, progress: bool, out: str | Path, classe
 
     data = load(spec, size, progress=progress, classes=classes)
     print(f"data {data.spec}: {data.summary()}", file=sys.stderr)
-    for u in data.real_uses:  # warp faces: tier C (byel.adapt.tier)
+    for u in data.real_uses:  # warp faces: tier C (byel.provenance)
         print(f"  note: warped from {u['n_images']} unlabelled real faces ({u['data']}): "
               "scores of a model trained on them are tier C", file=sys.stderr)
     for note in data.notes:

@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 
 from byel import __version__
 from byel.adapt import adaptation_set, adapt_batchnorm
-from byel.adapt.tier import real_uses, tier_block
 from byel.checkpoint import load_checkpoint
 from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.outputs import default_report, evaluation_files, written_whole
 from byel.plots import confusion_matrix_png
+from byel.provenance import real_uses, run_record, tier_block
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> FineTune:
@@ -28,7 +28,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Fin
     ckpt = load_checkpoint(path, kinds=("finetune",))
     model = FineTune(ckpt["byel"]["config"])
     model.load_state_dict(ckpt["state_dict"])
-    model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.adapt.tier)
+    model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.provenance)
     return model.to(device).eval()
 
 
@@ -124,6 +124,7 @@ def evaluate(
     result["provenance"] = {
         "byel_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
         "seed": cfg.seed, "config_digest": cfg.digest(), "method": cfg.method.name, "backbone": cfg.model.backbone,
+        "run": run_record(),  # the command, machine, versions and git commit behind this report
     }
     with written_whole(report) as tmp:
         tmp.write_text(json.dumps(result, indent=2))

@@ -55,19 +55,20 @@ def run_ablation(
     them (a run identity of its own). `adapt`: an adaptation method of byel.adapt (options
     `adapt_options`, a byel.adapt.common.Options), run on the AdaBN images; its identity (method,
     options, images) is kept with each score, so a change recomputes it. `command`: the command
-    line behind the table, written at its top."""
+    line behind the table, written at its top and kept, with the machine, versions and git commit
+    (byel.provenance.run_record), in each record and score this call makes."""
     import torch
 
     from byel.adapt import adaptation_set, adapt_batchnorm
     from byel.adapt import method as adapt_method
     from byel.adapt.common import CollapseError, Options
     from byel.adapt.run import adapt_model
-    from byel.adapt.tier import add_uses, real_uses, tier_block
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.errors import ByelError
     from byel.evaluate import load_classifier, predict_probs
     from byel.metrics import scores
+    from byel.provenance import add_uses, real_uses, run_record, tier_block
     from byel.synth.generate import generate
     from byel.train import check_classes, finetune, pretrain
 
@@ -85,6 +86,7 @@ def run_ablation(
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {r["run_id"]: r for r in results if "run_id" in r}
+    run = run_record(command)  # what trains and scores now: each new record and score keeps it
 
     generated = data is None
     n_classes = base.data.classes  # 6, or 7 with neutral: generated, trained and scored
@@ -138,7 +140,8 @@ def run_ablation(
                               "unlabelled": unl.spec if with_unl else None,
                               "n_unlabelled": int(len(unl)) if with_unl else 0,
                               "steps": int(torch.load(last, weights_only=True)["global_step"]),
-                              "checkpoint": str(best), "train_s": round(time.time() - t0, 1), "eval": {}}
+                              "checkpoint": str(best), "train_s": round(time.time() - t0, 1), "eval": {},
+                              "run": run}
                     results.append(record)
                     done[run_id] = record
                 todo = [s for s in eval_sets
@@ -165,7 +168,7 @@ def run_ablation(
                                  "adabn": {**used, **scores(predict_probs(adapt_batchnorm(model, images), real.images),
                                                             real.labels),
                                            "tier": tier_block(uses + [ada_use], real.images)},
-                                 "n_images": int(len(real.labels))}
+                                 "n_images": int(len(real.labels)), "run": run}
                         if adapt:  # on the AdaBN images; self-train mixes in the synthetic training set
                             entry["adapt"] = {"id": adapt_ids[spec], "method": adapt, "options": opts.record(), **used,
                                               "tier": tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt}], real.images)}

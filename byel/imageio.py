@@ -5,7 +5,8 @@ RGB (H, W, 3) of any colour mode (grey, palette, alpha, 16-bit: scaled to 8 bits
 does, EXIF-rotated), or raise one ``Unusable(reason, detail)`` whose ``reason`` is the key files
 are counted under where they are skipped: ``unreadable``, ``zero_byte``, ``corrupt`` (includes
 a truncated JPEG, with or without an end marker) or ``too_large``. ``from_pil`` applies the
-same rules to an image already opened with Pillow.
+same rules to an image already opened with Pillow. ``fit(img, size)``: the loader's resize to
+size x size.
 
 The size an image claims in its header is checked before any pixel is decoded: over
 ``max_pixels()`` (``MAX_IMAGE_PIXELS``, 50 megapixels, or the environment variable
@@ -114,6 +115,15 @@ def from_pil(image: Image.Image) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
     except ValueError as e:  # a mode Pillow cannot convert
         raise Unusable("corrupt", f"colour mode {mode}: {e}") from None
+
+
+def fit(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size: area averaging when shrinking (no aliasing), bilinear when growing."""
+    h, w = img.shape[:2]
+    if (h, w) == (size, size):
+        return img
+    interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
 
 
 def _claimed_size(data: np.ndarray) -> tuple[int, int] | None:

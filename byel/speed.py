@@ -41,7 +41,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import resource
 import shutil
 import tempfile
@@ -58,6 +57,7 @@ from byel.config import Config, load_config
 from byel.data.datamodule import ArrayDataModule
 from byel.errors import ByelError
 from byel.methods import create_method
+from byel.provenance import run_record
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16}
 
@@ -324,19 +324,15 @@ def measure(preset: str, steps: int = 8, warmup: int = 2, repeats: int = 3, batc
     return row
 
 
-def machine_info(device: str = "cpu") -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_info(device: str = "cpu", run: dict | None = None) -> dict:
+    """The machine the table was measured on: `run`'s (a byel.provenance.run_record; default:
+    this process's) CPU, cores, OS and versions, and the torch threads, load and GPU now."""
+    run = run or run_record()
+    m, v = run["machine"], run["versions"]
     info = {
-        "cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "lightning": L.__version__, "python": platform.python_version(),
-        "os": platform.platform(), "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+        "cpu": m["cpu"], "logical_cpus": m["cores"], "torch_threads": torch.get_num_threads(),
+        "torch": v["torch"], "lightning": v["lightning"], "python": v["python"],
+        "os": m["os"], "load_average_1min_at_start": round(os.getloadavg()[0], 2),
     }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -400,7 +396,8 @@ def run_speed(presets: list[str], steps: int = 8, batch_sizes: dict[str, int] | 
     check_settings(steps, warmup, repeats, e2e_epochs, e2e_steps, device)
     for p in presets:  # a wrong preset name fails before any measuring
         _cfg(p, batch_sizes.get(p), device)
-    result = {"command": command, "machine": machine_info(device), "rows": []}
+    run = run_record(command or None)  # the command, machine, versions and git commit behind the table
+    result = {"command": command, "machine": machine_info(device, run), "run": run, "rows": []}
     print("| " + " | ".join(h for _, h in MAIN) + " |")
     print("|" + "---|" * len(MAIN), flush=True)
     for p in presets:

@@ -23,7 +23,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from byel.adapt.tier import add_uses
 from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
 from byel.checks import check_run_folder, global_rank, run_in, run_lock
 from byel.classes import NUM_CLASSES, class_names
@@ -33,6 +32,7 @@ from byel.data.split import save_split, stratified_split
 from byel.errors import ByelError, CheckpointError, ConfigError, DataError, Interrupted
 from byel.methods import FineTune, create_method
 from byel.methods.base import LEARNED_FROM
+from byel.provenance import add_uses, fingerprint
 
 log = logging.getLogger("byel")
 
@@ -316,8 +316,6 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
         model = create_method(cfg.to_dict())
         model.learned_from["train_data"] = data
         if unlabelled is not None:
-            from byel.adapt.adabn import fingerprint
-
             model.learned_from["unlabelled"] = {"data": unlabelled.spec, "n_images": int(len(unlabelled)),
                                                 "fingerprint": fingerprint(unlabelled.images)}
         if generator_sources:

@@ -113,7 +113,7 @@ def test_predict_video_of_the_python_api_reads_a_video_whose_name_is_not_utf8(tm
 
 @pytest.mark.parametrize("backend", ["warp", "mesh"])
 def test_generate_from_sources_whose_names_are_not_utf8(tmp_path, backend):
-    from byel.data.sources import read_manifest
+    from byel.data.formats import read_manifest
 
     sources = tmp_path / f"src{E}"
     sources.mkdir()

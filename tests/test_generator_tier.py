@@ -15,7 +15,7 @@ import torch
 
 pytest.importorskip("dlib")
 
-from byel.adapt.adabn import fingerprint  # noqa: E402
+from byel.provenance import fingerprint  # noqa: E402
 from byel.cli import main  # noqa: E402
 from byel.data.sources import decode_image, load  # noqa: E402
 from byel.synth import landmarks as lm  # noqa: E402

@@ -15,7 +15,6 @@ explicit data spec is given (`adaptation_set`)."""
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Callable
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from byel.errors import DataError
+from byel.provenance import fingerprint, overlaps
 
 
 class _Stop(Exception):
@@ -126,21 +126,6 @@ def adapt_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int = 256,
         bn.running_var.copy_(moments.var().to(bn.running_var))
     bar.close()
     return adapted
-
-
-def fingerprint(images: np.ndarray) -> torch.Tensor:
-    """The images' 8-byte hashes, sorted, as an int64 tensor (8 bytes an image): saved with a model
-    that learned from them, so an evaluation can tell image by image whether it is transductive."""
-    h = [int.from_bytes(hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=8).digest(), "little",
-                        signed=True) for im in images]
-    return torch.tensor(sorted(h), dtype=torch.int64)
-
-
-def overlaps(prints: torch.Tensor, images: np.ndarray) -> int:
-    """How many of `images` are among those `prints` (a `fingerprint`) was made from (a few can
-    be the same picture by chance: FER2013 repeats some faces, and blank frames, across splits).
-    `prints` may also be a list of the hashes (an ImageSet's `real_uses`)."""
-    return int(torch.isin(fingerprint(images), torch.as_tensor(prints, dtype=torch.int64)).sum())
 
 
 def adapt(model: nn.Module, images: np.ndarray, opts, monitor) -> None:

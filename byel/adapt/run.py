@@ -19,13 +19,12 @@ import torch
 from byel import __version__
 from byel.adapt import SYNTHETIC
 from byel.adapt import method as method_fn
-from byel.adapt.adabn import fingerprint
 from byel.adapt.common import Monitor, Options, say
-from byel.adapt.tier import tier_block, real_uses
 from byel.checkpoint import atomic_torch_save, load_checkpoint
 from byel.errors import DataError
 from byel.files import write_text
 from byel.methods import FineTune
+from byel.provenance import fingerprint, real_uses, tier_block
 
 # Lightning's training state, meaningless for the adapted weights
 _TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks")

@@ -1,5 +1,8 @@
-"""File extensions and names shared by the loader, the generator, prediction and submission."""
+"""File extensions and names shared by the loader, the generator, prediction and submission, and
+the reader of `byel generate`'s manifest."""
 
+import csv
+import os
 from pathlib import Path
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -24,3 +27,13 @@ def generate_run(folder) -> str | None:
     if (f / GENERATING).exists() or ((f / GENERATE_INFO).is_file() and not (f / MANIFEST).exists()):
         return "unfinished"
     return "finished" if (f / MANIFEST).is_file() else None
+
+
+def read_manifest(root: str) -> list[dict] | None:
+    """The rows of a `byel generate` folder's manifest.csv; None without a readable one."""
+    try:
+        # surrogateescape: a source face's name that is not UTF-8 comes back as it was written
+        with open(os.path.join(root, MANIFEST), newline="", encoding="utf-8", errors="surrogateescape") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None

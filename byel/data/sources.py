@@ -27,7 +27,6 @@ itself is wrong) is a one-line ``DataError`` raised.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 from collections import Counter
@@ -36,7 +35,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -46,8 +44,8 @@ from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW, generate_run
 from byel.errors import DataError
 from byel.files import write_text
-from byel.imageio import Unusable
-from byel.synth import FROM_REAL
+from byel.imageio import Unusable, fit
+from byel.provenance import generator_uses
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
 FER_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
@@ -83,7 +81,7 @@ class ImageSet:
     spec: str  # normalised spec: "kind:path[...]"
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user
     classes: tuple[str, ...] = CLASSES  # the class set read: the six, or the six and neutral
-    # Real images behind these images (byel.adapt.tier): warp faces of `byel generate` are made of
+    # Real images behind these images (byel.provenance): warp faces of `byel generate` are made of
     # real unlabelled source faces, so a model trained on them is tier C (see generator_uses).
     real_uses: list[dict] = field(default_factory=list)
 
@@ -564,15 +562,6 @@ _SCANNERS: dict[str, Callable[[dict, bool, int], _Scan]] = {
 # --------------------------------------------------------------------------- decoding
 
 
-def fit(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size: area averaging when shrinking (no aliasing), bilinear when growing."""
-    h, w = img.shape[:2]
-    if (h, w) == (size, size):
-        return img
-    interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
-
-
 def decode_image(path: str, size: int) -> np.ndarray:
     """uint8 RGB (size, size, 3) of an image file, whatever its colour mode. Raises Unusable."""
     return fit(imageio.read(path), size)
@@ -706,56 +695,6 @@ def load(spec: str, size: int, *, cache: bool = True, progress: bool = True, wor
     if kind in ("imagefolder", "abaw-lsd"):
         s.real_uses = generator_uses(args["path"], s.paths, size)
     return s
-
-
-def read_manifest(root: str) -> list[dict] | None:
-    """The rows of a `byel generate` folder's manifest.csv; None without a readable one."""
-    try:
-        # surrogateescape: a source face's name that is not UTF-8 comes back as it was written
-        with open(os.path.join(root, MANIFEST), newline="", encoding="utf-8", errors="surrogateescape") as f:
-            return list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-
-
-def generator_uses(root: str, paths: list[str], size: int) -> list[dict]:
-    """The real images behind the images `paths` of a `byel generate` folder, as a tier record
-    (byel.adapt.tier): the warp backend's source faces — {"stage": "generate", "method": "warp",
-    "data": the sources folder, "n_images": distinct source faces shown, "generated": root,
-    "fingerprint": their hashes at `size` px or None}. From the manifest (backend and group
-    columns) and generate.json; a folder without generate.json (older data) still gets its count,
-    with the sources "unknown". [] for procedural faces and folders without a manifest."""
-    rows = read_manifest(root)
-    if not rows:
-        return []
-    loaded = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
-    faces = sorted({r.get("group") or r.get("source") or r["file"] for r in rows
-                    if r.get("backend") in FROM_REAL and r.get("file") in loaded})
-    if not faces:
-        return []
-    try:
-        with open(os.path.join(root, GENERATE_INFO), encoding="utf-8") as f:
-            src = json.load(f).get("sources") or {}
-    except (OSError, ValueError, AttributeError):
-        src = {}
-    hashes = src.get("hashes") or {}
-    if src.get("hash_size") != size or any(f not in hashes for f in faces):
-        hashes = _rehash(src.get("path"), faces, size)
-    method = "+".join(sorted({r["backend"] for r in rows if r.get("backend") in FROM_REAL}))
-    return [{"stage": "generate", "method": method, "data": src.get("path") or f"unknown ({method} sources)",
-             "n_images": len(faces), "generated": root,
-             "fingerprint": None if hashes is None else sorted(hashes[f] for f in faces)}]
-
-
-def _rehash(sources: str | None, faces: list[str], size: int) -> dict[str, int] | None:
-    """The source faces' hashes at another size than generate's, read again from the sources
-    folder; None (transductive unknown) when any of them is gone."""
-    if not sources or not all(os.path.isfile(os.path.join(sources, f)) for f in faces):
-        return None
-    from byel.synth.generate import face_hashes  # late: torch
-
-    hashes = face_hashes(sources, faces, size)
-    return hashes if len(hashes) == len(faces) else None
 
 
 def _from_cache(hit: tuple[dict, dict] | None, size: int) -> _Built | None:

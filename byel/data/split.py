@@ -22,7 +22,8 @@ import numpy as np
 
 from byel.classes import NUM_CLASSES
 from byel.data.formats import MANIFEST
-from byel.data.sources import ImageSet, parse_spec, read_manifest
+from byel.data.formats import read_manifest
+from byel.data.sources import ImageSet, parse_spec
 
 SPLIT_FILE = "split.json"
 

@@ -48,7 +48,7 @@ def set_rng_state(state: dict) -> None:
 
 
 # Checkpoint metadata keys that say which unlabelled real images the weights learned from
-# (byel.adapt.tier.real_uses): the warp generator's source faces behind the training data,
+# (byel.provenance.real_uses): the warp generator's source faces behind the training data,
 # stage 1's --unlabelled images, byel adapt's.
 LEARNED_FROM = ("generator_sources", "unlabelled", "adaptations")
 
@@ -71,7 +71,7 @@ class ByelModule(L.LightningModule):
         self.cfg = from_dict(config)
         self.backbone = backbone_from_config(self.cfg)
         self.augment = TrainAugment(self.cfg.aug, self.cfg.data.image_size)
-        # The unlabelled real images behind these weights (tier C, byel.adapt.tier), saved in the
+        # The unlabelled real images behind these weights (tier C, byel.provenance), saved in the
         # checkpoint's metadata: "generator_sources" (warp faces' source faces), "unlabelled"
         # (stage 1 --unlabelled), "adaptations" (byel adapt); and "train_data", the fingerprint of
         # this stage's own training data (byel.train.data_record), which a resumed run must match.

@@ -3,7 +3,7 @@
 Layout: OUT/<class>/<class>_<i:06d>.png, OUT/manifest.csv, OUT/generate.json, OUT/preview.png. The
 loader knows the last three as generate's own files (byel.data.formats), so OUT can be trained on
 directly. generate.json says how OUT was made; for the warp backend, which real faces it is made of
-(tier C, byel.adapt.tier: a model trained on them has learned from unlabelled real images).
+(tier C, byel.provenance: a model trained on them has learned from unlabelled real images).
 
 OUT belongs to generate: it must be new, empty, or hold only an earlier generate run. A finished
 run of the same settings is kept as it is (nothing written); another run is replaced only with
@@ -36,6 +36,7 @@ from byel.classes import CLASSES, NUM_CLASSES, canonical, class_names
 from byel.data.formats import GENERATE_INFO, GENERATING, MANIFEST, PREVIEW, generate_run
 from byel.errors import ByelError, ConfigError
 from byel.imageio import write_image
+from byel.provenance import face_hashes
 from byel.synth import BACKENDS, FROM_REAL
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
@@ -399,7 +400,7 @@ def _write_provenance(path: Path, rows: list[dict], renderer, sources, **setting
     """OUT/generate.json: the settings, and for warp the real faces the images are made of: the
     sources folder, its counts, how many faces the images show (`n_faces_shown`, the manifest's
     distinct groups) and each one's hash as the data loader reads it at `size` px
-    (byel.adapt.adabn.fingerprint), so an evaluation can tell whether it scores any of them.
+    (byel.provenance.fingerprint), so an evaluation can tell whether it scores any of them.
     Written to a temporary file and renamed, like the manifest."""
     info = {**settings, "n_images": len(rows)}
     if info.get("gate") is None:
@@ -413,19 +414,3 @@ def _write_provenance(path: Path, rows: list[dict], renderer, sources, **setting
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, path)
     return path
-
-
-def face_hashes(root, names: list[str], size: int) -> dict[str, int]:
-    """{source face: its fingerprint hash} for the files `names` under root, read as the data
-    loader reads an image at `size` px (so they match an evaluation set holding the same file)."""
-    from byel.adapt.adabn import fingerprint  # late: torch
-    from byel.data.sources import decode_image
-    from byel.imageio import Unusable
-
-    hashes = {}
-    for name in names:
-        try:
-            hashes[name] = int(fingerprint(decode_image(os.path.join(root, name), size)[None])[0])
-        except Unusable:  # read by the warp backend, not by the loader: no hash, counted all the same
-            pass
-    return hashes
