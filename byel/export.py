@@ -222,7 +222,8 @@ def geometry_record(model, file: str, diff: float) -> dict:
     from byel.faces.features import EYE_CORNERS, N_FEATURES
     from byel.faces.fusion import LANDMARKER
     from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS
-    from byel.faces.model import DEFAULT_MODEL, SHA256
+    from byel.faces.model import DEFAULT_MODEL
+    from byel.landmarker import SHA256
 
     weight = round(float(model.fusion_weight), 6)
     return {

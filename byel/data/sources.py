@@ -41,13 +41,13 @@ import numpy as np
 from tqdm import tqdm
 
 from byel import imageio
+from byel.choices import FROM_REAL
 from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, class_names
 from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW, generate_run
 from byel.errors import DataError
 from byel.files import write_text
 from byel.imageio import Unusable
-from byel.synth import FROM_REAL
 
 KINDS: tuple[str, ...] = ("imagefolder", "abaw-lsd", "affwild2", "fer2013-csv")
 FER_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from byel.data import cache as cache_store
 from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS, Face, FaceMesher
-from byel.faces.model import SHA256
+from byel.landmarker import SHA256
 from byel.imageio import io_workers
 
 # Ready-cut crops (FER2013's 48 px faces fill the frame) are too tight and too small for the
