@@ -22,6 +22,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from byel import __version__
 from byel.classes import CLASS_COUNTS, class_names
 from byel.errors import CheckpointError, os_reason
+from byel.landmarker import SHA256 as LANDMARKER_SHA256
 
 FORMAT = 1
 
@@ -29,7 +30,7 @@ FORMAT = 1
 def metadata(kind: str, cfg) -> dict[str, Any]:
     head = cfg.finetune.head if kind == "finetune" else "pixels"
     geometry = {} if head == "pixels" else {  # the face-geometry model the head reads (tier B)
-        "head": head, "face_geometry": {"model": "MediaPipe Face Landmarker v2", "sha256": _landmarker_sha256()}}
+        "head": head, "face_geometry": {"model": "MediaPipe Face Landmarker v2", "sha256": LANDMARKER_SHA256}}
     return {
         "format": FORMAT,
         "byel_version": __version__,
@@ -44,12 +45,6 @@ def metadata(kind: str, cfg) -> dict[str, Any]:
         "config": cfg.to_dict(),
         **geometry,
     }
-
-
-def _landmarker_sha256() -> str:
-    from byel.faces.model import SHA256
-
-    return SHA256
 
 
 def _umask() -> int:

@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 from byel import __version__
 from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.checkpoint import load_checkpoint
+from byel.files import written_whole
 from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
-from byel.outputs import default_report, evaluation_files, written_whole
+from byel.outputs import default_report, evaluation_files
 from byel.plots import confusion_matrix_png
 from byel.provenance import real_uses, run_record, tier_block
 

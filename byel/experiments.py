@@ -20,6 +20,7 @@ import numpy as np
 
 from byel.classes import NUM_CLASSES
 from byel.config import Config, load_config
+from byel.files import write_text
 
 ABLATION_METHODS = ("supervised", "byol", "byol-cls", "byel")
 
@@ -183,9 +184,7 @@ def run_ablation(
                                     entry["adapt"]["tier"] = tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt,
                                                                                  "face_geometry": rec["face_geometry"]}], real.images)
                         record["eval"][spec] = entry
-                    tmp = results_path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(results, indent=2))
-                    tmp.replace(results_path)
+                    write_text(results_path, json.dumps(results, indent=2))
                 current.append(record)
     write_table(current, out, eval_sets, adapt, command)
     return current

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,9 @@ from torch import nn
 
 from byel import __version__
 from byel.checks import same_path
-from byel.errors import ByelError, os_reason
-from byel.outputs import EXPORT_FORMATS, export_files, written_whole
+from byel.errors import ByelError
+from byel.files import written_whole
+from byel.outputs import EXPORT_FORMATS, export_files
 
 FORMATS = EXPORT_FORMATS  # format -> the model file's suffix
 PARITY_TOLERANCE = 1e-4
@@ -178,8 +178,7 @@ def _write_checked(module: nn.Module, example: torch.Tensor, check: torch.Tensor
     """Write ``module`` as ``fmt`` to ``out`` (atomically) after checking it against ``expected``
     on ``check`` (another batch size than ``example``: the batch axis is dynamic); returns the
     largest absolute difference. An export that disagrees is refused."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    with written_whole(out) as tmp:  # a full disk, a folder no file can be made in: names `out`
         if fmt == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(module, example, check_trace=False)
@@ -194,11 +193,6 @@ def _write_checked(module: nn.Module, example: torch.Tensor, check: torch.Tensor
         if not diff <= PARITY_TOLERANCE:  # also catches NaN
             raise ByelError(f"exported {fmt} model {out.name} disagrees with the PyTorch model "
                             f"(max abs diff {diff:.2e})")
-        os.replace(tmp, out)
-    except OSError as e:  # a full disk, a folder no file can be made in: name the file
-        raise ByelError(f"cannot write {out}: {os_reason(e)}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return diff
 
 
@@ -222,7 +216,8 @@ def geometry_record(model, file: str, diff: float) -> dict:
     from byel.faces.features import EYE_CORNERS, N_FEATURES
     from byel.faces.fusion import LANDMARKER
     from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS
-    from byel.faces.model import DEFAULT_MODEL, SHA256
+    from byel.faces.model import DEFAULT_MODEL
+    from byel.landmarker import SHA256
 
     weight = round(float(model.fusion_weight), 6)
     return {

@@ -1,8 +1,7 @@
 """The files a command writes besides the paths given on its command line, named in one place:
 the command writes them under these names and the CLI checks every one of them before any work
 (byel.cli: against the inputs and against each other), so the plan cannot drift from what is
-written. And writing a file whole: a temporary file renamed into place, so a full disk or a crash
-never leaves half a file, or an empty one, under the real name.
+written. (Writing each of them whole is byel.files's job.)
 
 Light on purpose (no torch, no OpenCV at import): the CLI plans with it before loading anything.
 """
@@ -10,12 +9,9 @@ Light on purpose (no torch, no OpenCV at import): the CLI plans with it before l
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from byel.checks import lies_inside
-from byel.errors import ByelError, os_reason
 
 PACKAGE = Path(__file__).resolve().parent  # the installed byel: nothing is ever written in it
 EXPORT_FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}  # export format -> the model file's suffix
@@ -81,20 +77,3 @@ def inspect_log(out_png: str | Path) -> str:
     beside the contact sheet, as <sheet stem>-problems.txt."""
     return os.path.splitext(str(out_png))[0] + "-problems.txt"
 
-
-@contextmanager
-def written_whole(path: str | Path) -> Iterator[Path]:
-    """Write `path` whole: yields a temporary path beside it to write to; on success the temporary
-    file replaces `path` (os.replace: a reader sees the old file or the new one, never half of
-    one); on any failure it is removed and `path` left as it was. An OSError (a full disk) becomes
-    one line naming `path`, not the temporary file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ByelError(f"cannot write {path}: {os_reason(e)}") from None
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from byel.config import Config
+from byel.files import write_text
 from byel.synth import FROM_REAL
 
 # The demo's settings (its resolved config and its own options), recorded once its synthetic
@@ -235,6 +236,4 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
 
 def _write_json(path: Path, obj) -> None:
     """Write atomically (a temporary file renamed): a demo killed meanwhile keeps the earlier file."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(obj, indent=2))

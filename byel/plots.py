@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from byel.errors import escape_surrogates  # noqa: E402
-from byel.outputs import written_whole  # noqa: E402
+from byel.files import written_whole  # noqa: E402
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:

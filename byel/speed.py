@@ -271,7 +271,7 @@ def check_settings(steps: int, warmup: int, repeats: int, e2e_epochs: int, e2e_s
 def measure(preset: str, steps: int = 8, warmup: int = 2, repeats: int = 3, batch_size: int | None = None,
             device: str = "cpu", e2e_epochs: int = 2, e2e_steps: int = 4) -> dict:
     """One preset: byel's whole step vs the plain loop, FLOPs, loader, memory, end to end."""
-    from byel.train import _precision, quiet_lightning
+    from byel.train import quiet_lightning, resolve_precision
 
     check_settings(steps, warmup, repeats, e2e_epochs, e2e_steps, device)
     quiet_lightning()
@@ -279,7 +279,7 @@ def measure(preset: str, steps: int = 8, warmup: int = 2, repeats: int = 3, batc
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     cfg = _cfg(preset, batch_size, device)
-    precision = _precision(cfg.trainer.precision)
+    precision = resolve_precision(cfg.trainer.precision)
     bs = cfg.data.batch_size
     images, labels = _data(bs, warmup + steps + 1, cfg.data.image_size)
     work = Path(tempfile.mkdtemp(prefix="byel-speed-"))

@@ -60,7 +60,9 @@ def _devices(value: str):
         raise ByelError(f"invalid trainer.devices {value!r}: use auto, a count, or a list like 0,1") from None
 
 
-def _precision(value: str) -> str:
+def resolve_precision(value: str) -> str:
+    """The trainer precision for a config value: "auto" is bf16-mixed where the GPU supports
+    bf16, else 32-true; any other value as given."""
     if value != "auto":
         return value
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -105,7 +107,7 @@ def _trainer(cfg: Config, out_dir: Path, max_epochs: int, callbacks: list, logge
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu" and torch.cuda.is_available(),
-        precision=_precision(t.precision),
+        precision=resolve_precision(t.precision),
         max_epochs=max_epochs,
         callbacks=callbacks,
         logger=loggers or False,

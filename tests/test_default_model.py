@@ -99,7 +99,8 @@ def test_card_figures_are_the_runs_own(made):
     assert card["training_data"]["synthetic_only"] and card["training_data"]["real_images"] == []
     assert card["training_data"]["held_out"] == json.loads((made.run / "report.json").read_text())["held_out"]
     (geometry,) = card["training_data"]["pretrained_components"]
-    from byel.faces.model import DEFAULT_MODEL, SHA256
+    from byel.faces.model import DEFAULT_MODEL
+    from byel.landmarker import SHA256
 
     assert geometry["sha256"] == SHA256 == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest() and geometry["tier"] == "B"
     assert SHA256 in md and "Apache" in md

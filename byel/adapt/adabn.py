@@ -57,7 +57,9 @@ class _Moments:
         return self.m2 / self.n
 
 
-def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's batch-norm layers that keep running statistics (the ones AdaBN re-estimates
+    and Tent's affine parameters live in)."""
     return [m for m in model.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.running_mean is not None]
 
@@ -92,7 +94,7 @@ def adapt_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int = 256,
         raise DataError("no images to adapt the BatchNorm statistics on")
     adapted = copy.deepcopy(model).eval()
     prepare = prepare or _default_prepare(adapted)
-    layers = _bn_layers(adapted)
+    layers = bn_layers(adapted)
 
     order: list[nn.Module] = []  # the execution order, from one forward pass on one image
     def record(module, args):

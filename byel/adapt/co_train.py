@@ -68,7 +68,7 @@ def _picked(probs: np.ndarray, k: int, mesh: np.ndarray) -> tuple[np.ndarray, np
 def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=None) -> None:
     from byel.faces import fit_geometry_head
     from byel.faces.fusion import LANDMARKER, features
-    from byel.faces.model import SHA256
+    from byel.landmarker import SHA256
 
     if synthetic is None:  # (the head was checked by byel.adapt.run before round 0)
         raise DataError(NEEDS_SYNTHETIC)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from byel.adapt.adabn import _bn_layers, adapt_batchnorm
+from byel.adapt.adabn import adapt_batchnorm, bn_layers
 from byel.classes import NUM_CLASSES, class_names
 from byel.errors import ByelError
 from byel.evaluate import predict_probs
@@ -82,7 +82,7 @@ def bn_train_mode(model: nn.Module) -> nn.Module:
     """Everything in eval mode (dropout off) except BatchNorm, which normalises with the batch's
     own statistics, as TENT and SHOT adapt."""
     model.eval()
-    for bn in _bn_layers(model):
+    for bn in bn_layers(model):
         bn.train()
     return model
 

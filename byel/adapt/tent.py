@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from byel.adapt.adabn import _bn_layers
+from byel.adapt.adabn import bn_layers
 from byel.adapt.common import Monitor, Options, batches, bn_train_mode, entropy, optimizer, prepare
 
 
 def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor) -> None:
-    affine = [p for bn in _bn_layers(model) for p in (bn.weight, bn.bias) if p is not None]
+    affine = [p for bn in bn_layers(model) for p in (bn.weight, bn.bias) if p is not None]
     model.requires_grad_(False)
     for p in affine:
         p.requires_grad_(True)

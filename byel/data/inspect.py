@@ -9,7 +9,8 @@ from byel.checks import check_picture
 from byel.classes import NUM_CLASSES, class_names
 from byel.data.sources import ImageSet, load, write_problem_log
 from byel.errors import escape_surrogates
-from byel.outputs import inspect_log, written_whole
+from byel.files import written_whole
+from byel.outputs import inspect_log
 from byel.plots import save_figure
 
 SAMPLES_PER_ROW = 8

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from byel.classes import NUM_CLASSES
-from byel.data.formats import MANIFEST
-from byel.data.formats import read_manifest
+from byel.data.formats import MANIFEST, read_manifest
 from byel.data.sources import ImageSet, parse_spec
+from byel.files import write_text
 
 SPLIT_FILE = "split.json"
 
@@ -118,10 +118,7 @@ def save_split(info: dict, run_dir: str | Path) -> Path:
     """Write split.json into run_dir (atomically: every DDP rank may write the same file)."""
     path = Path(run_dir) / SPLIT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(info, indent=1))
 
 
 def recorded_split(data: ImageSet, path: str | Path) -> tuple[np.ndarray, np.ndarray, dict] | None:

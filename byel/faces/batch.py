@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from byel.data import cache as cache_store
 from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS, Face, FaceMesher
-from byel.faces.model import SHA256
+from byel.landmarker import SHA256
 from byel.imageio import io_workers
 
 # Ready-cut crops (FER2013's 48 px faces fill the frame) are too tight and too small for the
@@ -62,10 +62,17 @@ class Meshes:
         return float(self.found.mean()) if len(self.found) else 0.0
 
     @classmethod
+    def empty(cls, n: int) -> Meshes:
+        """N images with no face found yet: found False, NaN everywhere else."""
+        nan = np.float32(np.nan)
+        return cls(np.zeros(n, bool), np.full((n, 4), nan), np.full((n, N_LANDMARKS, 3), nan),
+                   np.full((n, len(BLENDSHAPES)), nan), np.zeros(n, np.float32))
+
+    @classmethod
     def from_faces(cls, faces: list[Face | None]) -> Meshes:
         """Faces measured one by one (e.g. every face ``FaceMesher.measure`` found in a photo;
         None where there was none) as one batch, ready for ``geometry_features``."""
-        out = _empty(len(faces))
+        out = cls.empty(len(faces))
         for i, f in enumerate(faces):
             if f is not None:
                 out.found[i], out.boxes[i], out.landmarks[i] = True, f.box, f.landmarks
@@ -75,12 +82,6 @@ class Meshes:
     def arrays(self) -> dict[str, np.ndarray]:
         return {"found": self.found, "boxes": self.boxes, "landmarks": self.landmarks,
                 "blendshapes": self.blendshapes, "presence": self.presence}
-
-
-def _empty(n: int) -> Meshes:
-    nan = np.float32(np.nan)
-    return Meshes(np.zeros(n, bool), np.full((n, 4), nan), np.full((n, N_LANDMARKS, 3), nan),
-                  np.full((n, len(BLENDSHAPES)), nan), np.zeros(n, np.float32))
 
 
 def measure_images(images: np.ndarray, *, mode: str = "detect", frame: bool | None = None, workers: int = 0,
@@ -107,7 +108,7 @@ def measure_images(images: np.ndarray, *, mode: str = "detect", frame: bool | No
             a, meta = hit
             return Meshes(a["found"].astype(bool), a["boxes"], a["landmarks"], a["blendshapes"],
                           a["presence"], {**meta, "cached": True})
-    out = _empty(n)
+    out = Meshes.empty(n)
     local = threading.local()
 
     def work(lo: int, hi: int) -> int:
@@ -136,7 +137,10 @@ def measure_images(images: np.ndarray, *, mode: str = "detect", frame: bool | No
     return out
 
 
-def _measure_one(mesher: FaceMesher, img: np.ndarray, frame: bool, out: Meshes, i: int) -> None:
+def measure_crop(mesher: FaceMesher, img: np.ndarray, frame: bool = True) -> Face | None:
+    """The most confident face of one crop (uint8 RGB or grey), as ``measure_images`` measures
+    each image: with ``frame``, first a border and a scale (``frame_crop``); the face's box,
+    landmarks and keypoints mapped back to the pixels of `img`. None when there is none."""
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, -1)
     scale, border = 1.0, 0
@@ -144,13 +148,23 @@ def _measure_one(mesher: FaceMesher, img: np.ndarray, frame: bool, out: Meshes, 
         img, scale, border = frame_crop(img)
     faces = mesher.measure(img)
     if not faces:
-        return
+        return None
     f = faces[0]
-    out.found[i] = True
-    out.landmarks[i] = f.landmarks / scale
-    out.landmarks[i, :, :2] -= border
+    landmarks = f.landmarks / scale
+    landmarks[:, :2] -= border
     x, y, w, h = f.box
-    out.boxes[i] = (x / scale - border, y / scale - border, w / scale, h / scale)
+    keypoints = None if f.keypoints is None else f.keypoints / scale - border
+    return Face((x / scale - border, y / scale - border, w / scale, h / scale), f.score, f.presence,
+                landmarks, f.blendshapes, keypoints)
+
+
+def _measure_one(mesher: FaceMesher, img: np.ndarray, frame: bool, out: Meshes, i: int) -> None:
+    f = measure_crop(mesher, img, frame)
+    if f is None:
+        return
+    out.found[i] = True
+    out.landmarks[i] = f.landmarks
+    out.boxes[i] = f.box
     out.blendshapes[i] = f.blendshapes
     out.presence[i] = f.presence
 

@@ -22,7 +22,7 @@ from byel.errors import DataError
 from byel.faces.batch import Meshes, measure_images
 from byel.faces.features import geometry_features
 from byel.faces.head import GeometryHead, fit_geometry_head
-from byel.faces.model import SHA256
+from byel.landmarker import SHA256
 
 WEIGHTS = tuple(i / 10 for i in range(11))  # the fusion weights tried
 LANDMARKER = "MediaPipe Face Landmarker v2 (face_landmarker.task)"

@@ -12,9 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from byel.errors import ByelError
+from byel.landmarker import SHA256
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "face_landmarker" / "face_landmarker.task"
-SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite", "face_blendshapes.tflite")
 
 

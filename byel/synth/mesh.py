@@ -5,13 +5,14 @@ Landmarker v2, 478 landmarks and 52 blendshapes; cached per source set). A rende
 
 1. AU intensities -> displacements of mesh vertex groups (brows, lids, cheeks, nose, lips, chin,
    jaw; MediaPipe's canonical indices), in an eye-aligned face frame scaled by the inter-ocular
-   distance (IOD). Vertices outside the groups follow by Gaussian blending (warp's field), with a
-   barrier at the mouth line so the upper and lower lips move apart; jaw drop and chin raise move
-   the whole lower face. Lid closure is clamped and folded triangles are prevented by scaling back.
+   distance (IOD). Vertices outside the groups follow by Gaussian blending (the field of
+   byel.synth.retouch, shared with warp), with a barrier at the mouth line so the upper and lower
+   lips move apart; jaw drop and chin raise move the whole lower face. Lid closure is clamped
+   and folded triangles are prevented by scaling back.
 2. Piecewise-affine warp: the source mesh plus a ring of fixed border points is triangulated
    (Delaunay), each posed target triangle is mapped back to its source triangle, one remap.
 3. Mouth interior, wrinkles and every nuisance (pose, flip, blur, noise, tone, JPEG, occluders)
-   are warp's own code, drawn identically for every class.
+   are warp's (byel.synth.retouch; warp's draw_pose and finish), drawn identically for every class.
 4. Quality gate (label free): the landmarker measures the rendered face (before the photometric
    nuisances) and its blendshapes must not contradict the intended AUs (GATE_RULES); generate
    re-draws a rejected face up to GATE_TRIES times and records per-class acceptance.
@@ -30,8 +31,8 @@ from scipy.spatial import Delaunay
 from byel.errors import DataError
 from byel.synth.au import AUS
 from byel.synth.landmarks import read_sources
-from byel.synth.warp import (DEFAULT_STRENGTH, JITTER, _appearance_cues, _blend_field, _control_points,
-                             _mouth_interior, draw_pose, finish, shrink)
+from byel.synth.retouch import appearance_cues, blend_field, control_points, mouth_interior
+from byel.synth.warp import DEFAULT_STRENGTH, JITTER, draw_pose, finish, shrink
 
 N_MESH = 468  # face vertices warped; the 10 iris points (468-477) are left out: lids move over them
 
@@ -59,7 +60,8 @@ NOSE_WINGS = [98, 64, 48, 115, 220, 327, 294, 278, 344, 440]  # FACEMESH_NOSE al
 NOSE_BASE = [97, 2, 326, 94, 19]
 NOSE_BRIDGE = [195, 5]
 CHEEKS = [50, 205, 123, 36, 187, 280, 425, 352, 266, 411]  # cheek apples, below the lower-lid skin
-# The iBUG 68-point scheme on the mesh, so warp's mouth interior and wrinkle shading can be reused.
+# The iBUG 68-point scheme on the mesh, so the mouth interior and wrinkle shading of
+# byel.synth.retouch (shared with warp) can be reused.
 MESH68 = np.array([
     162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,  # jaw
     71, 63, 105, 66, 107, 336, 296, 334, 293, 301,  # brows
@@ -202,9 +204,9 @@ def _below_eyes(uv: np.ndarray) -> np.ndarray:
 def mesh_displacements(aus: dict[int, float], uv: np.ndarray) -> np.ndarray:
     """(N_MESH, 2) displacement of every mesh vertex, face frame, IOD (before the strength).
 
-    The group controls spread to every vertex as warp's blended Gaussian bumps (smooth, so the
-    mesh does not tear), behind barriers: upper-lip controls reach only the upper face, lower-lip
-    ones the lower face, and so for the lids, so lips and lids can part. Jaw drop (26, 27) and
+    The group controls spread to every vertex as blended Gaussian bumps (retouch.blend_field:
+    smooth, so the mesh does not tear), behind barriers: upper-lip controls reach only the upper
+    face, lower-lip ones the lower face, and so for the lids, so lips and lids can part. Jaw drop (26, 27) and
     chin raise (17) then move the whole lower face: chin most, jaw angles least."""
     a = {au: aus.get(au, 0.0) for au in AUS}
     c = au_controls(aus, uv)
@@ -213,7 +215,7 @@ def mesh_displacements(aus: dict[int, float], uv: np.ndarray) -> np.ndarray:
     mask = np.ones((N_MESH, len(c.pos)), np.float32)
     for k, m in ((1, 1 - low), (2, low), (3, 1 - eye), (4, eye)):
         mask[:, c.side == k] = m[:, None]
-    d = _blend_field(x, c.pos, c.sigma, c.disp, mask)
+    d = blend_field(x, c.pos, c.sigma, c.disp, mask)
     du = x[:, 0] - _mouth_span(uv)[0]
     taper = np.clip(1 - (du / 1.1) ** 4, 0, 1)  # the mandible moves as one; least at its angles
     d[:, 1] += (0.30 * a[26] + 0.25 * a[27]) * low * taper
@@ -441,14 +443,13 @@ class MeshBackend:
 
     def measure(self, img: np.ndarray) -> np.ndarray | None:
         """Blendshapes of the face in a rendered image, or None when the landmarker finds none."""
-        from byel.faces.batch import _empty, _measure_one  # the batch code's own per-image step
+        from byel.faces.batch import measure_crop  # late: loads the TFLite runtime
         from byel.faces.mesher import FaceMesher
 
         if self._mesher is None:
             self._mesher = FaceMesher("detect", max_faces=1)
-        out = _empty(1)
-        _measure_one(self._mesher, img, True, out, 0)
-        return out.blendshapes[0] if out.found[0] else None
+        face = measure_crop(self._mesher, img)  # as measure_images measures each image
+        return None if face is None else face.blendshapes
 
     def render(self, emotion: str, aus: dict[int, float],
                rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -470,7 +471,7 @@ class MeshBackend:
         # Warp noise, smooth over the face: jitter at the 68 feature points, blended to every vertex.
         c68 = src[MESH68]
         jit = rng.normal(0, JITTER, (len(MESH68), 2)).astype(np.float32) * iod
-        jitter = _blend_field(src, c68, np.full(len(MESH68), 0.2 * iod, np.float32), jit)
+        jitter = blend_field(src, c68, np.full(len(MESH68), 0.2 * iod, np.float32), jit)
         roll, scale, shift, flip, fwd = draw_pose(rng, W)
         ring = _ring(W)
         all_src = np.concatenate([src, ring]).astype(np.float64)
@@ -498,15 +499,15 @@ class MeshBackend:
         if img.ndim == 2:
             img = img[..., None]
 
-        # warp's mouth interior and wrinkles, placed by the mesh's 68-point equivalents (posed).
+        # retouch's mouth interior and wrinkles, placed by the mesh's 68-point equivalents (posed).
         out = all_dst[:N_MESH].astype(np.float32)
         s_iod = iod * scale
         o_er, o_el = out[EYE_R].mean(0), out[EYE_L].mean(0)
         o_ex = (o_el - o_er) / max(float(np.linalg.norm(o_el - o_er)), 1e-3)
-        pts = _control_points(out[MESH68], s_iod, o_ex, np.array([-o_ex[1], o_ex[0]], np.float32))
+        pts = control_points(out[MESH68], s_iod, o_ex, np.array([-o_ex[1], o_ex[0]], np.float32))
         cue = float(rng.uniform(0.6, 1.2))
-        img, mouth = _mouth_interior(img, pts, s_iod, aus, rng, inner=out[INNER_LIP])
-        img = _appearance_cues(img, pts, s_iod, aus, cue, rng)
+        img, mouth = mouth_interior(img, pts, s_iod, aus, rng, inner=out[INNER_LIP])
+        img = appearance_cues(img, pts, s_iod, aus, cue, rng)
 
         img = shrink(img, self.size)
         gate = {}
