@@ -63,7 +63,8 @@ def _devices(value: str):
         raise ByelError(f"invalid trainer.devices {value!r}: use auto, a count, or a list like 0,1") from None
 
 
-def _precision(value: str) -> str:
+def resolved_precision(value: str) -> str:
+    """trainer.precision as Lightning takes it: "auto" is bf16-mixed where the GPU supports it, else 32-true."""
     if value != "auto":
         return value
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -108,7 +109,7 @@ def _trainer(cfg: Config, out_dir: Path, max_epochs: int, callbacks: list, logge
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         sync_batchnorm=t.sync_batchnorm and t.accelerator != "cpu" and torch.cuda.is_available(),
-        precision=_precision(t.precision),
+        precision=resolved_precision(t.precision),
         max_epochs=max_epochs,
         callbacks=callbacks,
         logger=loggers or False,
