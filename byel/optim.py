@@ -133,7 +133,7 @@ class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
     """Sets every parameter group's learning rate to `lrs[step]` (an `lr_schedule` array), `step`
     being the optimiser steps taken so far (the scheduler's own count, which a resumed run
     restores). The array is not saved in checkpoints: a resumed run computes it again from its
-    config."""
+    config (load_state_dict)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, lrs: np.ndarray):
         self.lrs = lrs
@@ -149,3 +149,8 @@ class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
     def load_state_dict(self, state_dict: dict) -> None:
         # "lr_lambdas": a checkpoint of an older byel, whose LambdaLR computed the same values per step
         super().load_state_dict({k: v for k, v in state_dict.items() if k not in ("lrs", "lr_lambdas")})
+        # The rate at the restored step, from this run's array: the checkpoint's own where the run
+        # is the same; a run resumed with more epochs continues on its new, longer schedule.
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr

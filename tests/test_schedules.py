@@ -193,3 +193,20 @@ def test_probe_gradient_never_reaches_the_backbone():
     probe.step(features, y)
     assert all(p.grad is None for p in model.parameters())
     assert not torch.equal(probe.linear.weight, before)
+
+
+def test_a_run_resumed_with_more_epochs_continues_on_its_longer_schedule():
+    cfg = load_config("cpu-demo")
+    short, long = lr_schedule(cfg.optim, 20, 2), lr_schedule(cfg.optim, 30, 3)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=cfg.optim.lr)
+    sched = ScheduledLR(opt, short)
+    for _ in range(20):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == short[20]
+    resumed_opt = torch.optim.SGD([param], lr=cfg.optim.lr)
+    resumed = ScheduledLR(resumed_opt, long)
+    resumed_opt.load_state_dict(opt.state_dict())  # as Lightning restores: optimiser, then scheduler
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed_opt.param_groups[0]["lr"] == long[20] == resumed.get_last_lr()[0]
