@@ -334,7 +334,8 @@ def cmd_pretrain(args) -> int:
           f"{Path(args.out) / SPLIT_FILE}", file=sys.stderr)
     # pretrain writes split.json and config.yaml only once --resume (if given) has checked out
     last = pretrain(cfg, data.images[train], data.labels[train], args.out, resume=args.resume,
-                    overwrite=args.overwrite, unlabelled=unlabelled, generator_sources=data.real_uses, split=split)
+                    overwrite=args.overwrite, unlabelled=unlabelled, generator_sources=data.real_uses, split=split,
+                    val=(data.images[held], data.labels[held]))
     if global_rank() == 0:
         print(f"pre-training checkpoint: {last}")
     return 0

@@ -423,7 +423,7 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.method.ema_base <= 1, f"method.ema_base must be in [0, 1] (got {cfg.method.ema_base})"),
         (0 < cfg.data.val_fraction < 1, f"data.val_fraction must be in (0, 1) (got {cfg.data.val_fraction})"),
         (cfg.generate.per_class >= 1, f"generate.per_class must be ≥ 1 (got {cfg.generate.per_class})"),
-        (0 < cfg.aug.crop_scale[0] <= cfg.aug.crop_scale[1] <= 1, f"aug.crop_scale must satisfy 0 < a ≤ b ≤ 1"),
+        (0 < cfg.aug.crop_scale[0] <= cfg.aug.crop_scale[1] <= 1, "aug.crop_scale must satisfy 0 < a ≤ b ≤ 1"),
     ]
     for ok, msg in checks:
         if not ok:

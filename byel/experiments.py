@@ -134,7 +134,7 @@ def run_ablation(
                     t0 = time.time()
                     last = pretrain(cfg, *fit, run_dir / "pretrain", unlabelled=unl if with_unl else None,
                                     resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists(),
-                                    generator_sources=train.real_uses)
+                                    generator_sources=train.real_uses, val=val)
                     best = finetune(cfg, last, *fit, run_dir / "finetune", val=val, generator_sources=train.real_uses)
                     record = {"method": method, "seed": seed, "preset": preset, "overrides": list(overrides or []),
                               "config_digest": digest, "run_id": run_id, "train_data": data_id or "generated",

@@ -1,13 +1,16 @@
-"""Optimisers (LARS-wrapped SGD, SGD, Adam, AdamW) and schedules as plain functions of the step.
+"""Optimisers (LARS-wrapped SGD, SGD, Adam, AdamW) and schedules as plain arrays.
 
-Schedules follow DINO's habit of being simple, inspectable functions of the global step:
-`lr_factor(step)` (linear warm-up then cosine) and `ema_tau(step)` (fixed or BYOL's cosine ramp).
+Schedules follow DINO's `cosine_scheduler`: computed once per run as arrays indexed by the global
+optimiser step, `lr_schedule` (linear warm-up then cosine, with the LR scaling rule) and
+`ema_schedule` (τ fixed, or BYOL's cosine ramp to 1). The training module and the speed
+benchmark's plain loop look their values up (`at`); `byel.train` saves them beside the run.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,25 +88,69 @@ def scaled_lr(lr: float, scaling: str, batches_per_step: int) -> float:
     raise ConfigError(f"unknown optim.lr_scaling {scaling!r}; choose none or linear")
 
 
-class WarmupCosine:
-    """lr multiplier: linear warm-up over `warmup` steps, then cosine decay to `min_ratio`.
+def lr_schedule(optim, total_steps: int, epochs: int, batches_per_step: int = 1) -> np.ndarray:
+    """The learning rate at each global optimiser step 0..total_steps (float64; total_steps + 1
+    entries: the last is the rate after the final step, which the last checkpoint's optimiser
+    holds). `optim`: the config's optim section. optim.lr, scaled by optim.lr_scaling
+    (`scaled_lr`), rises linearly over optim.warmup_epochs (of `epochs`), then decays along a
+    cosine to lr·optim.min_lr_ratio at total_steps.
 
-    A callable object rather than a lambda, so LambdaLR can save and restore it on resume.
+    Each entry is computed in Python floats, term by term as a per-step formula would (not with
+    numpy's vectorised cos, which may differ in the last bit): the values are those LambdaLR gave.
     """
+    base = scaled_lr(optim.lr, optim.lr_scaling, batches_per_step)
+    warmup = max(0, int(round(optim.warmup_epochs * total_steps / max(1, epochs))))
+    total, low = max(1, total_steps), optim.min_lr_ratio
 
-    def __init__(self, total: int, warmup: int, min_ratio: float = 0.0):
-        self.total, self.warmup, self.min_ratio = max(1, total), max(0, warmup), min_ratio
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return np.array([base * factor(s) for s in range(total_steps + 1)], dtype=np.float64)
 
 
-def ema_tau(step: int, total: int, base: float, schedule: str) -> float:
-    """Target-network decay at `step`: fixed (reference code) or BYOL's cosine ramp base → 1."""
-    if schedule == "fixed":
-        return base
-    progress = min(1.0, step / max(1, total))
-    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
+def ema_schedule(method, total_steps: int) -> np.ndarray:
+    """The target network's decay τ after each global optimiser step 0..total_steps (float64,
+    total_steps + 1 entries; the EMA update after step s uses entry s, s ≥ 1). `method`: the
+    config's method section: ema_schedule "fixed" keeps ema_base (the reference code); "cosine"
+    ramps it to 1 along BYOL's cosine, 1 − (1 − base)·(cos(π·s/total) + 1)/2."""
+    base = method.ema_base
+    if method.ema_schedule == "fixed":
+        return np.full(total_steps + 1, base, dtype=np.float64)
+    total = max(1, total_steps)
+    return np.array([1 - (1 - base) * (math.cos(math.pi * min(1.0, s / total)) + 1) / 2
+                     for s in range(total_steps + 1)], dtype=np.float64)
+
+
+def at(schedule: np.ndarray, step: int) -> float:
+    """A schedule's value at `step`; past its end, its last value (where both schedules end)."""
+    return float(schedule[min(max(0, step), len(schedule) - 1)])
+
+
+class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
+    """Sets every parameter group's learning rate to `lrs[step]` (an `lr_schedule` array), `step`
+    being the optimiser steps taken so far (the scheduler's own count, which a resumed run
+    restores). The array is not saved in checkpoints: a resumed run computes it again from its
+    config (load_state_dict)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lrs: np.ndarray):
+        self.lrs = lrs
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        lr = at(self.lrs, self.last_epoch)
+        return [lr for _ in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in super().state_dict().items() if k != "lrs"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # "lr_lambdas": a checkpoint of an older byel, whose LambdaLR computed the same values per step
+        super().load_state_dict({k: v for k, v in state_dict.items() if k not in ("lrs", "lr_lambdas")})
+        # The rate at the restored step, from this run's array: the checkpoint's own where the run
+        # is the same; a run resumed with more epochs continues on its new, longer schedule.
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr

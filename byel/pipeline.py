@@ -178,7 +178,7 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
          + (f"; + {len(unl)} unlabelled real images in the BYOL term" if unl is not None else "") + ")")
     # warp faces are made of real source faces: both checkpoints record them (tier C)
     pretrain(cfg, *train, out / "pretrain", resume=resume_pre, unlabelled=unl, generator_sources=data.real_uses,
-             split=split)
+             split=split, val=val)
     times["pretrain_s"] = time.time() - t
 
     t = time.time()

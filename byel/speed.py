@@ -14,9 +14,11 @@ epoch boundary also holds epoch-end work (checkpoints), which the end-to-end run
 
 The plain-PyTorch reference drives the *same* module without Lightning: a for loop over the same
 kind of DataLoader that calls the module's own `training_step` (one loss code path, no copy of its
-wiring), `backward`, the optimiser and LR schedule from the module's own `configure_optimizers`,
-then the module's own EMA hook `on_train_batch_end`. A tiny stand-in for the Trainer gives those
-methods the step counter and schedule length they read, and `self.log` becomes a no-op. Its clock
+wiring), `backward`, the optimiser and LR scheduler from the module's own `configure_optimizers`,
+then the module's own EMA hook `on_train_batch_end` (the rate and τ: entries of the arrays the
+module computed once, byel.optim.lr_schedule and ema_schedule, looked up at the step, as in byel's
+run). A tiny stand-in for the Trainer gives those methods the step counter and schedule length
+they read, and `self.log` becomes a no-op. Its clock
 is stamped before every fetch, so its gaps hold the same work. The ratio byel ÷ plain is then what
 Lightning's loop (hooks, logging, bookkeeping) costs or saves, nothing else.
 
@@ -101,7 +103,8 @@ def _no_log(*args, **kwargs) -> None:
 
 class PlainLoop:
     """byel's pre-training step without Lightning, calling the module's own methods:
-    training_step → backward → (grad clip) → optimiser → LR schedule → EMA hook."""
+    training_step → backward → (grad clip) → optimiser → LR schedule → EMA hook. The schedules are
+    the module's arrays (`schedules`, from configure_optimizers), indexed by the stub's step count."""
 
     def __init__(self, model, total_steps: int, max_epochs: int = 1, device: str = "cpu", precision: str = "32-true"):
         if precision not in AUTOCAST:
@@ -112,6 +115,7 @@ class PlainLoop:
         model.log = model.log_dict = _no_log  # instance attributes shadow LightningModule.log
         conf = model.configure_optimizers()
         self.opt, self.sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+        self.schedules = model.schedules  # lr and (momentum methods) τ at each global step
         self.stub.optimizers = [self.opt]
         self.clip = model.cfg.optim.grad_clip
 

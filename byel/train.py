@@ -2,7 +2,7 @@
 
 Both build the same Lightning Trainer (devices, DDP, precision, atomic checkpoints,
 `last.ckpt` for resume, CSV/TensorBoard loggers, a progress bar) and save the resolved config
-next to the run.
+next to the run; pre-training also saves its schedules (schedules.npz, schedules.png).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from byel.data.split import save_split, stratified_split
 from byel.errors import ByelError, CheckpointError, ConfigError, DataError, Interrupted
 from byel.methods import FineTune, create_method
 from byel.methods.base import LEARNED_FROM
+from byel.files import written_whole
 from byel.provenance import add_uses, fingerprint
 
 log = logging.getLogger("byel")
@@ -45,6 +46,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
     warnings.filterwarnings("ignore", ".*The number of training batches.*")
+    # pre-training's data module has a (possibly empty) val_dataloader, but its held-out score is
+    # the method's own (PretrainMethod.heldout_f1), not Lightning's validation loop
     warnings.filterwarnings("ignore", ".*no `validation_step`.*")
 
 
@@ -287,9 +290,46 @@ def stored_uses(uses: list[dict]) -> list[dict]:
              else torch.as_tensor(u["fingerprint"], dtype=torch.int64)} for u in uses]
 
 
+SCHEDULES_FILE, SCHEDULES_PLOT = "schedules.npz", "schedules.png"
+
+
+def save_schedules(schedules: dict[str, np.ndarray], out_dir: Path) -> None:
+    """A run's schedules (byel.optim: "lr", and "tau" for the momentum methods, indexed by the
+    global optimiser step) as out_dir/schedules.npz, and a plot of them, schedules.png; each
+    written whole (a temporary file, then renamed)."""
+    import matplotlib.pyplot as plt
+
+    from byel.plots import save_figure  # (its import selects the headless backend)
+
+    with written_whole(out_dir / SCHEDULES_FILE) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **schedules)
+    labels = {"lr": "learning rate", "tau": "EMA τ"}
+    fig, axes = plt.subplots(len(schedules), 1, figsize=(6, 2.2 * len(schedules)), sharex=True, squeeze=False)
+    for ax, (name, values) in zip(axes[:, 0], schedules.items()):
+        ax.plot(np.arange(len(values)), values, lw=1.2)
+        ax.set_ylabel(labels.get(name, name))
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("optimiser step")
+    fig.tight_layout()
+    save_figure(fig, out_dir / SCHEDULES_PLOT)
+
+
+class SaveSchedules(L.Callback):
+    """Writes the module's schedules (computed once in configure_optimizers) beside the run when
+    training starts, from the first process only."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            save_schedules(pl_module.schedules, self.out_dir)
+
+
 def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str | Path, resume=False,
              callbacks: list | None = None, overwrite: bool = True, unlabelled=None,
-             generator_sources: list[dict] | None = None, split: dict | None = None) -> Path:
+             generator_sources: list[dict] | None = None, split: dict | None = None,
+             val: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Stage 1 on labelled synthetic images. Returns the path of the final checkpoint.
     `callbacks`: extra Lightning callbacks (e.g. for monitoring). `overwrite` False refuses a
     folder that holds another run (the CLI's default); nothing in it is written before the
@@ -302,7 +342,11 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
     `real_uses`: warp faces' source faces), recorded the same way (`generator_sources`; tier C).
     `split`: the record of the held-out split the images come from (byel.data.split.holdout_split),
     written as split.json with config.yaml once every check has passed: a refused --resume (another
-    setting or other data than the run's) writes nothing."""
+    setting or other data than the run's) writes nothing.
+    `val`: the images (and labels) held out by that split: every epoch logs `val/macro_f1`, the
+    method's own classifier on them (a detached linear probe for byol); the trained weights are
+    those of a run without it. None (e.g. arrays with no split): nothing is scored.
+    The LR and EMA schedules are written beside the run as schedules.npz and schedules.png."""
     quiet_lightning()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,10 +366,12 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
                                                 "fingerprint": fingerprint(unlabelled.images)}
         if generator_sources:
             model.learned_from["generator_sources"] = stored_uses(generator_sources)
+        if val is not None and len(val[1]):
+            model.set_heldout(*val)
         dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced,
                              unlabelled=None if unlabelled is None else unlabelled.images, seed=cfg.seed)
-        trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=callbacks or [])
+        trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=[SaveSchedules(out_dir), *(callbacks or [])])
         _check_shares(len(labels), trainer, "the pre-training set")
         if split is not None:
             save_split(split, out_dir)

@@ -1,9 +1,11 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from byel.errors import ConfigError
 from byel.models import create_backbone
-from byel.optim import LARS, WarmupCosine, ema_tau
+from byel.optim import LARS, ema_schedule, lr_schedule
 
 
 @pytest.mark.parametrize("name,size,dim", [("smallnet", 32, 256), ("resnet18", 32, 512), ("resnet50", 64, 2048)])
@@ -40,16 +42,21 @@ def test_unknown_backbone_is_a_config_error():
 
 
 def test_warmup_cosine_schedule():
-    f = WarmupCosine(total=100, warmup=10, min_ratio=0.0)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    optim = SimpleNamespace(lr=1.0, lr_scaling="none", warmup_epochs=1, min_lr_ratio=0.0)
+    f = lr_schedule(optim, total_steps=100, epochs=10)  # 10 warm-up steps
+    assert len(f) == 101
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[55] == pytest.approx(0.5) and f[100] == pytest.approx(0.0)
 
 
 def test_ema_schedules():
-    assert ema_tau(50, 100, 0.99, "fixed") == 0.99
-    assert ema_tau(0, 100, 0.996, "cosine") == pytest.approx(0.996)
-    assert ema_tau(50, 100, 0.996, "cosine") == pytest.approx(0.998)
-    assert ema_tau(100, 100, 0.996, "cosine") == pytest.approx(1.0)
+    def tau(schedule, base=0.996):
+        return ema_schedule(SimpleNamespace(ema_base=base, ema_schedule=schedule), 100)
+
+    assert tau("fixed", 0.99)[50] == 0.99
+    assert tau("cosine")[0] == pytest.approx(0.996)
+    assert tau("cosine")[50] == pytest.approx(0.998)
+    assert tau("cosine")[100] == pytest.approx(1.0)
 
 
 def test_lars_scales_weight_step_by_trust_ratio():

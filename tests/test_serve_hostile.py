@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 
 from byel.classes import CLASSES
 from test_serve import needs_serve

@@ -39,7 +39,6 @@ import numpy as np
 from tqdm import tqdm
 
 from byel import imageio
-from byel.choices import FROM_REAL
 from byel.classes import ALIASES, CLASSES, KNOWN_OTHER, NUM_CLASSES, canonical, class_names
 from byel.data import cache as cache_store
 from byel.data.formats import GENERATE_INFO, IMAGE_EXTS, MANIFEST, PREVIEW, generate_run

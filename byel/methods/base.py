@@ -1,6 +1,7 @@
 """What every stage-1 method shares: the backbone, per-sample augmentation on the batch's
-device, the optimiser with warm-up + cosine LR, checkpoint metadata — and, for the momentum
-methods, the EMA target network with its schedule."""
+device, the optimiser with warm-up + cosine LR (a schedule computed once, byel.optim), checkpoint
+metadata, the held-out score logged every epoch (solo-learn's online evaluation) — and, for the
+momentum methods, the EMA target network with its schedule."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from torch import nn
 from byel.checkpoint import metadata
 from byel.config import Config, from_dict
 from byel.errors import ByelError
-from byel.data.augment import TrainAugment
+from byel.data.augment import EvalTransform, TrainAugment
+from byel.metrics import confusion_matrix, macro_f1
 from byel.models import create_backbone
-from byel.optim import WarmupCosine, build_optimizer, ema_tau, scaled_lr
+from byel.optim import ScheduledLR, at, build_optimizer, ema_schedule, lr_schedule, scaled_lr
 
 
 def backbone_from_config(cfg: Config) -> nn.Module:
@@ -105,14 +107,133 @@ class ByelModule(L.LightningModule):
         )
 
 
+class DetachedProbe:
+    """A linear classifier on detached backbone features, for a method without a classifier of its
+    own (byol): trained by its own Adam step on each labelled batch (`step`, from training_step),
+    its gradient never reaching the backbone, and scored on the held-out images like any method's
+    classifier. It stays outside the module's parameters, so the method's optimiser, gradient
+    clipping, DDP and state_dict never see it; its initialisation draws from a generator of its
+    own, not the global stream that augmentation and shuffling draw from. Under DDP its gradients
+    are averaged over the processes, so every process holds the same probe."""
+
+    lr = 1e-3
+
+    def __init__(self, dim: int, n_classes: int, seed: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.linear = nn.Linear(dim, n_classes)
+        self.optimizer = torch.optim.Adam(self.linear.parameters(), lr=self.lr)
+
+    def to(self, device) -> "DetachedProbe":
+        self.linear.to(device)
+        self.optimizer.load_state_dict(self.optimizer.state_dict())  # its moments follow the weights
+        return self
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features.float())
+
+    def step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        with torch.enable_grad(), torch.autocast(features.device.type, enabled=False):
+            loss = nn.functional.cross_entropy(self(features.detach()), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        grads = [p.grad for p in self.linear.parameters()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flat = torch.cat([g.flatten() for g in grads])
+            torch.distributed.all_reduce(flat)
+            flat /= torch.distributed.get_world_size()
+            for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+                g.copy_(part.view_as(g))
+        if all(torch.isfinite(g).all() for g in grads):  # the same decision on every process
+            self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"linear": self.linear.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.linear.load_state_dict(state["linear"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
 class PretrainMethod(ByelModule):
-    """Base class of stage-1 methods. Subclasses build their heads and implement `training_step`."""
+    """Base class of stage-1 methods. Subclasses build their heads and implement `training_step`;
+    `heldout_logits` gives the held-out score (solo-learn's online evaluation)."""
 
     kind = "pretrain"
+    # uint8 images (N, H, W, 3) and labels held out from training, scored at every epoch's end
+    heldout: tuple[torch.Tensor, torch.Tensor] | None = None
+    probe: DetachedProbe | None = None
+
+    # --- online evaluation ------------------------------------------------------------------
+    def set_heldout(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """Log `val/macro_f1` at every epoch's end: the macro-F1 of the method's own classifier
+        (`heldout_logits`) on these images held out from training (byel.train.pretrain's `val`).
+        Without a call nothing is scored. Scoring draws no random number and updates no
+        BatchNorm statistics (eval mode): the trained weights are those of a run without it."""
+        self.heldout = (torch.from_numpy(np.ascontiguousarray(images)),
+                        torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+        if self.needs_probe():
+            self.probe = DetachedProbe(self.backbone.out_dim, self.cfg.data.classes, self.cfg.seed)
+
+    def needs_probe(self) -> bool:
+        """Whether the method has no classifier of its own to score (then a DetachedProbe is trained)."""
+        return False
+
+    def heldout_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of preprocessed images x from the method's own classifier (in eval mode)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def heldout_f1(self) -> torch.Tensor | None:
+        """The macro-F1 on the held-out images (None: none were given). Under DDP each process
+        scores its share and the confusion matrices are summed."""
+        if self.heldout is None:
+            return None
+        images, labels = self.heldout
+        rank, world, n = self.global_rank, self.trainer.world_size, self.cfg.data.classes
+        images, labels = images[rank::world], labels[rank::world]
+        preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size).to(self.device)
+        cm = torch.zeros(n, n, dtype=torch.long, device=self.device)
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()  # BatchNorm normalises with its running statistics and updates none
+        try:
+            for i in range(0, len(labels), self.cfg.data.batch_size):
+                x = preprocess(images[i:i + self.cfg.data.batch_size].to(self.device))
+                y = labels[i:i + self.cfg.data.batch_size].to(self.device)
+                cm += confusion_matrix(self.heldout_logits(x).argmax(-1), y, n)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return macro_f1(self.trainer.strategy.reduce(cm, reduce_op="sum")).float()
+
+    def on_fit_start(self) -> None:
+        if self.probe is not None:
+            self.probe.to(self.device)
+
+    def on_train_epoch_end(self) -> None:
+        score = self.heldout_f1()
+        if score is not None:
+            self.log("val/macro_f1", score, prog_bar=True, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.probe is not None:
+            checkpoint["online_probe"] = self.probe.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.probe is not None and "online_probe" in checkpoint:
+            self.probe.load_state_dict(checkpoint["online_probe"])
 
     # --- optimisation -----------------------------------------------------------------------
     def total_steps(self) -> int:
         return int(self.trainer.estimated_stepping_batches)
+
+    def make_schedules(self) -> dict[str, np.ndarray]:
+        """This run's schedules, computed once, indexed by the global optimiser step (byel.optim):
+        {"lr": ...} here, and "tau" for the momentum methods."""
+        batches = self.trainer.world_size * self.trainer.accumulate_grad_batches
+        return {"lr": lr_schedule(self.cfg.optim, self.total_steps(), self.trainer.max_epochs, batches)}
 
     def configure_optimizers(self):
         o = self.cfg.optim
@@ -120,9 +241,8 @@ class PretrainMethod(ByelModule):
         lr = scaled_lr(o.lr, o.lr_scaling, self.trainer.world_size * self.trainer.accumulate_grad_batches)
         optimizer = build_optimizer(trainable, o.optimizer, lr, o.weight_decay, o.momentum)
         self.on_optimizer_created(optimizer)
-        total = self.total_steps()
-        warmup = int(round(o.warmup_epochs * total / max(1, self.trainer.max_epochs)))
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total, warmup, o.min_lr_ratio))
+        self.schedules = self.make_schedules()  # byel.train saves them beside the run
+        schedule = ScheduledLR(optimizer, self.schedules["lr"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
@@ -144,9 +264,11 @@ class MomentumMethod(PretrainMethod):
             copy_.requires_grad_(False)
             setattr(self, target, copy_)
 
+    def make_schedules(self) -> dict[str, np.ndarray]:
+        return {**super().make_schedules(), "tau": ema_schedule(self.cfg.method, self.total_steps())}
+
     def current_tau(self) -> float:
-        m = self.cfg.method
-        return ema_tau(self.trainer.global_step, self.total_steps(), m.ema_base, m.ema_schedule)
+        return at(self.schedules["tau"], self.trainer.global_step)
 
     def on_optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
         # The target follows the online weights once per real optimiser step: not on a step whose

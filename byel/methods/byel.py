@@ -36,20 +36,36 @@ class BYEL(MomentumMethod):
         self.classifier = EmotionClassifier(m.proj_dim, self.cfg.data.classes) if classifier else None
         self.init_targets()
 
-    def _views(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Online predictions and target projections of two augmented views of x."""
+    def _views(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Online predictions and target projections of two augmented views of x, and the first
+        view's backbone features."""
         views = (self.augment(x), self.augment(x))  # two independent per-sample draws
-        preds = [self.predictor(self.projector(self.backbone(v))) for v in views]
+        preds, features = [], []
+        for v in views:
+            features.append(self.backbone(v))
+            preds.append(self.predictor(self.projector(features[-1])))
         with torch.no_grad():
             targets = [self.target_projector(self.target_backbone(v)) for v in views]
-        return preds, targets
+        return preds, targets, features[0]
+
+    def needs_probe(self) -> bool:
+        return not self.use_classifier  # byol: a detached linear probe is scored instead
+
+    def heldout_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """BN(p·W), p the online prediction (byel, byol-cls); byol: the detached probe's logits."""
+        h = self.backbone(x)
+        if self.classifier is None:
+            return self.probe(h)
+        return self.classifier(self.predictor(self.projector(h)))
 
     def training_step(self, batch, batch_idx):
         if isinstance(batch, dict):  # {"labelled": (x, y), "unlabelled": (u, -1s)}
             (x, y), u = batch["labelled"], batch["unlabelled"][0]
         else:
             (x, y), u = batch, None
-        preds, targets = self._views(x)
+        preds, targets, features = self._views(x)
+        if self.probe is not None:  # its own step on detached features: nothing reaches the backbone
+            self.probe.step(features, y)
 
         logs = {}
         loss = 0.0
@@ -64,7 +80,7 @@ class BYEL(MomentumMethod):
                 preds = [emotion_vector_subtraction(p, W, y, self.cfg.method.evs_scale) for p in preds]
         byol = byol_loss(preds[0], targets[1]) + byol_loss(preds[1], targets[0])
         if u is not None:  # their own batch (own BatchNorm statistics), both views, BYOL only
-            preds_u, targets_u = self._views(u)
+            preds_u, targets_u, _ = self._views(u)
             byol_u = byol_loss(preds_u[0], targets_u[1]) + byol_loss(preds_u[1], targets_u[0])
             logs["train/byol_unlabelled"] = byol_u
             byol = byol + byol_u
