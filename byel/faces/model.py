@@ -15,6 +15,7 @@ from byel.errors import ByelError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "face_landmarker" / "face_landmarker.task"
 SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+LANDMARKER = "MediaPipe Face Landmarker v2 (face_landmarker.task)"  # its name in reports
 MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite", "face_blendshapes.tflite")
 
 
