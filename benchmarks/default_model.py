@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 def run(args, argv: list[str]) -> int:
     from byel.checks import check_output, run_lock
     from byel.config import load_config
-    from byel.predict import DEFAULT_MODEL_DIR
+    from byel.classifier import DEFAULT_MODEL_DIR
 
     cfg = load_config(args.preset, args.overrides)
     if args.no_progress:
@@ -177,14 +177,14 @@ def six_class_view(best: Path, path: Path) -> Path:
     six-class score is comparable with a six-class model's."""
     import torch
 
+    from byel import classifier
     from byel.checkpoint import atomic_torch_save, load_checkpoint
     from byel.classes import class_names
-    from byel.evaluate import load_classifier
 
     ckpt = load_checkpoint(best, kinds=("finetune",))
     meta, six = ckpt["byel"], list(class_names(6))
     keep = torch.tensor([meta["classes"].index(c) for c in six])
-    model = load_classifier(best)
+    model = classifier.load(best)
     outputs = [name for name, m in model.named_modules()
                if isinstance(m, torch.nn.Linear) and m.out_features == len(meta["classes"])]
     state = dict(ckpt["state_dict"])
@@ -273,7 +273,7 @@ def model_card(out: Path, summary: dict, shipped: dict, evaluations: list[dict],
 
     import yaml
 
-    from byel.evaluate import load_classifier
+    from byel import classifier
     from byel.faces.model import DEFAULT_MODEL
 
     meta = shipped.pop("meta")
@@ -281,7 +281,7 @@ def model_card(out: Path, summary: dict, shipped: dict, evaluations: list[dict],
     with open(out / "synthetic" / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     per_class = Counter(r["class"] for r in rows)
-    model = load_classifier(out / "finetune" / "checkpoints" / Path(summary["finetune_checkpoint"]).name)
+    model = classifier.load(out / "finetune" / "checkpoints" / Path(summary["finetune_checkpoint"]).name)
     cnn = sum(p.numel() for m in (model.backbone, model.head) for p in m.parameters())
     g = cfg["generate"]
     components = []

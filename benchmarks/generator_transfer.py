@@ -36,7 +36,7 @@ from byel.data.split import holdout_split  # noqa: E402
 from byel.errors import ConfigError  # noqa: E402
 from byel.adapt import adaptation_set, adapt_batchnorm  # noqa: E402
 from byel.provenance import LABELS, real_uses, tier_block  # noqa: E402
-from byel.evaluate import load_classifier, predict_probs  # noqa: E402
+from byel import classifier  # noqa: E402
 from byel.metrics import METRIC_DEFINITION, scores  # noqa: E402
 from byel.synth import BACKENDS, FROM_REAL  # noqa: E402
 from byel.synth.generate import generate  # noqa: E402
@@ -100,12 +100,12 @@ def train_and_score(backend: str, args, seed: int, real, adapt: tuple[np.ndarray
         "aug.normalize": args.normalize,
     })
     best = finetune(cfg, None, images, labels, out / "model", val=val, generator_sources=uses)
-    model = load_classifier(best)
+    model = classifier.load(best)
     uses = real_uses(model.checkpoint_meta)  # as byel evaluate reads them: the warp faces' sources
     ada_use = {"stage": "evaluate", "method": "adabn", "data": adapt[1]["data"], "n_images": adapt[1]["n_adapt_images"],
                "transductive": adapt[1]["transductive"], "n_evaluated_among": adapt[1]["n_evaluated_among"]}
-    plain = scores(predict_probs(model, real.images), real.labels)
-    adapted = scores(predict_probs(adapt_batchnorm(model, adapt[0]), real.images), real.labels)
+    plain = scores(classifier.predict_probs(model, real.images), real.labels)
+    adapted = scores(classifier.predict_probs(adapt_batchnorm(model, adapt[0]), real.images), real.labels)
     return {"backend": backend, "seed": seed, "n_train": int(len(labels)), "normalize": args.normalize,
             "generate_images_per_s": round(rate, 1), "held_out": split,
             "macro_f1": plain["macro_f1"], "accuracy": plain["accuracy"], "per_class_f1": plain["per_class_f1"],

@@ -183,15 +183,17 @@ class Model:
     def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", detect: bool = True,
                  detector: str = "auto", min_face: int = 24, batch_size: int = 64):
         from byel.checks import check_device
-        from byel.predict import FaceFinder, default_checkpoint, load_model
+        from byel import classifier  # late: torch/Lightning import
+        from byel.predict import FaceFinder
 
         _whole_arg(batch_size, "batch_size")
         _whole_arg(min_face, "min_face")
         if checkpoint is not None:
             _path_arg(checkpoint, "byel.load(checkpoint)", "a .ckpt file, or None for the model shipped with byel")
-        self.checkpoint = Path(default_checkpoint() if checkpoint is None else checkpoint)
+        self.checkpoint = Path(classifier.default_checkpoint() if checkpoint is None else checkpoint)
         self.device = check_device(device)
-        self.net, self.classes = load_model(self.checkpoint, self.device)
+        self.net = classifier.load(self.checkpoint, self.device)
+        self.classes = tuple(self.net.checkpoint_meta["classes"])
         self.finder = FaceFinder(self.net.cfg.data.image_size, detect, detector, min_face)
         self.batch_size = batch_size
 

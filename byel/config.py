@@ -101,7 +101,7 @@ class FinetuneConfig:
     dropout: float = 0.3
     batch_size: int = 256
     # one of HEADS: pixels (the CNN: tier A) | geometry | fused (+ the face-geometry head,
-    # byel.faces.fusion: tier B)
+    # byel.classifier: tier B)
     head: str = "pixels"
 
 

@@ -10,44 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from byel import __version__
+from byel import __version__, classifier
 from byel.adapt import adaptation_set, adapt_batchnorm
-from byel.checkpoint import load_checkpoint
 from byel.files import written_whole
-from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.outputs import default_report, evaluation_files
 from byel.plots import confusion_matrix_png
 from byel.provenance import real_uses, run_record, tier_block
-
-
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> FineTune:
-    """A fine-tuned byel model in eval mode, ready for `predict_probs`; `model.classes` are its
-    classes (the checkpoint's: the six, or the six and neutral)."""
-    ckpt = load_checkpoint(path, kinds=("finetune",))
-    model = FineTune(ckpt["byel"]["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.provenance)
-    return model.to(device).eval()
-
-
-def _batches(n: int, batch_size: int, desc: str, progress: bool):
-    starts = range(0, n, batch_size)
-    return tqdm(starts, desc=desc, leave=False, disable=not progress) if progress else starts
-
-
-@torch.inference_mode()
-def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
-    eval() and inference_mode."""
-    model.eval()
-    out = [
-        model.predict_images(torch.from_numpy(images[s : s + batch_size])).float().cpu()
-        for s in _batches(len(images), batch_size, "predict", progress)
-    ]
-    return torch.cat(out).numpy() if out else np.zeros((0, len(model.classes)), np.float32)
 
 
 def evaluate(
@@ -65,18 +35,17 @@ def evaluate(
     labels (the scored images only); a data spec: on the unlabelled images it holds.
     The classes are the model's: a 7-class model scores neutral too, a 6-class one skips it."""
     from byel.data.sources import load  # late: keeps `import byel.evaluate` light
-    from byel.faces import fusion
 
-    model = load_classifier(checkpoint, device)
+    model = classifier.load(checkpoint, device)
     size = model.cfg.data.image_size
     classes = list(model.classes)
     test = load(data, size, progress=progress, classes=len(classes))
     # the names the CLI checked before any work (byel.outputs): RUN/eval/<data>.json by default
     files = evaluation_files(default_report(checkpoint, data) if report is None else report, bool(adapt_bn))
     report = files["report"]
-    pixels = predict_probs(model, test.images, batch_size, progress)
+    pixels = classifier.predict_probs(model, test.images, batch_size, progress)
     # a geometry | fused head: the real faces measured too (cached by data spec); None: pixels
-    geo = fusion.measure(model, test.images, key=test.spec, progress=progress)
+    geo = classifier.measure(model, test.images, key=test.spec, progress=progress)
     result = {
         "checkpoint": str(checkpoint),
         "data": data,
@@ -107,7 +76,7 @@ def evaluate(
     if adapt_bn:
         images, used = adaptation_set(adapt_bn, test.images, size, progress)
         adapted = adapt_batchnorm(model, images, batch_size, progress)
-        adapted_pixels = predict_probs(adapted, test.images, batch_size, progress)
+        adapted_pixels = classifier.predict_probs(adapted, test.images, batch_size, progress)
         adabn_uses = uses + [{"stage": "evaluate", "method": "adabn", "data": used["data"],
                               "n_images": used["n_adapt_images"], "transductive": used["transductive"],
                               "n_evaluated_among": used["n_evaluated_among"]}]
@@ -136,10 +105,8 @@ def evaluate(
 def _geometry_only(geo, pixels: np.ndarray, test, uses: list[dict]) -> dict:
     """A fused model's geometry head alone: fusion weight 1 where a mesh is found, the pixel
     CNN elsewhere (tier B, as the fused scores)."""
-    from byel.faces.fusion import fuse
-
     block = tier_block(uses, test.images, {**geo.record(), "head": "geometry", "fusion_weight": 1.0})
-    return {**scores(fuse(pixels, geo.probs, 1.0), test.labels), "tier": block}
+    return {**scores(classifier.fuse(pixels, geo.probs, 1.0), test.labels), "tier": block}
 
 
 def format_result(result: dict) -> str:

@@ -60,6 +60,7 @@ def run_ablation(
     (byel.provenance.run_record), in each record and score this call makes."""
     import torch
 
+    from byel import classifier
     from byel.adapt import adaptation_set, adapt_batchnorm
     from byel.adapt import method as adapt_method
     from byel.adapt.common import CollapseError, Options
@@ -67,7 +68,6 @@ def run_ablation(
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.errors import ByelError
-    from byel.evaluate import load_classifier, predict_probs
     from byel.metrics import scores
     from byel.provenance import add_uses, real_uses, run_record, tier_block
     from byel.synth.generate import generate
@@ -155,7 +155,7 @@ def run_ablation(
                     if not Path(record["checkpoint"]).exists():
                         raise ByelError(f"{record['checkpoint']} is gone: cannot score run {method}-s{seed}-{run_id} "
                                         f"on {', '.join(todo)}; remove its record from {results_path} to retrain it")
-                    model = load_classifier(record["checkpoint"])
+                    model = classifier.load(record["checkpoint"])
                     # warp training faces' source faces: also for a checkpoint from before they were recorded
                     uses = add_uses(real_uses(model.checkpoint_meta), train.real_uses)
                     for spec in todo:
@@ -164,9 +164,9 @@ def run_ablation(
                         ada_use = {"stage": "evaluate", "method": "adabn", "data": used["data"],
                                    "n_images": used["n_adapt_images"], "transductive": used["transductive"],
                                    "n_evaluated_among": used["n_evaluated_among"]}
-                        entry = {**scores(predict_probs(model, real.images), real.labels),
+                        entry = {**scores(classifier.predict_probs(model, real.images), real.labels),
                                  "tier": tier_block(uses, real.images),
-                                 "adabn": {**used, **scores(predict_probs(adapt_batchnorm(model, images), real.images),
+                                 "adabn": {**used, **scores(classifier.predict_probs(adapt_batchnorm(model, images), real.images),
                                                             real.labels),
                                            "tier": tier_block(uses + [ada_use], real.images)},
                                  "n_images": int(len(real.labels)), "run": run}
@@ -178,7 +178,7 @@ def run_ablation(
                             except CollapseError as e:  # recorded, and the table says how many
                                 entry["adapt"]["collapsed"] = str(e)
                             else:
-                                entry["adapt"].update({**scores(predict_probs(adapted, real.images), real.labels),
+                                entry["adapt"].update({**scores(classifier.predict_probs(adapted, real.images), real.labels),
                                                        "rounds": rec["rounds"]})
                                 if "face_geometry" in rec:  # co-train: the CNN learned the landmarker's labels (B+C)
                                     entry["adapt"]["tier"] = tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt,

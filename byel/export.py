@@ -100,13 +100,13 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
     ``out_path`` without a suffix gets ``.pt`` (torchscript) or ``.onnx``. Returns the paths,
     the input size and the parity check's ``parity_max_abs_diff``. Raises CheckpointError for a
     wrong checkpoint and ByelError for an unknown format or when ONNX is not installed."""
-    from byel.evaluate import load_classifier  # late: Lightning import
+    from byel import classifier  # late: Lightning import
 
     if fmt not in FORMATS:
         raise ByelError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
     if fmt == "onnx" and (why := onnx_available()):
         raise ByelError(why)
-    model = load_classifier(checkpoint, "cpu")
+    model = classifier.load(checkpoint, "cpu")
     cfg = model.cfg
     size = cfg.data.image_size
     files = export_files(out_path, fmt)  # the names `byel export` checked before any work
@@ -214,10 +214,9 @@ def _feature_batch(head, n: int, gen: torch.Generator) -> torch.Tensor:
 def geometry_record(model, file: str, diff: float) -> dict:
     """The JSON's ``geometry`` block: the second file, the fusion, and how to compute its input."""
     from byel.faces.features import EYE_CORNERS, N_FEATURES
-    from byel.faces.fusion import LANDMARKER
     from byel.faces.mesher import BLENDSHAPES, N_LANDMARKS
     from byel.faces.model import DEFAULT_MODEL
-    from byel.landmarker import SHA256
+    from byel.landmarker import LANDMARKER, SHA256
 
     weight = round(float(model.fusion_weight), 6)
     return {

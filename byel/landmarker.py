@@ -8,3 +8,4 @@ the face package above it.
 """
 
 SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+LANDMARKER = "MediaPipe Face Landmarker v2 (face_landmarker.task)"  # its name in reports

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from byel import classifier
 from byel.classes import class_names
 from byel.errors import ByelError, DataError, escape_surrogates
 
@@ -24,22 +25,6 @@ MARKERS = ["o", "^", "s", "D", "v", "P", "X", "*"]
 CLASS_COLOURS = ["#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#17becf"]  # the six, neutral
 UNLABELLED = "#7f7f7f"
 MIN_PER_SET = 2  # a set's spread (the centroid-gap unit) and its place in the PCA need two points
-
-
-def load_backbone(checkpoint: str | Path, device: str = "cpu"):
-    """(backbone in eval mode, preprocess transform, config) of a stage-1 or fine-tuned checkpoint."""
-    from byel.checkpoint import backbone_state, load_checkpoint
-    from byel.config import from_dict
-    from byel.data.augment import EvalTransform
-    from byel.models import create_backbone
-
-    ckpt = load_checkpoint(checkpoint, kinds=("pretrain", "finetune"))
-    cfg = from_dict(ckpt["byel"]["config"])
-    m = cfg.model
-    backbone = create_backbone(m.backbone, width=m.width, small_input=m.small_input)
-    backbone.load_state_dict(backbone_state(ckpt))
-    pre = EvalTransform(cfg.aug, cfg.data.image_size)
-    return backbone.to(device).eval(), pre.to(device), cfg
 
 
 @torch.inference_mode()
@@ -102,7 +87,7 @@ def plot_latents(
         raise DataError("give at least one data set (e.g. the synthetic training folder and a real one)")
     if max_per_set < MIN_PER_SET:
         raise ByelError(f"max_per_set must be >= {MIN_PER_SET}, got {max_per_set}")
-    backbone, pre, cfg = load_backbone(checkpoint, device)
+    backbone, pre, cfg = classifier.load_backbone(checkpoint, device)
     classes = class_names(cfg.data.classes)  # the checkpoint's
     sets = []
     for i, spec in enumerate(data_specs):

@@ -372,27 +372,6 @@ def _write_image(path: Path, bgr: np.ndarray) -> None:
 # --------------------------------------------------------------------------- predict
 
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
-
-
-def default_checkpoint() -> Path:
-    """The model shipped inside the package (byel/assets/default_model/*.ckpt)."""
-    found = sorted(DEFAULT_MODEL_DIR.glob("*.ckpt")) if DEFAULT_MODEL_DIR.is_dir() else []
-    if len(found) != 1:
-        raise ByelError("no default model shipped yet; pass a checkpoint")
-    return found[0]
-
-
-def load_model(checkpoint: str | Path | None, device: str = "cpu"):
-    """A fine-tuned classifier in eval mode and its class names (the checkpoint's ``byel.classes``).
-    ``checkpoint=None``: the model shipped with byel."""
-    from byel.evaluate import load_classifier  # late: torch/lightning import
-
-    checkpoint = default_checkpoint() if checkpoint is None else checkpoint
-    model = load_classifier(checkpoint, device)
-    return model, tuple(model.checkpoint_meta["classes"])
-
-
 def check_uncertain(uncertain: float | None) -> None:
     if uncertain is not None and (isinstance(uncertain, bool) or not isinstance(uncertain, numbers.Real)):
         raise InputTypeError(f"uncertain must be a number > 0 and <= 1 (or None), got {uncertain!r} "
@@ -411,18 +390,17 @@ def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64):
     """For each ``(meta, rgb, keep)`` of ``items``: ``(meta, rgb if keep else None, faces, probs)``,
     in order. Faces are found image by image and classified ``batch_size`` crops at a time across
     images (the one batching path of ``byel predict``, the Python API and ``byel serve``)."""
-    from byel.evaluate import predict_probs
-    from byel.faces import fusion
+    from byel import classifier  # late: torch/Lightning import
 
     pending: list = []
 
     def flush():
         crops = [f.crop for _, _, faces in pending for f in faces]
-        probs = predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, 0), np.float32)
+        probs = classifier.predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, 0), np.float32)
         # a geometry | fused head: the landmarker's mesh of each face, else (other detectors, no
         # detection) the crop measured; a face without a mesh keeps the CNN's probabilities
         meshes = [f.mesh for _, _, faces in pending for f in faces]
-        geo = fusion.measure(model, np.stack(crops), cache=False, meshes=meshes) if crops else None
+        geo = classifier.measure(model, np.stack(crops), cache=False, meshes=meshes) if crops else None
         probs = probs if geo is None else geo.fuse(probs)
         k = 0
         for meta, rgb, faces in pending:
@@ -482,6 +460,7 @@ def predict(
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.
     """
+    from byel import classifier  # late: torch/Lightning import
     from byel.track import parse_smooth, track_and_smooth
 
     if batch_size < 1:
@@ -491,7 +470,8 @@ def predict(
     check_uncertain(uncertain)
     parse_smooth(smooth)
     checked_min_face(min_face)
-    model, classes = load_model(checkpoint, device)
+    model = classifier.load(checkpoint, device)
+    classes = tuple(model.checkpoint_meta["classes"])
     src = collect_inputs(list(inputs))
     if not src.items:
         what = "; ".join(f"{w}: {r}" for w, r in src.problems[:3]) or "no inputs given"

@@ -138,15 +138,15 @@ def submit(
 
     from byel.data.sources import decode_image
     from byel.imageio import Unusable
-    from byel.evaluate import load_classifier, predict_probs  # late: Lightning import
-    from byel.faces import fusion
+    from byel import classifier  # late: Lightning import
+    from byel.faces.model import LANDMARKER
 
     if codes not in HEADERS:
         raise ByelError(f"unknown label coding {codes!r}; choose {' or '.join(HEADERS)}")
     if batch_size < 1:
         raise ByelError(f"batch size must be >= 1, got {batch_size}")
     videos, ignored = scan_frames(frames_root)  # before the model loads: a bad tree is refused at once
-    model = load_classifier(checkpoint, device)
+    model = classifier.load(checkpoint, device)
     header = ",".join(model.classes) if codes == "byel" else HEADERS[codes]
     size = model.cfg.data.image_size
     out = Path(out_dir)
@@ -173,8 +173,8 @@ def submit(
                         problems.append((frames[n], e.reason))
                 if images:
                     batch = np.stack(images)
-                    probs = predict_probs(model, batch, batch_size)
-                    geo = fusion.measure(model, batch, cache=False)  # None for a pixels-only model
+                    probs = classifier.predict_probs(model, batch, batch_size)
+                    geo = classifier.measure(model, batch, cache=False)  # None for a pixels-only model
                     if geo is not None:  # the frames are face crops already: measured as evaluate measures them
                         probs = geo.fuse(probs)
                         n_mesh += int(geo.found.sum())
@@ -211,8 +211,8 @@ def submit(
         "per_video": per_video,
         "problems": problems,
         # a geometry or fused model: the face geometry its predictions used (tier B), else None
-        "face_geometry": None if not fusion.uses_geometry(model) else {
-            "head": model.head_kind, "fusion_weight": round(float(model.fusion_weight), 6), "model": fusion.LANDMARKER,
+        "face_geometry": None if not classifier.uses_geometry(model) else {
+            "head": model.head_kind, "fusion_weight": round(float(model.fusion_weight), 6), "model": LANDMARKER,
             "n_frames": n_measured, "n_mesh": n_mesh, "no_mesh": "classified by the pixel CNN"},
     }
 

@@ -452,10 +452,10 @@ def finetune(
         if state is not None:
             model.backbone.load_state_dict(state)
         if cfg.finetune.head != "pixels":  # tier B: fitted on the synthetic training faces only
-            from byel.faces import fusion
+            from byel.faces.head import fit
 
             log.info("fitting the %s head's face-geometry part on %d synthetic faces", cfg.finetune.head, len(labels))
-            head = fusion.fit(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
+            head = fit(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
             model.geometry.load_state_dict(head.state_dict())
         dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
@@ -470,7 +470,7 @@ def finetune(
         path = _written(best if best.exists() else out_dir / "checkpoints" / "last.ckpt")
     if cfg.finetune.head != "pixels" and global_rank() == 0:
         # the fusion weight of the selected network, chosen on the synthetic held-out split
-        from byel.faces.fusion import store_weight
+        from byel.classifier import store_weight
 
         record = store_weight(path, *val, key="finetune-val", progress=cfg.trainer.progress)
         log.info("%s head: fusion weight %.1f (synthetic held-out macro-F1 by weight: %s)", cfg.finetune.head,

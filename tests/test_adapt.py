@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from byel import classifier
 from byel.adapt.common import Options
 from byel.adapt.run import adapt_model
 from byel.cli import main
 from byel.data.sources import load
-from byel.evaluate import load_classifier, predict_probs
 from conftest import pretrain_and_finetune, write_class_folders
 
 TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
@@ -54,7 +54,7 @@ def _params(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_changes_only_what_it_should(world, fer_sample, method):
-    model = load_classifier(world["ckpt"])
+    model = classifier.load(world["ckpt"])
     before, buffers = _params(model), {k: v.clone() for k, v in model.state_dict().items()}
     images = load(str(fer_sample), model.cfg.data.image_size, unlabelled=True, progress=False).images
     syn = load(str(world["synth"]), model.cfg.data.image_size, progress=False)
@@ -140,10 +140,10 @@ def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     assert r["tier"]["unlabelled_real"] == [{"stage": "adapt", "method": "tent", "data": str(fer_sample),
                                              "n_images": 140, "transductive": True, "n_evaluated_among": 120}]
     assert r["adabn"]["tier"]["name"] == "C" and len(r["adabn"]["tier"]["unlabelled_real"]) == 2
-    model = load_classifier(adapted)
+    model = classifier.load(adapted)
     test = load(str(fer_sample), model.cfg.data.image_size, progress=False)
     assert r["macro_f1"] == pytest.approx(
-        __import__("byel.metrics", fromlist=["scores"]).scores(predict_probs(model, test.images), test.labels)["macro_f1"])
+        __import__("byel.metrics", fromlist=["scores"]).scores(classifier.predict_probs(model, test.images), test.labels)["macro_f1"])
     # the unadapted model: tier A; its AdaBN score: tier C
     assert main(["evaluate", "--checkpoint", str(world["ckpt"]), "--data", str(fer_sample), "--report",
                  str(tmp_path / "ev0.json"), "--adapt-bn", "--no-progress"]) == 0
@@ -164,7 +164,7 @@ def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     from byel.data.sources import decode_image
 
-    probs = predict_probs(model, np.stack([decode_image(str(f), model.cfg.data.image_size) for f in faces]))
+    probs = classifier.predict_probs(model, np.stack([decode_image(str(f), model.cfg.data.image_size) for f in faces]))
     got = np.array([[float(row[f"p_{c}"]) for c in r["classes"]] for row in rows])
     assert np.allclose(got, probs, atol=1e-4)
     # export

@@ -240,9 +240,9 @@ def test_bad_inputs_are_one_line(tmp_path, model):
 
 
 def test_load_without_a_shipped_model_is_one_clear_line(tmp_path, monkeypatch):
-    import byel.predict
+    import byel.classifier
 
-    monkeypatch.setattr(byel.predict, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
+    monkeypatch.setattr(byel.classifier, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
     with pytest.raises(ByelError) as e:
         byel.load()
     assert str(e.value) == "no default model shipped yet; pass a checkpoint"
@@ -253,9 +253,9 @@ def test_the_shipped_model_reads_a_photo_without_any_training():
     import json
 
     import byel.export
-    import byel.predict
+    import byel.classifier
 
-    ship = byel.predict.DEFAULT_MODEL_DIR
+    ship = byel.classifier.DEFAULT_MODEL_DIR
     card = json.loads((ship / "model_card.json").read_text())
     ckpt = ship / "model.ckpt"
     assert ckpt.stat().st_size <= 20 * 1024 * 1024

@@ -111,17 +111,16 @@ def test_evaluate_and_predict_load_it(world, tmp_path):
     assert r["tier"]["unlabelled_real"][0]["transductive"] is True
     assert r["pixels_only"]["tier"]["name"] == "B+C"  # the CNN alone learned the geometry view's labels too
     from byel.data.sources import decode_image
-    from byel.evaluate import load_classifier, predict_probs
-    from byel.faces import fusion
+    from byel import classifier
 
     faces = sorted((FER_SAMPLE / "happy").glob("*"))[:2]
     out = tmp_path / "p.csv"
     assert main(["predict", *map(str, faces), "--checkpoint", str(adapted), "--no-detect", "--out", str(out),
                  "--no-progress"]) == 0
     rows = list(csv.DictReader(open(out)))
-    model = load_classifier(adapted)
+    model = classifier.load(adapted)
     crops = np.stack([decode_image(str(f), SIZE) for f in faces])
-    want = fusion.measure(model, crops).fuse(predict_probs(model, crops))
+    want = classifier.measure(model, crops).fuse(classifier.predict_probs(model, crops))
     got = np.array([[float(row[f"p_{c}"]) for c in r["classes"]] for row in rows])
     assert np.allclose(got, want, atol=1e-4)
 

@@ -135,14 +135,13 @@ def test_slim_checkpoint_is_weights_only_small_and_predicts_like_best(made):
 def test_six_class_score_uses_the_models_six_emotion_outputs(made):
     """A 7-class model's six-class score: both heads' softmax over the six emotions, i.e. its
     probabilities with neutral dropped and renormalised."""
-    from byel.evaluate import load_classifier, predict_probs
-    from byel.faces import fusion
+    from byel import classifier
 
-    view, best = load_classifier(made.run / "eval" / "six-class-view.ckpt"), load_classifier(made.best)
+    view, best = classifier.load(made.run / "eval" / "six-class-view.ckpt"), classifier.load(made.best)
     images = _crops()
-    p7, p6 = predict_probs(best, images), predict_probs(view, images)
+    p7, p6 = classifier.predict_probs(best, images), classifier.predict_probs(view, images)
     np.testing.assert_allclose(p6, p7[:, :6] / p7[:, :6].sum(1, keepdims=True), atol=1e-6)
-    g7, g6 = fusion.measure(best, images, cache=False), fusion.measure(view, images, cache=False)
+    g7, g6 = classifier.measure(best, images, cache=False), classifier.measure(view, images, cache=False)
     assert g6.found.any() and (g6.found == g7.found).all() and g6.weight == g7.weight
     f = g7.found
     np.testing.assert_allclose(g6.probs[f], g7.probs[f][:, :6] / g7.probs[f][:, :6].sum(1, keepdims=True), atol=1e-6)
@@ -150,10 +149,10 @@ def test_six_class_score_uses_the_models_six_emotion_outputs(made):
 
 def test_shipped_model_is_what_byel_uses_without_a_checkpoint(made, monkeypatch, tmp_path, capsys):
     import byel
-    import byel.predict
+    import byel.classifier
     from byel.cli import main
 
-    monkeypatch.setattr(byel.predict, "DEFAULT_MODEL_DIR", made.ship)
+    monkeypatch.setattr(byel.classifier, "DEFAULT_MODEL_DIR", made.ship)
     model = byel.load(detect=False)
     assert model.checkpoint == made.slim and list(model.classes) == SEVEN
 

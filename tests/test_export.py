@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from byel import classifier
 from byel.classes import CLASSES
 from byel.config import NORMALIZERS
 from byel.errors import ByelError, CheckpointError
-from byel.evaluate import load_classifier
 from byel.export import export, onnx_available, run_onnx
 from test_predict import make_checkpoints
 
@@ -33,7 +33,7 @@ def batch():
 
 
 def reference(ckpt, x):
-    model = load_classifier(ckpt)
+    model = classifier.load(ckpt)
     with torch.inference_mode():
         return model(model.preprocess(x)).softmax(-1)
 
@@ -61,7 +61,7 @@ def test_torchscript_matches_pytorch(tmp_path, ckpts, batch):
     # the uint8 path byel itself uses (predict_images) gives the same probabilities
     uint8 = (batch * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
     torch.testing.assert_close(scripted(uint8.permute(0, 3, 1, 2).float() / 255),
-                               load_classifier(ckpts[1]).predict_images(uint8), atol=1e-5, rtol=0)
+                               classifier.load(ckpts[1]).predict_images(uint8), atol=1e-5, rtol=0)
 
 
 @pytest.mark.skipif(onnx_available() is not None, reason=str(onnx_available()))
@@ -122,7 +122,7 @@ def test_a_fused_model_exports_its_geometry_head_and_how_to_compute_its_features
     feats = np.array(rows, np.float32)
     np.testing.assert_allclose(feats, geometry_features(Meshes.from_faces(faces))[0], atol=1e-5)
     # ... and the exported head turns them into GeometryHead's probabilities
-    want = load_classifier(fused).geometry.probs(feats)
+    want = classifier.load(fused).geometry.probs(feats)
     got = torch.jit.load(str(path))(torch.from_numpy(feats)).numpy() if fmt == "torchscript" else run_onnx(path, feats)
     assert len(faces) == 5 and np.abs(want - 1 / 6).max() > 0.01  # not a flat head
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

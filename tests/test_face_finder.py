@@ -141,8 +141,8 @@ def test_a_missing_or_corrupt_landmarker_is_one_error_line_naming_it(tmp_path, c
 
 
 def test_a_fused_model_classifies_with_the_mesh_measured_on_the_photo(tmp_path, monkeypatch):
-    from byel.evaluate import predict_probs
-    from byel.faces import fusion
+    from byel import classifier
+    from byel.faces import features
 
     _, ft = make_checkpoints(tmp_path, {"finetune.head": "fused"})
     ck = torch.load(ft, weights_only=False)
@@ -151,15 +151,16 @@ def test_a_fused_model_classifies_with_the_mesh_measured_on_the_photo(tmp_path, 
     torch.save(ck, ft)
     model = byel.load(ft)
     measured = []
-    real = fusion.measure_images
-    monkeypatch.setattr(fusion, "measure_images",
-                        lambda images, **kw: measured.append(len(images)) or real(images, **kw))
+    real = classifier.measure_images
+    for where in (classifier, features):  # the crops measured by the classifier, or for their features
+        monkeypatch.setattr(where, "measure_images",
+                            lambda images, **kw: measured.append(len(images)) or real(images, **kw))
     faces = model.predict(GROUP)
     assert measured == [] and len(faces) == 5  # no face measured a second time
     found = model.finder(rgb_of(GROUP))
-    pixels = predict_probs(model.net, np.stack([f.crop for f in found]))
+    pixels = classifier.predict_probs(model.net, np.stack([f.crop for f in found]))
     geo = model.net.geometry.probs(geometry_features(Meshes.from_faces([f.mesh for f in found]))[0])
-    want = fusion.fuse(pixels, geo, 0.5)
+    want = classifier.fuse(pixels, geo, 0.5)
     got = np.array([list(f.probabilities.values()) for f in faces])
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(want - pixels).max() > 1e-3  # the geometry head did count

@@ -42,8 +42,7 @@ def test_fused_checkpoint_holds_the_geometry_head_and_the_grid_best_weight(fused
     from byel.config import load_config
     from byel.data.sources import load
     from byel.data.split import holdout_split
-    from byel.evaluate import load_classifier, predict_probs
-    from byel.faces import fusion
+    from byel import classifier
     from byel.metrics import scores
 
     ckpt = torch.load(fused / "checkpoints" / "best.ckpt", weights_only=True)
@@ -57,12 +56,12 @@ def test_fused_checkpoint_holds_the_geometry_head_and_the_grid_best_weight(fused
     # recomputed on the split the CLI held out (the images fine-tuning did not train on)
     data = load(f"imagefolder:{faces}", SIZE, progress=False)
     _, va, _ = holdout_split(data, load_config("smoke").data.val_fraction, 0)
-    model = load_classifier(fused / "checkpoints" / "best.ckpt")
+    model = classifier.load(fused / "checkpoints" / "best.ckpt")
     images, labels = data.images[va], data.labels[va]
-    geo = fusion.measure(model, images)
+    geo = classifier.measure(model, images)
     assert geo.found.mean() > 0.8  # 96 px procedural faces: a mesh on (nearly) all
-    pixels = predict_probs(model, images)
-    grid = [scores(fusion.fuse(pixels, geo.probs, w / 10), labels)["macro_f1"] for w in range(11)]
+    pixels = classifier.predict_probs(model, images)
+    grid = [scores(classifier.fuse(pixels, geo.probs, w / 10), labels)["macro_f1"] for w in range(11)]
     assert rec["weight"] == int(np.argmax(grid)) / 10
     assert [round(f, 6) for f in grid] == list(rec["macro_f1_by_weight"].values())
 
@@ -90,16 +89,15 @@ def test_evaluate_reports_tier_b_detection_rate_and_pixels_only(fused, faces, tm
 def test_predict_fuses_on_a_fused_checkpoint(fused, faces, tmp_path):
     import byel
     from byel.data.sources import load
-    from byel.evaluate import load_classifier, predict_probs
-    from byel.faces import fusion
+    from byel import classifier
 
     data = load(f"imagefolder:{faces}", SIZE, progress=False)
     crops = data.images[::6]
     ckpt = fused / "checkpoints" / "best.ckpt"
     got = byel.load(ckpt, detect=False).predict(list(crops))
     probs = np.array([[f[0].probabilities[c] for c in f.classes] for f in got])
-    model = load_classifier(ckpt)
-    want = fusion.measure(model, crops).fuse(predict_probs(model, crops))
+    model = classifier.load(ckpt)
+    want = classifier.measure(model, crops).fuse(classifier.predict_probs(model, crops))
     np.testing.assert_allclose(probs, want, atol=1e-5)
     csv, folder = tmp_path / "p.csv", tmp_path / "in"
     folder.mkdir()
@@ -113,8 +111,7 @@ def test_submit_fuses_on_a_fused_checkpoint(fused, faces, tmp_path, capsys):
     """byel submit with a fused model: each frame's label is the fused prediction, and the summary
     counts the frames with a face mesh."""
     from byel.data.sources import load
-    from byel.evaluate import load_classifier, predict_probs
-    from byel.faces import fusion
+    from byel import classifier
     from byel.submit import submit
 
     data = load(f"imagefolder:{faces}", SIZE, progress=False)
@@ -125,9 +122,9 @@ def test_submit_fuses_on_a_fused_checkpoint(fused, faces, tmp_path, capsys):
         cv2.imwrite(str(video / f"{k:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     ckpt = fused / "checkpoints" / "best.ckpt"
     r = submit(ckpt, tmp_path / "frames", tmp_path / "sub", batch_size=4, progress=False)
-    model = load_classifier(ckpt)
-    geo = fusion.measure(model, crops, cache=False)
-    want = geo.fuse(predict_probs(model, crops)).argmax(1)
+    model = classifier.load(ckpt)
+    geo = classifier.measure(model, crops, cache=False)
+    want = geo.fuse(classifier.predict_probs(model, crops)).argmax(1)
     assert (tmp_path / "sub" / "video1.txt").read_text().splitlines()[1:] == [str(int(v)) for v in want]
     g = r["face_geometry"]
     assert g["head"] == "fused" and g["n_frames"] == len(crops) and g["n_mesh"] == int(geo.found.sum()) > 0

@@ -199,7 +199,7 @@ def test_submit_refuses_a_stray_frame_far_beyond_the_others_before_the_model_loa
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the frame tree was checked")
 
-    monkeypatch.setattr("byel.evaluate.load_classifier", no_model)
+    monkeypatch.setattr("byel.classifier.load", no_model)
     with pytest.raises(DataError, match="10000000"):
         submit(ckpts[1], frames, out, progress=False)
     assert main(["submit", "--checkpoint", str(ckpts[1]), "--frames", str(frames), "--out", str(out),
@@ -221,15 +221,13 @@ def test_submit_still_fills_a_gap_within_the_rule(tmp_path, ckpts):
 
 def parse_fails(argv, capsys, monkeypatch) -> str:
     """The parser refuses argv (SystemExit 2, one line) before any command runs."""
-    import byel.evaluate
-    import byel.latents
-    import byel.predict
+    import byel.classifier
 
     def no_model(*a, **k):
         raise AssertionError("a model was loaded")
 
-    for mod, name in ((byel.predict, "load_model"), (byel.latents, "load_backbone"), (byel.evaluate, "load_classifier")):
-        monkeypatch.setattr(mod, name, no_model)
+    for name in ("load", "load_backbone"):
+        monkeypatch.setattr(byel.classifier, name, no_model)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2

@@ -52,7 +52,7 @@ def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, mo
     import byel.evaluate
     from byel.adapt import adapt_batchnorm
     from byel.data.sources import load
-    from byel.evaluate import load_classifier, predict_probs
+    from byel import classifier
 
     pre, ft = tmp_path / "pre", tmp_path / "ft"
     main(["pretrain", "--data", str(synth_dir), "--out", str(pre), *TINY])
@@ -73,11 +73,11 @@ def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, mo
     assert report.with_suffix(".png").stat().st_size > 10_000
     # The numbers are the model's: predict again and score with scikit-learn.
     skm = pytest.importorskip("sklearn.metrics")
-    model = load_classifier(best)
+    model = classifier.load(best)
     test = load(str(fer_sample), model.cfg.data.image_size, progress=False)
     for name, m in (("plain", model), ("adabn", adapt_batchnorm(model, test.images))):
         s = r if name == "plain" else r["adabn"]
-        pred = predict_probs(m, test.images).argmax(1)
+        pred = classifier.predict_probs(m, test.images).argmax(1)
         assert s["confusion_matrix"] == skm.confusion_matrix(test.labels, pred, labels=range(6)).tolist()
         assert s["macro_f1"] == pytest.approx(
             skm.f1_score(test.labels, pred, labels=range(6), average="macro", zero_division=0), abs=1e-9)

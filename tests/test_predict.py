@@ -110,11 +110,11 @@ def test_no_detect_folder_of_crops(tmp_path, ckpts):
         assert (row["x"], row["y"], row["w"], row["h"]) == ("0", "0", "48", "48")
     # same probabilities as the model on the same crops (batching and order preserved)
     from byel.data.sources import decode_image
-    from byel.evaluate import load_classifier, predict_probs
+    from byel import classifier
 
-    model = load_classifier(ckpts[1])
+    model = classifier.load(ckpts[1])
     imgs = np.stack([decode_image(row["file"], 32) for row in rows])
-    want = predict_probs(model, imgs)
+    want = classifier.predict_probs(model, imgs)
     got = np.array([[float(row[f"p_{c}"]) for c in CLASSES] for row in rows])
     np.testing.assert_allclose(got, want, atol=2e-6)
 

@@ -158,10 +158,10 @@ def test_missing_extra_is_one_line(monkeypatch):
 
 @needs_serve
 def test_serve_without_a_shipped_model_or_with_a_busy_port_is_one_line(tmp_path, capsys, monkeypatch):
-    import byel.predict
+    import byel.classifier
     from byel.cli import main
 
-    monkeypatch.setattr(byel.predict, "DEFAULT_MODEL_DIR", tmp_path / "no_default_model")
+    monkeypatch.setattr(byel.classifier, "DEFAULT_MODEL_DIR", tmp_path / "no_default_model")
     assert main(["serve", "--port", "0"]) == 2
     assert capsys.readouterr().err.strip() == "byel: error: no default model shipped yet; pass a checkpoint"
     from byel.serve import listen

@@ -53,10 +53,10 @@ def test_submission_format_and_gap_filling(tmp_path, ckpts, frames):
 
 def test_predicted_labels_match_the_model(tmp_path, ckpts, frames):
     from byel.data.sources import decode_image
-    from byel.evaluate import load_classifier, predict_probs
+    from byel import classifier
 
     submit(ckpts[1], frames, tmp_path / "sub", progress=False)
-    want = predict_probs(load_classifier(ckpts[1]), np.stack(
+    want = classifier.predict_probs(classifier.load(ckpts[1]), np.stack(
         [decode_image(str(frames / "videoB" / f"{n:05d}.jpg"), 32) for n in (1, 2, 3)])).argmax(1)
     assert lines(tmp_path / "sub" / "videoB.txt")[1:] == [str(int(v)) for v in want]
 

@@ -1,7 +1,7 @@
 """Co-training (Blum & Mitchell 1998) of a fused (or geometry) head's two views on the unlabelled
 images: the pixel CNN and the face-geometry head label their confident faces for each other.
 
-Both views see the faces with a face mesh (the landmarker's, as byel.faces.fusion measures them):
+Both views see the faces with a face mesh (the landmarker's, as byel.classifier measures them):
 the geometry view can read no other face, and the pixel view's labels only teach the geometry
 head, which could not use one either. Round r of R, each view picks, for each class c, the k_r
 faces it predicts as c most confidently, k_r = ⌈share · r/R · M/C⌉ (M faces with a mesh, C
@@ -67,8 +67,8 @@ def _picked(probs: np.ndarray, k: int, mesh: np.ndarray) -> tuple[np.ndarray, np
 
 def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=None) -> None:
     from byel.faces import fit_geometry_head
-    from byel.faces.fusion import LANDMARKER, features
-    from byel.landmarker import SHA256
+    from byel.faces.features import features
+    from byel.landmarker import LANDMARKER, SHA256
 
     if synthetic is None:  # (the head was checked by byel.adapt.run before round 0)
         raise DataError(NEEDS_SYNTHETIC)

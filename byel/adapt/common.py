@@ -14,8 +14,8 @@ from torch import nn
 
 from byel.adapt.adabn import adapt_batchnorm, bn_layers
 from byel.classes import NUM_CLASSES, class_names
+from byel.classifier import predict_probs
 from byel.errors import ByelError
-from byel.evaluate import predict_probs
 
 
 class CollapseError(ByelError):

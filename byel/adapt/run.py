@@ -21,6 +21,7 @@ from byel.adapt import SYNTHETIC
 from byel.adapt import method as method_fn
 from byel.adapt.common import Monitor, Options, say
 from byel.checkpoint import atomic_torch_save, load_checkpoint
+from byel.classifier import rebuild
 from byel.errors import DataError
 from byel.files import write_text
 from byel.methods import FineTune
@@ -61,9 +62,7 @@ def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Pa
 
     method_fn(name)  # an unknown method: one line before anything loads
     src = load_checkpoint(checkpoint, kinds=("finetune",))
-    model = FineTune(src["byel"]["config"])
-    model.load_state_dict(src["state_dict"])
-    model = model.to(device)
+    model = rebuild(src).to(device)
     size = model.cfg.data.image_size
     opts = opts or Options()
     opts = Options(**{**opts.__dict__, "seed": model.cfg.seed if opts.seed is None else opts.seed}).resolved(name)

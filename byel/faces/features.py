@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from byel.faces.batch import Meshes
+from byel.faces.batch import Meshes, measure_images
 from byel.faces.mesher import BLENDSHAPES, EYE_CORNERS, N_LANDMARKS
 
 N_FEATURES = len(BLENDSHAPES) + 2 * N_LANDMARKS  # 52 + 956
@@ -45,6 +45,14 @@ def geometry_features(meshes: Meshes) -> tuple[np.ndarray, np.ndarray]:
     found = meshes.found & np.isfinite(feats).all(1)
     feats[~found] = np.nan
     return feats, found
+
+
+def features(images: np.ndarray, key: str | None = None, progress: bool = False,
+             cache: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(geometry features (N, 1008), mesh found (N,), measuring info) of uint8 face crops."""
+    meshes = measure_images(images, key=key, progress=progress, cache=cache)
+    feats, found = geometry_features(meshes)
+    return feats, found, meshes.meta
 
 
 def aligned_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int,

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from byel.classes import NUM_CLASSES
-from byel.faces.features import N_FEATURES
+from byel.errors import DataError
+from byel.faces.features import N_FEATURES, features
 
 
 class GeometryHead(nn.Module):
@@ -81,3 +82,14 @@ def fit_geometry_head(feats: np.ndarray, labels: np.ndarray, c: float = 0.05, ma
         head.linear.bias.copy_(lin.bias)
         head.linear.bias[~torch.as_tensor(present)] = -1e4  # never predict a class never seen
     return head
+
+
+def fit(images: np.ndarray, labels: np.ndarray, key: str | None = None, progress: bool = False,
+        n_classes: int = 6) -> GeometryHead:
+    """A geometry head of n_classes outputs fitted on labelled synthetic faces (those with a mesh)."""
+    feats, found, _ = features(images, key, progress)
+    try:
+        return fit_geometry_head(feats, labels, n_classes=n_classes)
+    except ValueError as e:  # too few faces with a mesh
+        raise DataError(f"cannot fit the face-geometry head: {e} (a mesh was found on {int(found.sum())} "
+                        f"of {len(found)} synthetic faces; faces of 96 px or more help)") from None

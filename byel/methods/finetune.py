@@ -27,7 +27,7 @@ class FineTune(ByelModule):
         self.preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size)
         self.val_f1 = MacroF1(n)  # byel.metrics: the same macro-F1 as every report
         self.val_acc = MulticlassAccuracy(n, average="micro")
-        # finetune.head geometry | fused: a face-geometry head (byel.faces.fusion), fitted before
+        # finetune.head geometry | fused: a face-geometry head (byel.classifier), fitted before
         # training and never by the optimiser, and the fusion weight chosen after it
         self.head_kind = self.cfg.finetune.head
         self.fusion: dict = {}  # how the weight was chosen (checkpoint metadata)

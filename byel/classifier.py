@@ -1,4 +1,13 @@
-"""The pixel CNN and the geometry head as one predictor (``finetune.head``):
+"""The one door to a trained model: load a checkpoint (or the model shipped with byel) and
+rebuild it, predict class probabilities in batches, and fuse them with the geometry head.
+
+    from byel import classifier
+    model = classifier.load(path)                 # None: byel/assets/default_model; eval mode
+    probs = classifier.predict_probs(model, crops)  # (N, C) for uint8 (N, H, W, 3)
+    geo = classifier.measure(model, crops)        # None for a pixels-only model
+    probs = probs if geo is None else geo.fuse(probs)
+
+The pixel CNN and the geometry head as one predictor (``finetune.head``, byel.config.HEADS):
 
 - ``pixels``: the CNN alone (tier A; the paper's setting);
 - ``geometry``: the geometry head where a face mesh is found, the CNN elsewhere (weight 1);
@@ -8,48 +17,99 @@
 Face crops are measured as ``measure_images`` measures them (detect mode, framed), the same for
 training, evaluation and prediction on crops; faces that ``byel predict`` finds in photos with
 the landmarker keep the mesh measured on the photo (``measure(meshes=...)``). Scores made with
-a geometry head are tier B.
+a geometry head are tier B. The geometry head itself (its features and its fit) lives in
+byel.faces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from byel.config import HEADS  # noqa: F401  (pixels | geometry | fused)
-from byel.errors import DataError
+from byel.checkpoint import atomic_torch_save, backbone_state, load_checkpoint, read_checkpoint
+from byel.config import from_dict
+from byel.data.augment import EvalTransform
+from byel.errors import ByelError
 from byel.faces.batch import Meshes, measure_images
-from byel.faces.features import geometry_features
-from byel.faces.head import GeometryHead, fit_geometry_head
-from byel.landmarker import SHA256
+from byel.faces.features import features, geometry_features
+from byel.landmarker import LANDMARKER, SHA256
+from byel.methods import FineTune
+from byel.methods.base import backbone_from_config
+from byel.metrics import scores
 
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 WEIGHTS = tuple(i / 10 for i in range(11))  # the fusion weights tried
-LANDMARKER = "MediaPipe Face Landmarker v2 (face_landmarker.task)"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_checkpoint() -> Path:
+    """The model shipped inside the package (byel/assets/default_model/*.ckpt)."""
+    found = sorted(DEFAULT_MODEL_DIR.glob("*.ckpt")) if DEFAULT_MODEL_DIR.is_dir() else []
+    if len(found) != 1:
+        raise ByelError("no default model shipped yet; pass a checkpoint")
+    return found[0]
+
+
+def rebuild(ckpt: dict) -> FineTune:
+    """The fine-tuned model a checkpoint (as ``load_checkpoint`` returns it) holds, its weights
+    loaded, in train mode on the CPU; ``model.checkpoint_meta`` is its byel metadata."""
+    model = FineTune(ckpt["byel"]["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.provenance)
+    return model
+
+
+def load(checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> FineTune:
+    """A fine-tuned byel model in eval mode, ready for `predict_probs`; `model.classes` are its
+    classes (the checkpoint's: the six, or the six and neutral). ``checkpoint=None``: the model
+    shipped with byel."""
+    checkpoint = default_checkpoint() if checkpoint is None else checkpoint
+    ckpt = load_checkpoint(checkpoint, kinds=("finetune",))
+    return rebuild(ckpt).to(device).eval()
+
+
+def load_backbone(checkpoint: str | Path, device: str = "cpu"):
+    """(backbone in eval mode, preprocess transform, config) of a stage-1 or fine-tuned checkpoint."""
+    ckpt = load_checkpoint(checkpoint, kinds=("pretrain", "finetune"))
+    cfg = from_dict(ckpt["byel"]["config"])
+    backbone = backbone_from_config(cfg)
+    backbone.load_state_dict(backbone_state(ckpt))
+    pre = EvalTransform(cfg.aug, cfg.data.image_size)
+    return backbone.to(device).eval(), pre.to(device), cfg
+
+
+# --------------------------------------------------------------------------- predicting
+
+
+def _batches(n: int, batch_size: int, desc: str, progress: bool):
+    starts = range(0, n, batch_size)
+    return tqdm(starts, desc=desc, leave=False, disable=not progress) if progress else starts
+
+
+@torch.inference_mode()
+def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
+    eval() and inference_mode."""
+    model.eval()
+    out = [
+        model.predict_images(torch.from_numpy(images[s : s + batch_size])).float().cpu()
+        for s in _batches(len(images), batch_size, "predict", progress)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(model.classes)), np.float32)
+
+
+# --------------------------------------------------------------------------- fusion
 
 
 def uses_geometry(model) -> bool:
     """Whether a fine-tuned model (byel.methods.FineTune) has a geometry head."""
     return getattr(model, "geometry", None) is not None
-
-
-def features(images: np.ndarray, key: str | None = None, progress: bool = False,
-             cache: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(geometry features (N, 1008), mesh found (N,), measuring info) of uint8 face crops."""
-    meshes = measure_images(images, key=key, progress=progress, cache=cache)
-    feats, found = geometry_features(meshes)
-    return feats, found, meshes.meta
-
-
-def fit(images: np.ndarray, labels: np.ndarray, key: str | None = None, progress: bool = False,
-        n_classes: int = 6) -> GeometryHead:
-    """A geometry head of n_classes outputs fitted on labelled synthetic faces (those with a mesh)."""
-    feats, found, _ = features(images, key, progress)
-    try:
-        return fit_geometry_head(feats, labels, n_classes=n_classes)
-    except ValueError as e:  # too few faces with a mesh
-        raise DataError(f"cannot fit the face-geometry head: {e} (a mesh was found on {int(found.sum())} "
-                        f"of {len(found)} synthetic faces; faces of 96 px or more help)") from None
 
 
 def fuse(pixel_probs: np.ndarray, geometry_probs: np.ndarray, weight: float) -> np.ndarray:
@@ -65,8 +125,6 @@ def fuse(pixel_probs: np.ndarray, geometry_probs: np.ndarray, weight: float) -> 
 def choose_weight(pixel_probs: np.ndarray, geometry_probs: np.ndarray, labels: np.ndarray) -> tuple[float, dict]:
     """(w, {w: macro-F1}): the fusion weight of WEIGHTS with the best macro-F1 on labelled
     (synthetic) images; the smallest such w on a tie."""
-    from byel.metrics import scores
-
     grid = {w: scores(fuse(pixel_probs, geometry_probs, w), labels)["macro_f1"] for w in WEIGHTS}
     best = max(grid.values())
     return next(w for w in WEIGHTS if grid[w] == best), grid
@@ -119,12 +177,7 @@ def store_weight(checkpoint, images: np.ndarray, labels: np.ndarray, key: str | 
     """Choose the fusion weight of a fine-tuned checkpoint with a geometry head on labelled
     synthetic held-out images (``fused``; ``geometry`` keeps 1) and write it into the
     checkpoint: the ``fusion_weight`` buffer and a ``fusion`` record in its byel metadata."""
-    import torch
-
-    from byel.checkpoint import atomic_torch_save, read_checkpoint
-    from byel.evaluate import load_classifier, predict_probs
-
-    model = load_classifier(checkpoint)
+    model = load(checkpoint)
     pixels = predict_probs(model, images)
     geo = measure(model, images, key, progress)
     weight, grid = choose_weight(pixels, geo.probs, labels)
