@@ -221,20 +221,12 @@ def _listing(title: str, lines: list[str]) -> str:
     return f"{title} ({len(lines)}):\n" + "\n".join(f"  {line}" for line in lines)
 
 
-# The other parts of issue 27 (byel.provenance, byel.classifier) are merged after this test: until
-# then the circles and upward imports they remove are expected.
-PENDING = pytest.mark.xfail(strict=False, reason="issue 27: provenance.py and classifier.py remove the last "
-                                                 "circles and upward imports (drop this mark once merged)")
-
-
-@PENDING
 def test_no_import_circle():
     found = circles()
     assert not found, _listing("import circles (each group's files import each other, round a circle)",
                                [", ".join(g) for g in found])
 
 
-@PENDING
 def test_every_import_runs_down_a_floor():
     found = upward()
     assert not found, _listing("imports that run up a floor (move the shared code down, or the call up)",
