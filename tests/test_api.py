@@ -17,11 +17,9 @@ import byel
 from byel.classes import CLASSES
 from byel.errors import ByelError
 from byel.track import smooth
-from conftest import FER_SAMPLE, write_image
-from test_predict import PHOTOS, have_detector, make_checkpoints
+from conftest import FER_SAMPLE, PHOTOS, have_detector, make_checkpoints, needs_detector, write_image
 
 GROUP = PHOTOS / "group.jpg"
-needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
 
 
 @pytest.fixture(scope="module")

@@ -320,11 +320,40 @@ def test_every_numeric_config_key_is_range_checked(key, n, value):
         load_config("smoke", {key: (value,) * n if n else value})
 
 
-def test_help_shows_choices_and_defaults(capsys):
+def _help_defaults():
+    """(command path, option, its help text without line wraps, what --help should say) for every
+    option with a default worth showing: the value itself, or its own help's words on the default
+    (e.g. "default: the preset's")."""
     for path, parser in _commands(build_parser()):
-        text = parser.format_help()
-        assert "(default:" in text or not [a for a in parser._actions if a.default not in (None, False)], path
-    assert "{procedural,warp" in dict(_commands(build_parser()))[("generate",)].format_help()
+        flat = " ".join(parser.format_help().split())  # argparse wraps lines: compare without them
+        for a in parser._actions:
+            if (not a.option_strings or a.help == argparse.SUPPRESS or isinstance(a, argparse._HelpAction)
+                    or a.default in (None, False, [], argparse.SUPPRESS)):
+                continue
+            own = " ".join((a.help or "").split())
+            yield path, a.option_strings[0], flat, own if "default" in own else f"{own} (default: {a.default})".strip()
+
+
+# Options with a default but no help text: argparse prints no help line for them, so their default
+# never shows (a bug in byel/cli.py, reported; the xfail below turns red once it is fixed).
+HELP_WITHOUT_DEFAULT = {(("demo",), "--out"), (("benchmark", "speed"), "--presets")}
+
+
+def test_help_shows_choices_and_defaults(capsys):
+    checked = 0
+    for path, option, flat, shown in _help_defaults():
+        if (path, option) not in HELP_WITHOUT_DEFAULT:
+            assert shown in flat, (path, option, shown)
+            checked += 1
+    assert checked >= 10  # not vacuous: generate alone has --per-class, --size, --seed, --workers, ...
+    generate = " ".join(dict(_commands(build_parser()))[("generate",)].format_help().split())
+    assert "{procedural,warp" in generate and "images per class (default: 1000)" in generate
+
+
+@pytest.mark.xfail(strict=True, reason="byel/cli.py: an option without help text never shows its default")
+def test_help_shows_defaults_of_options_without_help():
+    missing = [(path, option) for path, option, flat, shown in _help_defaults() if shown not in flat]
+    assert not missing, missing
 
 
 # --- output paths and the disk -----------------------------------------------------------------

@@ -18,8 +18,7 @@ from byel.cli import main
 from byel.faces import Meshes, geometry_features, measure_images
 from byel.faces.features import SYNTH_EYES
 from byel.predict import NO_FACE, FaceFinder, predict
-from conftest import write_image
-from test_predict import PHOTOS, have_detector, make_checkpoints, read_rows
+from conftest import PHOTOS, have_detector, make_checkpoints, read_rows, write_image
 
 pytest.importorskip("ai_edge_litert")
 

@@ -23,8 +23,7 @@ import byel
 from byel.checkpoint import read_checkpoint
 from byel.cli import main
 from byel.errors import ByelError, CheckpointError, InputTypeError
-from conftest import FER_SAMPLE, write_image
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, make_checkpoints, write_image
 
 FACE = next(iter(sorted((FER_SAMPLE / "happy").glob("*.jpg"))))
 

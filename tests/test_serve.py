@@ -25,7 +25,7 @@ import pytest
 from byel.classes import CLASSES
 from byel.errors import ByelError
 from byel.serve import require_extra
-from test_predict import PHOTOS, have_detector, make_checkpoints
+from conftest import PHOTOS, make_checkpoints, needs_detector, needs_serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,18 +36,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-def _serve_extra() -> bool:
-    try:
-        require_extra()
-        return True
-    except ByelError:
-        return False
-
-
-needs_serve = pytest.mark.skipif(not _serve_extra(), reason="byel[serve] not installed (fastapi, uvicorn, python-multipart)")
-needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
 
 
 def _served_classes() -> list[str]:

@@ -21,8 +21,7 @@ from byel.config import load_config
 from byel.data.sources import load
 from byel.errors import CheckpointError, ConfigError
 from byel.synth.generate import generate
-from conftest import FER_SAMPLE, SMOKE, pretrain_and_finetune, write_image
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, SMOKE, make_checkpoints, pretrain_and_finetune, write_image
 
 SEVEN = [*CLASSES, "neutral"]
 
