@@ -90,13 +90,13 @@ class SmokeModel:
 
 @pytest.fixture(scope="session")
 def smoke_model(tmp_path_factory) -> SmokeModel:
-    """The trained smoke model, shared by the whole session: `pretrain_and_finetune` on 8 images
+    """The trained smoke model, shared by the whole session: `pretrain_and_finetune` on 4 images
     per class of `write_class_folders`, once. Read it, never write into it: a test that writes a run
     folder, resumes or overwrites copies it first (shutil.copytree)."""
     root = tmp_path_factory.mktemp("smoke-model")
     with pytest.MonkeyPatch.context() as mp:  # a private data cache, as for every test
         mp.setenv("BYEL_CACHE_DIR", str(root / "cache"))
-        data = write_class_folders(root / "data", 8)
+        data = write_class_folders(root / "data", 4)
         pre, ft = pretrain_and_finetune(data, root)
     return SmokeModel(data, pre, ft)
 

@@ -13,19 +13,17 @@ from byel.adapt.run import adapt_model
 from byel.cli import main
 from byel.data.sources import load
 from byel.evaluate import load_classifier, predict_probs
-from conftest import pretrain_and_finetune, write_class_folders
+from conftest import write_image
 
-TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 METHODS = ("adabn", "tent", "shot-im", "self-train")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A fine-tuned smoke model, its synthetic data, and unlabelled FER-style CSVs: the same
-    pixels with their labels, with the labels shuffled, and with no valid label at all."""
+def world(tmp_path_factory, smoke_model):
+    """The session's fine-tuned smoke model (read only: every output goes under `root`), its
+    synthetic data, and unlabelled FER-style CSVs: the same pixels with their labels, with the
+    labels shuffled, and with no valid label at all."""
     root = tmp_path_factory.mktemp("adapt")
-    synth = write_class_folders(root / "synth", 8)
-    pre, ft = pretrain_and_finetune(synth, root)
     rng = np.random.default_rng(0)
     n = 48
     labels = np.arange(n) % 6
@@ -40,12 +38,10 @@ def world(tmp_path_factory):
             w.writerows([e, p, "PublicTest"] for e, p in zip(emotions, pixels))
         csvs[name] = path
     (root / "same").mkdir()
-    from conftest import write_image
-
     for i in range(8):  # eight identical faces: every prediction is the same class
         write_image(root / "same" / f"{i}.png", 100)
-    return {"root": root, "synth": synth, "pre": pre / "checkpoints" / "last.ckpt",
-            "ckpt": ft / "checkpoints" / "best.ckpt", "csvs": csvs, "same": root / "same"}
+    return {"root": root, "synth": smoke_model.data, "pre": smoke_model.pretrained,
+            "ckpt": smoke_model.finetuned, "csvs": csvs, "same": root / "same"}
 
 
 def _params(model) -> dict[str, torch.Tensor]:

@@ -30,18 +30,20 @@ from byel.cli import Bounded, build_parser, main, run_guarded
 from byel.config import Config, _all_keys, load_config
 from byel.data.sources import load
 from byel.errors import ByelError, ConfigError
-from conftest import pretrain_and_finetune, write_class_folders, write_image
+from conftest import SMOKE as TINY
+from conftest import write_image
 
-TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 HAS_CUDA = torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A tiny data set, a trained stage-1 and stage-2 run, and broken inputs of every kind."""
+def world(tmp_path_factory, smoke_model):
+    """A tiny data set, a trained stage-1 and stage-2 run (copies of the session's smoke model:
+    the cases write beside them), and broken inputs of every kind."""
     root = tmp_path_factory.mktemp("world")
-    data = write_class_folders(root / "data", 4)
-    pre, ft = pretrain_and_finetune(data, root)
+    data, pre, ft = root / "data", root / "pre", root / "ft"
+    for src, dst in ((smoke_model.data, data), (smoke_model.pre, pre), (smoke_model.ft, ft)):
+        shutil.copytree(src, dst)
     (root / "empty").mkdir()
     write_image(root / "only_neutral" / "neutral" / "n.jpg")
     broken = root / "broken"
@@ -170,7 +172,7 @@ CASES = {
     "demo into a finished demo": (["demo", "--out", "{root}/demo"], "already holds a run"),
     "resume and overwrite together": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--overwrite"], "--overwrite"),
     "nothing to resume": (["pretrain", "--data", "{data}", "--out", "{root}/fresh", "--resume"], "nothing to resume"),
-    "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model"),
+    "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model.backbone 'smallnet' → 'resnet18'"),
     "resume with another method": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--method", "supervised"], "method.name"),
     "demo with a missing real folder": (["demo", "--out", "{root}/d1", "--real", "{root}/nope"], "not found"),
     # inputs checked before any work (here: after the plain evaluation had written its report)
