@@ -278,6 +278,6 @@ def test_inference_speed_benchmark_writes_its_tables(tmp_path):
     (row,) = info["rows"]
     assert (row["workers"], row["min_face"], row["frames"], row["faces"]) == (1, 64, 3, 15) and row["faces_per_s"] > 0
     assert info["command"].startswith("python benchmarks/inference_speed.py --preset smoke")
-    assert "| 64 | 1 |" in (tmp_path / "inference_speed.md").read_text()
+    assert info["command"] in (tmp_path / "inference_speed.md").read_text()  # the table names its command
     bad = subprocess.run([sys.executable, str(script), "--workers", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

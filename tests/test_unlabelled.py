@@ -142,9 +142,11 @@ def test_ablation_with_unlabelled_and_adaptation(tmp_path, fer_sample, monkeypat
         assert [u["stage"] for u in ev["adapt"]["tier"]["unlabelled_real"]] == ["pretrain"] * bool(r["unlabelled"]) + ["adapt"]
         assert all(u["transductive"] is True for u in ev["adapt"]["tier"]["unlabelled_real"])
         assert ev["adapt"]["method"] == "tent" and ("macro_f1" in ev["adapt"] or "collapsed" in ev["adapt"])
-    md = (out / "results.md").read_text()
-    assert "| byel + unlabelled real |" in md and "macro-F1 after tent" in md and "Tier C" in md
-    assert "Pre-trained with unlabelled real images: transductive" in md
+    assert [(r["unlabelled"], r["n_unlabelled"]) for r in results] == [(None, 0), (None, 0), (spec, 140)]
+    pre = results[2]["eval"][spec]["tier"]["unlabelled_real"]
+    assert [(u["stage"], u["n_images"], u["transductive"], u["n_evaluated_among"]) for u in pre] == \
+        [("pretrain", 140, True, 120)]
+    assert (out / "results.md").read_text().startswith("Command: `byel benchmark ablation --out ")
 
     # the same command again trains nothing; another adaptation rescores without training
     import byel.train
