@@ -117,6 +117,7 @@ def test_collapse_guard_stops_with_one_line(world, method, capsys):
     assert not (out / "checkpoints" / "adapted.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     out = tmp_path / "tent"
     assert main(["adapt", "--checkpoint", str(world["ckpt"]), "--data", str(fer_sample), "--method", "tent",

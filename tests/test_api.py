@@ -51,6 +51,7 @@ def summary(faces) -> list:
     return [(f.box, f.label, [round(f.probabilities[c], 4) for c in CLASSES]) for f in faces]
 
 
+@pytest.mark.slow
 def test_import_byel_is_light():
     code = "import sys, byel; bad = {'torch', 'cv2', 'lightning', 'numpy', 'byel.api'} & set(sys.modules); " \
            "assert not bad, bad; assert callable(byel.load) and 'byel.api' in sys.modules"
@@ -265,6 +266,7 @@ def test_the_shipped_model_reads_a_photo_without_any_training():
     assert all(abs(sum(f.probabilities.values()) - 1) < 1e-4 for f in faces)
 
 
+@pytest.mark.slow
 @needs_detector
 def test_inference_speed_benchmark_writes_its_tables(tmp_path):
     import json

@@ -227,6 +227,7 @@ SCRIPT_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SCRIPT_CASES))
 def test_benchmark_scripts_answer_bad_input_in_one_line(case, world, tmp_path):
     (script, *argv), needle = SCRIPT_CASES[case]
@@ -426,6 +427,7 @@ def test_a_real_failing_checkpoint_write_is_one_line(tmp_path):
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_a_real_failing_export_write_is_one_line(fmt, world, tmp_path):
     """In a process of its own: torch's TorchScript writer aborted the process on a failed write."""
@@ -655,6 +657,7 @@ def test_a_run_that_writes_no_checkpoint_is_not_a_success(world, tmp_path, capsy
     assert rc == 2 and "without writing its checkpoint" in _one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_a_real_failing_image_write_in_generate_is_one_line(tmp_path):
     """OpenCV's imwrite printed 'libpng error: Write Error' beside byel's line on a failed write;
     images are now encoded in memory and written by Python (byel.imageio)."""

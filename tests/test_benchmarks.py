@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess runs of the benchmark scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -23,6 +23,8 @@ from byel.classes import class_names
 from byel.errors import ByelError
 from conftest import FER_SAMPLE
 
+pytestmark = pytest.mark.slow  # every test reads the run of benchmarks/default_model.py (a subprocess)
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "default_model.py"
 RECIPE = ["--preset", "smoke", "--set", "finetune.head=fused", "--set", "data.classes=7",

@@ -27,6 +27,7 @@ def _from_confusion(cm):
             skm.accuracy_score(y, p), skm.f1_score(y, p, labels=range(6), average=None, zero_division=0))
 
 
+@pytest.mark.slow
 def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch):
     out = tmp_path / "abl"
     argv = ["benchmark", "ablation", "--out", str(out), "--eval", str(fer_sample), "--preset", "smoke",

@@ -164,6 +164,7 @@ def test_a_fused_model_classifies_with_the_mesh_measured_on_the_photo(tmp_path, 
     assert np.abs(want - pixels).max() > 1e-3  # the geometry head did count
 
 
+@pytest.mark.slow
 def test_predict_prints_no_tflite_log_line(tmp_path):
     """TFLite's C++ INFO line about its XNNPACK delegate stays out of what a user sees."""
     import subprocess

@@ -289,6 +289,7 @@ def test_a_class_absent_from_training_is_never_predicted():
 # --------------------------------------------------------------------------- the benchmark script
 
 
+@pytest.mark.slow
 def test_geometry_transfer_runs_end_to_end_on_a_tiny_set(tmp_path):
     real = tmp_path / "real"  # 4 FER faces per class: quick
     for d in sorted((ROOT / "tests" / "fixtures" / "fer_sample").iterdir()):
@@ -314,6 +315,7 @@ def test_geometry_transfer_runs_end_to_end_on_a_tiny_set(tmp_path):
     assert r["command"] in out.with_suffix(".md").read_text()  # the table names its command
 
 
+@pytest.mark.slow
 def test_geometry_transfer_answers_bad_input_with_one_line(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "geometry_transfer.py"),
                         "--real", str(ROOT / "tests" / "fixtures" / "fer_sample")],  # warp without --sources

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess runs of the benchmark scripts (and of the demo)
+
 ROOT = Path(__file__).resolve().parents[1]
 FER_SAMPLE = ROOT / "tests" / "fixtures" / "fer_sample"
 

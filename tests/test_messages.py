@@ -161,6 +161,7 @@ def test_adapt_into_a_run_folder_does_not_suggest_a_resume_it_lacks(tmp_path, ck
 
 
 # --- videos ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_broken_videos_are_listed_without_ffmpeg_or_opencv_chatter(tmp_path, ckpt):
     folder = tmp_path / "inputs"
     folder.mkdir()

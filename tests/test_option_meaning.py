@@ -138,6 +138,7 @@ def test_a_photo_with_min_face_above_its_faces_has_none(tmp_path, ckpts):
     assert byel.load(ckpts[1], min_face=200).predict(str(GROUP)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _have_landmarker(), reason="no ai-edge-litert")
 def test_serve_reports_no_face_in_noise(tmp_path, ckpts):
     pytest.importorskip("fastapi")

@@ -18,6 +18,7 @@ def synth_dir(tmp_path_factory):
     return write_class_folders(tmp_path_factory.mktemp("synth"), 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, method, monkeypatch):
     import byel.train
@@ -116,6 +117,7 @@ def test_training_on_a_folder_with_corrupt_files_lists_them(tmp_path, imagefolde
     assert (out / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_and_metrics(tmp_path, synth_dir, fer_sample):
     """Reproducibility on CPU: the same seed and config give identical weights and scores; the
     report records the seed, the versions and the config hash."""

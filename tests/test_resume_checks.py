@@ -79,6 +79,7 @@ def test_resume_compares_the_data_not_its_path(runs, tmp_path, capsys):
     assert _hashes(out, RUN_FILES) == before
 
 
+@pytest.mark.slow
 def test_demo_resume_with_other_settings_is_refused_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "demo"
     demo = ["demo", "--out", str(out), "--per-class", "6", *SMOKE]

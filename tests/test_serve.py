@@ -83,6 +83,7 @@ def _post(url: str, name: str, data: bytes) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+@pytest.mark.slow
 @needs_serve
 @needs_detector
 def test_predict_endpoint_answers_json_and_one_line_errors(server):
@@ -95,6 +96,7 @@ def test_predict_endpoint_answers_json_and_one_line_errors(server):
     assert status == 400 and "notes.txt" in body["error"] and "\n" not in body["error"]
 
 
+@pytest.mark.slow
 @needs_serve
 @needs_detector
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser: {CHROMIUM} is absent (apt-get install chromium)")

@@ -7,6 +7,7 @@ import json
 import math
 
 import lightning as L
+import pytest
 import torch
 
 from byel import speed
@@ -24,6 +25,7 @@ def _smoke(**over):
                                  "trainer.devices": "1", **over})
 
 
+@pytest.mark.slow
 def test_cli_writes_results_with_an_end_to_end_row(tmp_path, capsys):
     rc = main(["benchmark", "speed", "--presets", "smoke", "--steps", "2", "--warmup", "1", "--repeats", "1",
                "--e2e-epochs", "2", "--e2e-steps", "2", "--out", str(tmp_path), "--name", "speed"])
