@@ -193,9 +193,12 @@ def test_an_annotated_video_the_writer_could_not_store_is_an_error_naming_it(tmp
         vw.write(np.full((64, 64, 3), 60 * i, np.uint8))
     vw.release()
 
-    class SilentWriter:  # OpenCV's writer on a full disk: no error, no frames
+    class SilentWriter:  # OpenCV's writer on a full disk: it opens, then no error, no frames
         def __init__(self, *args):
             pass
+
+        def isOpened(self):
+            return True
 
         def write(self, frame):
             pass
