@@ -1,4 +1,7 @@
-"""Shared data fixtures: small trees of every supported format, built on the fly in tmp_path.
+"""Shared test helpers: small trees of every supported format, built on the fly in tmp_path;
+checkpoints of the smoke model (untrained: `make_checkpoints`; trained once per session:
+`smoke_model`); and skip marks for optional parts (a face detector, byel[serve]). Test files import
+the plain helpers with `from conftest import ...`; a test file never imports another test file.
 
 ``fer_sample`` is real: 20 FER2013 PublicTest faces per class (folders angry, disgust, fear,
 happy, sad, surprise, neutral), usable as a tiny real evaluation set.
@@ -6,6 +9,9 @@ happy, sad, surprise, neutral), usable as a tiny real evaluation set.
 
 from __future__ import annotations
 
+import csv
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,6 +23,7 @@ import torch
 torch.set_num_threads(1)
 
 FER_SAMPLE = Path(__file__).parent / "fixtures" / "fer_sample"
+PHOTOS = Path(__file__).parent / "fixtures" / "photos"  # group.jpg: five pasted faces (see its README.md)
 AFFWILD2_HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
 
 
@@ -62,6 +69,93 @@ def pretrain_and_finetune(data: Path, root: Path, extra: tuple[str, ...] = ()) -
     assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(data),
                  "--out", str(ft), *SMOKE, *extra]) == 0
     return pre, ft
+
+
+@dataclass(frozen=True)
+class SmokeModel:
+    """A finished smoke pre-training (run folder `pre`) and its fine-tuning (`ft`) on `data`."""
+
+    data: Path
+    pre: Path
+    ft: Path
+
+    @property
+    def pretrained(self) -> Path:
+        return self.pre / "checkpoints" / "last.ckpt"
+
+    @property
+    def finetuned(self) -> Path:
+        return self.ft / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def smoke_model(tmp_path_factory) -> SmokeModel:
+    """The trained smoke model, shared by the whole session: `pretrain_and_finetune` on 4 images
+    per class of `write_class_folders`, once. Read it, never write into it: a test that writes a run
+    folder, resumes or overwrites copies it first (shutil.copytree)."""
+    root = tmp_path_factory.mktemp("smoke-model")
+    with pytest.MonkeyPatch.context() as mp:  # a private data cache, as for every test
+        mp.setenv("BYEL_CACHE_DIR", str(root / "cache"))
+        data = write_class_folders(root / "data", 4)
+        pre, ft = pretrain_and_finetune(data, root)
+    return SmokeModel(data, pre, ft)
+
+
+def make_checkpoints(root: Path, overrides: dict | None = None) -> tuple[Path, Path]:
+    """A stage-1 and a fine-tuned checkpoint of the smoke model in byel's checkpoint format,
+    untrained (seconds faster than training, and loaded by exactly the same code)."""
+    from byel.checkpoint import atomic_torch_save, metadata
+    from byel.config import load_config
+    from byel.methods import FineTune, create_method
+
+    cfg = load_config("smoke", overrides or {})
+    torch.manual_seed(0)
+    pre, ft = root / "pre.ckpt", root / "ft.ckpt"
+    atomic_torch_save({"state_dict": create_method(cfg.to_dict()).state_dict(), "byel": metadata("pretrain", cfg)}, pre)
+    model = FineTune(cfg.to_dict())
+    for m in model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    atomic_torch_save({"state_dict": model.state_dict(), "byel": metadata("finetune", cfg)}, ft)
+    return pre, ft
+
+
+def read_rows(path) -> tuple[list[str], list[dict]]:
+    """(column names, rows) of a CSV file such as predict's."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+@functools.cache
+def have_detector() -> bool:
+    """Whether a face detector is installed (OpenCV cascade or dlib)."""
+    from byel.errors import ByelError
+    from byel.predict import FaceDetector
+
+    try:
+        FaceDetector()
+        return True
+    except ByelError:
+        return False
+
+
+@functools.cache
+def have_serve_extra() -> bool:
+    """Whether byel[serve] is installed (fastapi, uvicorn, python-multipart)."""
+    from byel.errors import ByelError
+    from byel.serve import require_extra
+
+    try:
+        require_extra()
+        return True
+    except ByelError:
+        return False
+
+
+needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
+needs_serve = pytest.mark.skipif(not have_serve_extra(), reason="byel[serve] not installed (fastapi, uvicorn, python-multipart)")
 
 
 @pytest.fixture

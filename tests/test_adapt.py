@@ -13,19 +13,17 @@ from byel.adapt.common import Options
 from byel.adapt.run import adapt_model
 from byel.cli import main
 from byel.data.sources import load
-from conftest import pretrain_and_finetune, write_class_folders
+from conftest import write_image
 
-TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 METHODS = ("adabn", "tent", "shot-im", "self-train")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A fine-tuned smoke model, its synthetic data, and unlabelled FER-style CSVs: the same
-    pixels with their labels, with the labels shuffled, and with no valid label at all."""
+def world(tmp_path_factory, smoke_model):
+    """The session's fine-tuned smoke model (read only: every output goes under `root`), its
+    synthetic data, and unlabelled FER-style CSVs: the same pixels with their labels, with the
+    labels shuffled, and with no valid label at all."""
     root = tmp_path_factory.mktemp("adapt")
-    synth = write_class_folders(root / "synth", 8)
-    pre, ft = pretrain_and_finetune(synth, root)
     rng = np.random.default_rng(0)
     n = 48
     labels = np.arange(n) % 6
@@ -40,12 +38,10 @@ def world(tmp_path_factory):
             w.writerows([e, p, "PublicTest"] for e, p in zip(emotions, pixels))
         csvs[name] = path
     (root / "same").mkdir()
-    from conftest import write_image
-
     for i in range(8):  # eight identical faces: every prediction is the same class
         write_image(root / "same" / f"{i}.png", 100)
-    return {"root": root, "synth": synth, "pre": pre / "checkpoints" / "last.ckpt",
-            "ckpt": ft / "checkpoints" / "best.ckpt", "csvs": csvs, "same": root / "same"}
+    return {"root": root, "synth": smoke_model.data, "pre": smoke_model.pretrained,
+            "ckpt": smoke_model.finetuned, "csvs": csvs, "same": root / "same"}
 
 
 def _params(model) -> dict[str, torch.Tensor]:
@@ -121,6 +117,7 @@ def test_collapse_guard_stops_with_one_line(world, method, capsys):
     assert not (out / "checkpoints" / "adapted.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
     out = tmp_path / "tent"
     assert main(["adapt", "--checkpoint", str(world["ckpt"]), "--data", str(fer_sample), "--method", "tent",

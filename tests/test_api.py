@@ -17,11 +17,9 @@ import byel
 from byel.classes import CLASSES
 from byel.errors import ByelError
 from byel.track import smooth
-from conftest import FER_SAMPLE, write_image
-from test_predict import PHOTOS, have_detector, make_checkpoints
+from conftest import FER_SAMPLE, PHOTOS, have_detector, make_checkpoints, needs_detector, write_image
 
 GROUP = PHOTOS / "group.jpg"
-needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +51,7 @@ def summary(faces) -> list:
     return [(f.box, f.label, [round(f.probabilities[c], 4) for c in CLASSES]) for f in faces]
 
 
+@pytest.mark.slow
 def test_import_byel_is_light():
     code = "import sys, byel; bad = {'torch', 'cv2', 'lightning', 'numpy', 'byel.api'} & set(sys.modules); " \
            "assert not bad, bad; assert callable(byel.load) and 'byel.api' in sys.modules"
@@ -267,6 +266,7 @@ def test_the_shipped_model_reads_a_photo_without_any_training():
     assert all(abs(sum(f.probabilities.values()) - 1) < 1e-4 for f in faces)
 
 
+@pytest.mark.slow
 @needs_detector
 def test_inference_speed_benchmark_writes_its_tables(tmp_path):
     import json
@@ -280,6 +280,6 @@ def test_inference_speed_benchmark_writes_its_tables(tmp_path):
     (row,) = info["rows"]
     assert (row["workers"], row["min_face"], row["frames"], row["faces"]) == (1, 64, 3, 15) and row["faces_per_s"] > 0
     assert info["command"].startswith("python benchmarks/inference_speed.py --preset smoke")
-    assert "| 64 | 1 |" in (tmp_path / "inference_speed.md").read_text()
+    assert info["command"] in (tmp_path / "inference_speed.md").read_text()  # the table names its command
     bad = subprocess.run([sys.executable, str(script), "--workers", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -30,18 +30,20 @@ from byel.cli import Bounded, build_parser, main, run_guarded
 from byel.config import Config, _all_keys, load_config
 from byel.data.sources import load
 from byel.errors import ByelError, ConfigError
-from conftest import pretrain_and_finetune, write_class_folders, write_image
+from conftest import SMOKE as TINY
+from conftest import write_image
 
-TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 HAS_CUDA = torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A tiny data set, a trained stage-1 and stage-2 run, and broken inputs of every kind."""
+def world(tmp_path_factory, smoke_model):
+    """A tiny data set, a trained stage-1 and stage-2 run (copies of the session's smoke model:
+    the cases write beside them), and broken inputs of every kind."""
     root = tmp_path_factory.mktemp("world")
-    data = write_class_folders(root / "data", 4)
-    pre, ft = pretrain_and_finetune(data, root)
+    data, pre, ft = root / "data", root / "pre", root / "ft"
+    for src, dst in ((smoke_model.data, data), (smoke_model.pre, pre), (smoke_model.ft, ft)):
+        shutil.copytree(src, dst)
     (root / "empty").mkdir()
     write_image(root / "only_neutral" / "neutral" / "n.jpg")
     broken = root / "broken"
@@ -170,7 +172,7 @@ CASES = {
     "demo into a finished demo": (["demo", "--out", "{root}/demo"], "already holds a run"),
     "resume and overwrite together": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--overwrite"], "--overwrite"),
     "nothing to resume": (["pretrain", "--data", "{data}", "--out", "{root}/fresh", "--resume"], "nothing to resume"),
-    "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model"),
+    "resume another model": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--backbone", "resnet18"], "model.backbone 'smallnet' → 'resnet18'"),
     "resume with another method": (["pretrain", "--data", "{data}", "--out", "{root}/pre", "--resume", "--method", "supervised"], "method.name"),
     "demo with a missing real folder": (["demo", "--out", "{root}/d1", "--real", "{root}/nope"], "not found"),
     # inputs checked before any work (here: after the plain evaluation had written its report)
@@ -225,6 +227,7 @@ SCRIPT_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(SCRIPT_CASES))
 def test_benchmark_scripts_answer_bad_input_in_one_line(case, world, tmp_path):
     (script, *argv), needle = SCRIPT_CASES[case]
@@ -320,11 +323,40 @@ def test_every_numeric_config_key_is_range_checked(key, n, value):
         load_config("smoke", {key: (value,) * n if n else value})
 
 
-def test_help_shows_choices_and_defaults(capsys):
+def _help_defaults():
+    """(command path, option, its help text without line wraps, what --help should say) for every
+    option with a default worth showing: the value itself, or its own help's words on the default
+    (e.g. "default: the preset's")."""
     for path, parser in _commands(build_parser()):
-        text = parser.format_help()
-        assert "(default:" in text or not [a for a in parser._actions if a.default not in (None, False)], path
-    assert "{procedural,warp" in dict(_commands(build_parser()))[("generate",)].format_help()
+        flat = " ".join(parser.format_help().split())  # argparse wraps lines: compare without them
+        for a in parser._actions:
+            if (not a.option_strings or a.help == argparse.SUPPRESS or isinstance(a, argparse._HelpAction)
+                    or a.default in (None, False, [], argparse.SUPPRESS)):
+                continue
+            own = " ".join((a.help or "").split())
+            yield path, a.option_strings[0], flat, own if "default" in own else f"{own} (default: {a.default})".strip()
+
+
+# Options with a default but no help text: argparse prints no help line for them, so their default
+# never shows (a bug in byel/cli.py, reported; the xfail below turns red once it is fixed).
+HELP_WITHOUT_DEFAULT = {(("demo",), "--out"), (("benchmark", "speed"), "--presets")}
+
+
+def test_help_shows_choices_and_defaults(capsys):
+    checked = 0
+    for path, option, flat, shown in _help_defaults():
+        if (path, option) not in HELP_WITHOUT_DEFAULT:
+            assert shown in flat, (path, option, shown)
+            checked += 1
+    assert checked >= 10  # not vacuous: generate alone has --per-class, --size, --seed, --workers, ...
+    generate = " ".join(dict(_commands(build_parser()))[("generate",)].format_help().split())
+    assert "{procedural,warp" in generate and "images per class (default: 1000)" in generate
+
+
+@pytest.mark.xfail(strict=True, reason="byel/cli.py: an option without help text never shows its default")
+def test_help_shows_defaults_of_options_without_help():
+    missing = [(path, option) for path, option, flat, shown in _help_defaults() if shown not in flat]
+    assert not missing, missing
 
 
 # --- output paths and the disk -----------------------------------------------------------------
@@ -395,6 +427,7 @@ def test_a_real_failing_checkpoint_write_is_one_line(tmp_path):
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_a_real_failing_export_write_is_one_line(fmt, world, tmp_path):
     """In a process of its own: torch's TorchScript writer aborted the process on a failed write."""
@@ -624,6 +657,7 @@ def test_a_run_that_writes_no_checkpoint_is_not_a_success(world, tmp_path, capsy
     assert rc == 2 and "without writing its checkpoint" in _one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_a_real_failing_image_write_in_generate_is_one_line(tmp_path):
     """OpenCV's imwrite printed 'libpng error: Write Error' beside byel's line on a failed write;
     images are now encoded in memory and written by Python (byel.imageio)."""

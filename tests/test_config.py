@@ -100,6 +100,7 @@ def test_tensorboard_logger_without_tensorboard_is_one_clear_error(monkeypatch):
     assert load_config("cpu-demo").trainer.logger == "csv"  # the default needs nothing
 
 
+@pytest.mark.slow
 def test_config_and_methods_import_without_a_cycle():
     """byel.config imports the method names only; the methods (and torch) load on first use."""
     code = ("import sys, byel.config, byel.methods; "

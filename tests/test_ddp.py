@@ -14,6 +14,7 @@ from byel.train import pretrain
 from conftest import write_class_folders
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_from_the_command_line(tmp_path):
     """Launched the way users launch it: `byel pretrain --devices 2 --strategy ddp`."""
     data = write_class_folders(tmp_path / "synth", 8)
@@ -29,6 +30,7 @@ def test_ddp_two_cpu_processes_from_the_command_line(tmp_path):
     assert ckpt["byel"]["config"]["trainer"]["devices"] == "2"
 
 
+@pytest.mark.slow
 def test_a_small_set_on_more_processes_trains_on_each_share(tmp_path):
     """Each process's batch is at most its share of the images: 10 images on 2 processes with a
     batch size of 8 train in batches of 5 (a batch of 8 left each process with no batch at all)."""
@@ -73,6 +75,7 @@ def _data():
     return rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), np.arange(64) % 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["byel"])
 def test_ddp_ranks_agree_and_match_one_process(tmp_path, method):
     images, labels = _data()

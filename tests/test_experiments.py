@@ -27,6 +27,7 @@ def _from_confusion(cm):
             skm.accuracy_score(y, p), skm.f1_score(y, p, labels=range(6), average=None, zero_division=0))
 
 
+@pytest.mark.slow
 def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch):
     out = tmp_path / "abl"
     argv = ["benchmark", "ablation", "--out", str(out), "--eval", str(fer_sample), "--preset", "smoke",
@@ -34,9 +35,8 @@ def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert [(r["method"], r["seed"]) for r in results] == [("supervised", 0), ("byel", 0)]
-    md = (out / "results.md").read_text()
-    rows = _rows(md, str(fer_sample))
     for r in results:
+        assert (r["preset"], r["overrides"], r["unlabelled"], r["n_unlabelled"]) == ("smoke", ["generate.per_class=8"], None, 0)
         assert r["steps"] == results[0]["steps"] > 0  # same budget for every method
         ev = r["eval"][str(fer_sample)]
         assert ev["n_images"] == 120
@@ -47,11 +47,7 @@ def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch
             f1, acc, per = _from_confusion(s["confusion_matrix"])
             assert s["macro_f1"] == pytest.approx(f1, abs=1e-9) and s["accuracy"] == pytest.approx(acc, abs=1e-9)
             assert list(s["per_class_f1"].values()) == pytest.approx(per, abs=1e-9)
-        # results.md shows the same numbers (one seed: the value itself)
-        assert rows[r["method"]][0] == f"{ev['macro_f1']:.3f}" and rows[r["method"]][2] == f"{ev['adabn']['macro_f1']:.3f}"
-        assert rows[r["method"]][4] == "1"
-    assert "chance" in md and "generate.per_class=8" in md
-    assert md.startswith("Command: `byel benchmark ablation --out ")  # the command behind the table
+    assert (out / "results.md").read_text().startswith("Command: `byel benchmark ablation --out ")  # the command behind the table
     assert (out / "results.png").stat().st_size > 5000
 
     import byel.train
@@ -77,8 +73,7 @@ def test_ablation_numbers_and_resume_by_config(tmp_path, fer_sample, monkeypatch
     assert new["method"] == "supervised" and new["config_digest"] != results[0]["config_digest"]
     assert len(trained) == 1 and new["config_digest"] in str(trained[0])
     assert len(list((out / "runs").iterdir())) == 3
-    rows = _rows((out / "results.md").read_text(), str(fer_sample))
-    assert set(rows) == {"supervised"} and rows["supervised"][0] == f"{new['eval'][str(fer_sample)]['macro_f1']:.3f}"
+    assert set(_rows((out / "results.md").read_text(), str(fer_sample))) == {"supervised"}  # only this setting's runs
 
 
 def test_table_is_mean_and_std_of_the_results(tmp_path):

@@ -12,7 +12,7 @@ from byel.classes import CLASSES
 from byel.config import NORMALIZERS
 from byel.errors import ByelError, CheckpointError
 from byel.export import export, onnx_available, run_onnx
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, PHOTOS, make_checkpoints
 
 
 @pytest.fixture(scope="module", params=NORMALIZERS)
@@ -25,7 +25,6 @@ def ckpts(request, tmp_path_factory):
 def batch():
     """Float RGB faces in [0, 1] at the model's size (uint8 images / 255), plus random noise images."""
     from byel.data.sources import load
-    from conftest import FER_SAMPLE
 
     faces = load(str(FER_SAMPLE), 32, progress=False, cache=False).images[::12]
     x = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255
@@ -94,7 +93,6 @@ def test_a_fused_model_exports_its_geometry_head_and_how_to_compute_its_features
         pytest.skip(onnx_available())
     from byel.faces import FaceMesher, Meshes, geometry_features
     from byel.faces.model import DEFAULT_MODEL
-    from test_predict import PHOTOS
 
     pixels = make_checkpoints(tmp_path / "pixels")[1]
     fused = make_checkpoints(tmp_path / "fused", {"finetune.head": "fused"})[1]

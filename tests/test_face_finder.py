@@ -18,8 +18,7 @@ from byel.cli import main
 from byel.faces import Meshes, geometry_features, measure_images
 from byel.faces.features import SYNTH_EYES
 from byel.predict import NO_FACE, FaceFinder, predict
-from conftest import write_image
-from test_predict import PHOTOS, have_detector, make_checkpoints, read_rows
+from conftest import PHOTOS, have_detector, make_checkpoints, read_rows, write_image
 
 pytest.importorskip("ai_edge_litert")
 
@@ -166,6 +165,7 @@ def test_a_fused_model_classifies_with_the_mesh_measured_on_the_photo(tmp_path, 
     assert np.abs(want - pixels).max() > 1e-3  # the geometry head did count
 
 
+@pytest.mark.slow
 def test_predict_prints_no_tflite_log_line(tmp_path):
     """TFLite's C++ INFO line about its XNNPACK delegate stays out of what a user sees."""
     import subprocess

@@ -80,6 +80,7 @@ def frames_of(video: Path, tmp_path: Path) -> int:
     return n
 
 
+@pytest.mark.slow
 def test_predict_reads_and_annotates_files_whose_names_are_not_utf8(tmp_path):
     src = tmp_path / f"d{E}"
     src.mkdir()
@@ -102,6 +103,7 @@ def test_predict_reads_and_annotates_files_whose_names_are_not_utf8(tmp_path):
     assert frames_of(ann / f"vid{E}o.avi.annotated.avi", tmp_path) == 3
 
 
+@pytest.mark.slow
 def test_predict_video_of_the_python_api_reads_a_video_whose_name_is_not_utf8(tmp_path):
     video = write_video(tmp_path / f"vid{E}o.avi")
     code = ("import os, sys, byel; "
@@ -111,6 +113,7 @@ def test_predict_video_of_the_python_api_reads_a_video_whose_name_is_not_utf8(tm
     assert check_ok(r, tmp_path).split() == ["3", "True"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["warp", "mesh"])
 def test_generate_from_sources_whose_names_are_not_utf8(tmp_path, backend):
     from byel.data.formats import read_manifest
@@ -140,6 +143,7 @@ def labelled_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_data_inspect_and_evaluate_list_names_that_are_not_utf8(tmp_path):
     data = labelled_folder(tmp_path / f"lab{E}")
     out = tmp_path / f"out{E}"
@@ -158,6 +162,7 @@ def test_data_inspect_and_evaluate_list_names_that_are_not_utf8(tmp_path):
     assert fs(bad) in Path(report["problems_log"]).read_bytes()
 
 
+@pytest.mark.slow
 def test_submit_writes_a_video_folder_whose_name_is_not_utf8(tmp_path):
     frames = tmp_path / f"frames{E}"
     (frames / f"v{E}").mkdir(parents=True)
@@ -169,6 +174,7 @@ def test_submit_writes_a_video_folder_whose_name_is_not_utf8(tmp_path):
     assert len((out / f"v{E}.txt").read_text().splitlines()) == 3  # header, frames 1 and 2 (line 1 is frame 0)
 
 
+@pytest.mark.slow
 def test_an_internal_error_on_a_name_that_is_not_utf8_is_one_line(tmp_path):
     """A bug met while handling such a name (here forced) is still one line, in any terminal
     encoding, and its traceback file is written."""

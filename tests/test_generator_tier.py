@@ -92,6 +92,7 @@ def _evaluate(ckpt: Path, data: Path, report: Path) -> dict:
     return json.loads(report.read_text())
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_warp_faces_is_tier_c(warp_dir, tmp_path, capsys):
     faces = _groups(warp_dir)
     pre, ft = pretrain_and_finetune(warp_dir, tmp_path)
@@ -114,6 +115,7 @@ def test_a_model_trained_on_warp_faces_is_tier_c(warp_dir, tmp_path, capsys):
         assert (g["data"], g["n_images"]) == (str(NEUTRAL.resolve()), len(faces))
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_procedural_faces_stays_tier_a(tmp_path):
     data = tmp_path / "p"
     generate(data, per_class=12, size=32, progress=False)
@@ -159,6 +161,7 @@ def test_geometry_transfer_tier_follows_warp_and_mesh_per_class(tmp_path, monkey
     del sys.modules["geometry_transfer"]
 
 
+@pytest.mark.slow
 def test_generator_transfer_labels_warp_rows_tier_c(tmp_path):
     import subprocess
 
@@ -187,6 +190,7 @@ def test_generator_transfer_labels_warp_rows_tier_c(tmp_path):
     assert "| C | " in p.stdout.rstrip().splitlines()[-1]  # the tier column, then minutes per run
 
 
+@pytest.mark.slow
 def test_demo_on_warp_faces_reports_tier_c(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--backend", "warp", "--sources", str(NEUTRAL), "--per-class", "6",

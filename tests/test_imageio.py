@@ -22,11 +22,9 @@ from byel import imageio
 from byel.cli import main
 from byel.data import sources
 from byel.errors import ByelError
-from conftest import FER_SAMPLE
-from test_predict import PHOTOS, have_detector, make_checkpoints
+from conftest import FER_SAMPLE, PHOTOS, make_checkpoints, needs_detector
 
 GROUP = PHOTOS / "group.jpg"
-needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -8,8 +8,7 @@ import torch
 
 from byel.errors import ByelError, DataError
 from byel.latents import cosine_matrix, plot_emotion_vectors, plot_latents
-from conftest import FER_SAMPLE, write_class_folders, write_image
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, make_checkpoints, write_class_folders, write_image
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocess runs of the benchmark scripts (and of the demo)
 
 ROOT = Path(__file__).resolve().parents[1]
 FER_SAMPLE = ROOT / "tests" / "fixtures" / "fer_sample"
@@ -24,18 +26,19 @@ def test_main_job_table_comes_from_the_demo_reports(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((tmp_path / "res" / "results.json").read_text())
     assert [r["seed"] for r in res["runs"]] == [0, 1]
-    md = (tmp_path / "res" / "results.md").read_text()
+    assert res["command"] == (f"python benchmarks/main_job.py --real {FER_SAMPLE} --seeds 0 1 --runs {tmp_path / 'runs'} "
+                              f"--out {tmp_path / 'res'} -- --preset smoke")
     for r in res["runs"]:
         ev = json.loads((tmp_path / "runs" / f"s{r['seed']}" / "report.json").read_text())["evaluation"]
-        assert r["macro_f1"] == ev["macro_f1"] and r["adabn_macro_f1"] == ev["adabn"]["macro_f1"]
-        assert f"| {r['seed']} | {ev['macro_f1']:.3f} | {ev['accuracy']:.3f} | {ev['adabn']['macro_f1']:.3f} |" in md
-    f1 = np.array([r["macro_f1"] for r in res["runs"]])
-    assert f"**{f1.mean():.3f} ± {f1.std(ddof=1):.3f}**" in md
+        assert (r["macro_f1"], r["accuracy"], r["adabn_macro_f1"], r["adabn_accuracy"], r["per_class_f1"]) == \
+            (ev["macro_f1"], ev["accuracy"], ev["adabn"]["macro_f1"], ev["adabn"]["accuracy"], ev["per_class_f1"])
+        assert (r["tier"], r["adabn_tier"], r["n_images"], r["n_adapt_images"]) == ("A", "C", 120, 120)
+    assert res["command"] in (tmp_path / "res" / "results.md").read_text()  # the table names its command
     # A second call reuses the finished runs: same table, no new training.
     again = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
                  "--out", str(tmp_path / "res"), "--", "--preset", "smoke", cwd=tmp_path)
     assert again.returncode == 0 and "byel demo" not in again.stderr
-    assert (tmp_path / "res" / "results.md").read_text() == md
+    assert json.loads((tmp_path / "res" / "results.json").read_text()) == res
 
 
 def test_main_job_missing_real_set_is_one_line(tmp_path):
@@ -68,11 +71,16 @@ def test_a_fused_head_table_names_tier_b_and_lists_the_pixel_cnn_alone(tmp_path)
     p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
              "--out", str(tmp_path / "res"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    md = (tmp_path / "res" / "results.md").read_text()
-    assert "| seed | macro-F1 (tier B) | accuracy | macro-F1 with AdaBN (tier B+C) |" in md
-    assert "| 0 | 0.400 | 0.500 | 0.410 | 0.500 | 0.200 | 0.250 | 90.0% | 1.0 |" in md
-    assert "**0.350 ± 0.071**" in md and "0.220 ± 0.028" in md and "Head: fused" in md
-    assert f"--runs {tmp_path / 'runs'} --out {tmp_path / 'res'}" in md  # the command finds these runs again
+    res = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert [(r["seed"], r["tier"], r["adabn_tier"], r["head"], r["mesh_rate"]) for r in res["runs"]] == \
+        [(0, "B", "B+C", "fused", 0.9), (1, "B", "B+C", "fused", 0.9)]
+    assert [v for r in res["runs"] for v in (r["macro_f1"], r["adabn_macro_f1"])] == pytest.approx([0.40, 0.41, 0.30, 0.31])
+    assert [r["pixels_only"] for r in res["runs"]] == [  # the pixel CNN alone, with its own tiers
+        {"macro_f1": 0.20, "tier": "A", "adabn_macro_f1": pytest.approx(0.25), "adabn_tier": "C"},
+        {"macro_f1": 0.24, "tier": "A", "adabn_macro_f1": pytest.approx(0.29), "adabn_tier": "C"}]
+    assert all("geometry_only" not in r for r in res["runs"])
+    assert res["command"].endswith(f"--runs {tmp_path / 'runs'} --out {tmp_path / 'res'}")  # it finds these runs again
+    assert res["command"] in (tmp_path / "res" / "results.md").read_text()
     # a table never mixes kinds: a pixels-only run beside them is refused in one line
     ev["tier"], ev["adabn"]["tier"] = {"name": "A"}, {"name": "C"}
     del ev["pixels_only"]
@@ -91,13 +99,16 @@ def test_a_fused_table_lists_the_geometry_head_alone_with_the_tiers_of_the_repor
     p = _run("--real", str(FER_SAMPLE), "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
              "--out", str(tmp_path / "res"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    md = (tmp_path / "res" / "results.md").read_text()
-    assert ("| seed | macro-F1 (tier B+C) | accuracy | macro-F1 with AdaBN (tier B+C) | accuracy with AdaBN | "
-            "geometry head alone (tier B+C) | geometry head alone with AdaBN (tier B+C) | pixel CNN alone (tier C) | "
-            "pixel CNN alone with AdaBN (tier C) | face mesh found | minutes |") in md
-    assert "| 1 | 0.300 | 0.500 | 0.310 | 0.500 | 0.340 | 0.360 | 0.240 | 0.290 | 90.0% | 1.0 |" in md
-    assert "| 0.380 ± 0.057 | 0.400 ± 0.057 | 0.220 ± 0.028 | 0.270 ± 0.028 | 90.0% |" in md
-    assert "Tier A" not in md
+    res = json.loads((tmp_path / "res" / "results.json").read_text())
+    r = res["runs"][1]
+    assert (r["seed"], r["tier"], r["adabn_tier"], r["head"], r["mesh_rate"]) == (1, "B+C", "B+C", "fused", 0.9)
+    assert (r["macro_f1"], r["accuracy"], r["adabn_macro_f1"], r["adabn_accuracy"]) == pytest.approx((0.30, 0.5, 0.31, 0.5))
+    assert r["geometry_only"] == {"macro_f1": 0.34, "tier": "B+C", "adabn_macro_f1": pytest.approx(0.36), "adabn_tier": "B+C"}
+    assert r["pixels_only"] == {"macro_f1": 0.24, "tier": "C", "adabn_macro_f1": pytest.approx(0.29), "adabn_tier": "C"}
+    tiers = {t for x in res["runs"] for t in (x["tier"], x["adabn_tier"], *(x[v][k] for v in ("geometry_only", "pixels_only")
+                                                                            for k in ("tier", "adabn_tier")))}
+    assert tiers == {"B+C", "C"}  # no tier A anywhere
+    assert res["command"] in (tmp_path / "res" / "results.md").read_text()
 
 
 def test_adapt_main_job_table_comes_from_the_evaluation_reports(tmp_path):
@@ -111,13 +122,14 @@ def test_adapt_main_job_table_comes_from_the_evaluation_reports(tmp_path):
             "--methods", "adabn", "tent", "--out", str(tmp_path / "res")]
     p = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    md = (tmp_path / "res" / "results.md").read_text()
-    for method, tier in (("none", "A"), ("adabn", "C"), ("tent", "C")):
-        ev = json.loads((runs / "adapt" / f"{method}-s0" / "eval.json").read_text())
-        assert ev["tier"]["name"] == tier
-        assert f"| {method} | {ev['macro_f1']:.3f} | {tier} |" in md
+    res = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert [(r["seed"], r["method"]) for r in res["runs"]] == [(0, "none"), (0, "adabn"), (0, "tent")]
+    for r, tier in zip(res["runs"], ("A", "C", "C")):
+        ev = json.loads((runs / "adapt" / f"{r['method']}-s0" / "eval.json").read_text())
+        assert ev["tier"]["name"] == r["tier"] == tier and r["macro_f1"] == ev["macro_f1"]
+    assert res["command"] in (tmp_path / "res" / "results.md").read_text()  # the table names its command
     assert json.loads((runs / "adapt" / "tent-s0" / "adapt.json").read_text())["method"] == "tent"
     # a second call redoes nothing
     again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "byel adapt" not in again.stderr and "byel evaluate" not in again.stderr
-    assert (tmp_path / "res" / "results.md").read_text() == md
+    assert json.loads((tmp_path / "res" / "results.json").read_text()) == res

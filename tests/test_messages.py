@@ -23,8 +23,7 @@ import byel
 from byel.checkpoint import read_checkpoint
 from byel.cli import main
 from byel.errors import ByelError, CheckpointError, InputTypeError
-from conftest import FER_SAMPLE, write_image
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, make_checkpoints, write_image
 
 FACE = next(iter(sorted((FER_SAMPLE / "happy").glob("*.jpg"))))
 
@@ -162,6 +161,7 @@ def test_adapt_into_a_run_folder_does_not_suggest_a_resume_it_lacks(tmp_path, ck
 
 
 # --- videos ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_broken_videos_are_listed_without_ffmpeg_or_opencv_chatter(tmp_path, ckpt):
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -193,7 +193,7 @@ def test_an_annotated_video_the_writer_could_not_store_is_an_error_naming_it(tmp
         vw.write(np.full((64, 64, 3), 60 * i, np.uint8))
     vw.release()
 
-    class SilentWriter:  # OpenCV's writer on a full disk: no error, no frames
+    class SilentWriter:  # OpenCV's writer on a full disk: it opens, then no error, no frames
         def __init__(self, *args):
             pass
 

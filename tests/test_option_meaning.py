@@ -24,8 +24,7 @@ from byel.errors import ByelError, DataError
 from byel.predict import NO_FACE, FaceDetector, FaceFinder, checked_min_face
 from byel.submit import FILL_SLACK, MAX_FILL_FACTOR, submit
 from byel.track import MAX_WINDOW, check_smooth
-from conftest import FER_SAMPLE, write_class_folders, write_image
-from test_predict import PHOTOS, make_checkpoints
+from conftest import FER_SAMPLE, PHOTOS, make_checkpoints, write_class_folders, write_image
 
 GROUP = PHOTOS / "group.jpg"  # five faces, 89-158 px boxes (photos/README.md)
 # Blurred noise in which the landmarker of byel <= 20d4234 reported one small "face" each (14 to
@@ -139,6 +138,7 @@ def test_a_photo_with_min_face_above_its_faces_has_none(tmp_path, ckpts):
     assert byel.load(ckpts[1], min_face=200).predict(str(GROUP)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _have_landmarker(), reason="no ai-edge-litert")
 def test_serve_reports_no_face_in_noise(tmp_path, ckpts):
     pytest.importorskip("fastapi")

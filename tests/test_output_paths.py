@@ -214,6 +214,7 @@ def test_evaluate_a_stray_checkpoint_reports_into_the_current_folder(faces, tmp_
 
 
 # --- written whole ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_inspect_on_a_full_disk_leaves_no_empty_or_half_file(faces, tmp_path):
     """A real failing write (a file-size limit, as a full disk): one line naming the file, and no
     contact sheet, no empty file, no temporary file left. Was: a 0-byte or half file."""

@@ -8,9 +8,8 @@ import torch
 
 from byel.cli import main
 from byel.methods import METHODS
+from conftest import SMOKE as TINY
 from conftest import write_class_folders
-
-TINY = ["--preset", "smoke", "--no-progress", "--logger", "none"]
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +18,7 @@ def synth_dir(tmp_path_factory):
     return write_class_folders(tmp_path_factory.mktemp("synth"), 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, method, monkeypatch):
     import byel.train
@@ -48,17 +48,14 @@ def test_every_method_pretrains_and_finetunes(tmp_path, synth_dir, fer_sample, m
     assert not torch.equal(best["backbone.stem.0.weight"], online["stem.0.weight"])
 
 
-def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, monkeypatch):
+def test_evaluate_report_and_skipped_classes(tmp_path, smoke_model, fer_sample, monkeypatch):
     import byel.evaluate
     from byel.adapt import adapt_batchnorm
     from byel.data.sources import load
     from byel import classifier
 
-    pre, ft = tmp_path / "pre", tmp_path / "ft"
-    main(["pretrain", "--data", str(synth_dir), "--out", str(pre), *TINY])
-    main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir), "--out", str(ft), *TINY])
     report = tmp_path / "eval" / "real.json"
-    best = ft / "checkpoints" / "best.ckpt"
+    best = smoke_model.finetuned
     seen = []  # the images AdaBN adapts on
     monkeypatch.setattr(byel.evaluate, "adapt_batchnorm",
                         lambda model, images, *a, **k: seen.append(images) or adapt_batchnorm(model, images, *a, **k))
@@ -88,8 +85,8 @@ def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, mo
     assert {k: r["adabn"][k] for k in ("data", "n_adapt_images", "transductive")} == \
         {"data": "evaluated", "n_adapt_images": 120, "transductive": True}
     # An explicit spec: its unlabelled images (here the whole folder, neutral included).
-    main(["evaluate", "--checkpoint", str(best), "--data", str(fer_sample), "--report", str(report),
-          "--adapt-bn", str(fer_sample), "--no-progress"])
+    assert main(["evaluate", "--checkpoint", str(best), "--data", str(fer_sample), "--report", str(report),
+          "--adapt-bn", str(fer_sample), "--no-progress"]) == 0
     r = json.loads(report.read_text())
     assert len(seen[1]) == r["adabn"]["n_adapt_images"] == 140
     assert r["adabn"]["data"] == str(fer_sample) and r["adabn"]["transductive"] is True
@@ -97,13 +94,16 @@ def test_evaluate_report_and_skipped_classes(tmp_path, synth_dir, fer_sample, mo
 
 def test_resume_continues_and_refuses_another_model(tmp_path, synth_dir, capsys):
     out = tmp_path / "pre"
-    main(["pretrain", "--data", str(synth_dir), "--out", str(out), *TINY])
+    assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), *TINY]) == 0
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "2", "--resume", *TINY]) == 0
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     capsys.readouterr()
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(out), "--epochs", "3", "--resume",
                  "--backbone", "resnet18", *TINY]) == 2
-    assert "model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert line.startswith(f"byel: error: cannot resume from {out / 'checkpoints' / 'last.ckpt'}: ") and \
+        "model.backbone 'smallnet' → 'resnet18'" in line and "Traceback" not in err, err
 
 
 def test_training_on_a_folder_with_corrupt_files_lists_them(tmp_path, imagefolder_tree, capsys):
@@ -117,18 +117,19 @@ def test_training_on_a_folder_with_corrupt_files_lists_them(tmp_path, imagefolde
     assert (out / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_and_metrics(tmp_path, synth_dir, fer_sample):
     """Reproducibility on CPU: the same seed and config give identical weights and scores; the
     report records the seed, the versions and the config hash."""
     reports = []
     for run in ("a", "b"):
         pre, ft = tmp_path / run / "pre", tmp_path / run / "ft"
-        main(["pretrain", "--data", str(synth_dir), "--out", str(pre), "--seed", "7", *TINY])
-        main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir),
-              "--out", str(ft), "--seed", "7", *TINY])
+        assert main(["pretrain", "--data", str(synth_dir), "--out", str(pre), "--seed", "7", *TINY]) == 0
+        assert main(["finetune", "--checkpoint", str(pre / "checkpoints" / "last.ckpt"), "--data", str(synth_dir),
+                     "--out", str(ft), "--seed", "7", *TINY]) == 0
         report = tmp_path / run / "r.json"
-        main(["evaluate", "--checkpoint", str(ft / "checkpoints" / "best.ckpt"), "--data", str(fer_sample),
-              "--report", str(report), "--no-progress"])
+        assert main(["evaluate", "--checkpoint", str(ft / "checkpoints" / "best.ckpt"), "--data", str(fer_sample),
+                     "--report", str(report), "--no-progress"]) == 0
         reports.append(json.loads(report.read_text()))
     a = torch.load(tmp_path / "a" / "ft" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "ft" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]

@@ -1,58 +1,18 @@
 """byel.predict: faces in photos, folders and videos -> one CSV row per face."""
 
-import csv
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from byel.classes import CLASSES
-from byel.errors import ByelError, CheckpointError, DataError
-from byel.predict import COLUMNS, NO_FACE, FaceDetector, crop_face, predict
-from conftest import FER_SAMPLE, write_image
-
-PHOTOS = Path(__file__).parent / "fixtures" / "photos"
-
-
-def make_checkpoints(root: Path, overrides: dict | None = None) -> tuple[Path, Path]:
-    """A stage-1 and a fine-tuned checkpoint of the smoke model in byel's checkpoint format,
-    untrained (seconds faster than training, and loaded by exactly the same code)."""
-    from byel.checkpoint import atomic_torch_save, metadata
-    from byel.config import load_config
-    from byel.methods import FineTune, create_method
-
-    cfg = load_config("smoke", overrides or {})
-    torch.manual_seed(0)
-    pre, ft = root / "pre.ckpt", root / "ft.ckpt"
-    atomic_torch_save({"state_dict": create_method(cfg.to_dict()).state_dict(), "byel": metadata("pretrain", cfg)}, pre)
-    model = FineTune(cfg.to_dict())
-    for m in model.modules():  # non-trivial BatchNorm statistics
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    atomic_torch_save({"state_dict": model.state_dict(), "byel": metadata("finetune", cfg)}, ft)
-    return pre, ft
+from byel.errors import CheckpointError, DataError
+from byel.predict import COLUMNS, NO_FACE, crop_face, predict
+from conftest import FER_SAMPLE, PHOTOS, make_checkpoints, needs_detector, read_rows, write_image
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     return make_checkpoints(tmp_path_factory.mktemp("ckpt"))
-
-
-def have_detector() -> bool:
-    try:
-        FaceDetector()
-        return True
-    except ByelError:
-        return False
-
-
-def read_rows(path) -> tuple[list[str], list[dict]]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        return reader.fieldnames, list(reader)
 
 
 def check_face_row(r):
@@ -62,7 +22,7 @@ def check_face_row(r):
     assert int(r["w"]) > 0 and int(r["h"]) > 0
 
 
-@pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
+@needs_detector
 def test_group_photo_one_row_per_face(tmp_path, ckpts):
     out = tmp_path / "pred.csv"
     r = predict(ckpts[1], [str(PHOTOS / "group.jpg")], out, annotate_dir=tmp_path / "ann", progress=False)
@@ -83,7 +43,7 @@ def test_group_photo_one_row_per_face(tmp_path, ckpts):
     assert drawn is not None and drawn.shape == (400, 640, 3) and r["annotated"] == 1
 
 
-@pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
+@needs_detector
 def test_no_face_gets_one_row(tmp_path, ckpts):
     blank = write_image(tmp_path / "in" / "wall.png", 90, size=200)
     (tmp_path / "in" / "sub").mkdir()

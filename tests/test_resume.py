@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import write_class_folders
 
+pytestmark = pytest.mark.slow  # subprocess runs of byel, killed and resumed
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

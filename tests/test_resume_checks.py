@@ -12,19 +12,14 @@ import shutil
 import pytest
 
 from byel.cli import main
-from conftest import FER_SAMPLE, SMOKE, pretrain_and_finetune, write_class_folders, write_image
+from conftest import FER_SAMPLE, SMOKE, write_class_folders, write_image
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A tiny data set and a finished smoke pre-training and fine-tuning on it (copied by each test
-    that changes them)."""
-    root = tmp_path_factory.mktemp("resume-checks")
-    with pytest.MonkeyPatch.context() as mp:  # a private data cache, as for every test
-        mp.setenv("BYEL_CACHE_DIR", str(root / "cache"))
-        data = write_class_folders(root / "data", 4)
-        pre, ft = pretrain_and_finetune(data, root)
-    return {"data": data, "pre": pre, "ft": ft}
+def runs(smoke_model):
+    """A tiny data set and a finished smoke pre-training and fine-tuning on it: the session's smoke
+    model (copied by each test that changes them)."""
+    return {"data": smoke_model.data, "pre": smoke_model.pre, "ft": smoke_model.ft}
 
 
 def _hashes(folder, names):
@@ -84,6 +79,7 @@ def test_resume_compares_the_data_not_its_path(runs, tmp_path, capsys):
     assert _hashes(out, RUN_FILES) == before
 
 
+@pytest.mark.slow
 def test_demo_resume_with_other_settings_is_refused_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "demo"
     demo = ["demo", "--out", str(out), "--per-class", "6", *SMOKE]

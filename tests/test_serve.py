@@ -25,7 +25,7 @@ import pytest
 from byel.classes import CLASSES
 from byel.errors import ByelError
 from byel.serve import require_extra
-from test_predict import PHOTOS, have_detector, make_checkpoints
+from conftest import PHOTOS, make_checkpoints, needs_detector, needs_serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,18 +36,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-def _serve_extra() -> bool:
-    try:
-        require_extra()
-        return True
-    except ByelError:
-        return False
-
-
-needs_serve = pytest.mark.skipif(not _serve_extra(), reason="byel[serve] not installed (fastapi, uvicorn, python-multipart)")
-needs_detector = pytest.mark.skipif(not have_detector(), reason="no face detector installed (OpenCV cascade or dlib)")
 
 
 def _served_classes() -> list[str]:
@@ -95,6 +83,7 @@ def _post(url: str, name: str, data: bytes) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+@pytest.mark.slow
 @needs_serve
 @needs_detector
 def test_predict_endpoint_answers_json_and_one_line_errors(server):
@@ -107,6 +96,7 @@ def test_predict_endpoint_answers_json_and_one_line_errors(server):
     assert status == 400 and "notes.txt" in body["error"] and "\n" not in body["error"]
 
 
+@pytest.mark.slow
 @needs_serve
 @needs_detector
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser: {CHROMIUM} is absent (apt-get install chromium)")

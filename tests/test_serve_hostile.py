@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 
 from byel.classes import CLASSES
-from test_serve import needs_serve
+from conftest import needs_serve
 
 
 class Faces(list):

@@ -21,8 +21,7 @@ from byel.config import load_config
 from byel.data.sources import load
 from byel.errors import CheckpointError, ConfigError
 from byel.synth.generate import generate
-from conftest import FER_SAMPLE, SMOKE, pretrain_and_finetune, write_image
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, SMOKE, make_checkpoints, pretrain_and_finetune, write_image
 
 SEVEN = [*CLASSES, "neutral"]
 
@@ -57,6 +56,7 @@ def test_generate_seven_writes_neutral_and_keeps_the_six_byte_identical(tmp_path
                for f in (seven / "neutral").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["generate", "--out", "{tmp}/g", "--classes", "5"],
     ["pretrain", "--data", "{tmp}", "--out", "{tmp}/p", "--classes", "5"],
@@ -107,6 +107,7 @@ def _neutral_biased(root: Path, classes: int = 7) -> Path:
     return ft
 
 
+@pytest.mark.slow
 def test_seven_class_training_evaluation_and_mismatch(tmp_path, capsys):
     synth = tmp_path / "synth"
     assert main(["generate", "--out", str(synth), "--per-class", "8", "--size", "32", "--classes", "7",

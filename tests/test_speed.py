@@ -7,6 +7,7 @@ import json
 import math
 
 import lightning as L
+import pytest
 import torch
 
 from byel import speed
@@ -24,6 +25,7 @@ def _smoke(**over):
                                  "trainer.devices": "1", **over})
 
 
+@pytest.mark.slow
 def test_cli_writes_results_with_an_end_to_end_row(tmp_path, capsys):
     rc = main(["benchmark", "speed", "--presets", "smoke", "--steps", "2", "--warmup", "1", "--repeats", "1",
                "--e2e-epochs", "2", "--e2e-steps", "2", "--out", str(tmp_path), "--name", "speed"])
@@ -37,10 +39,10 @@ def test_cli_writes_results_with_an_end_to_end_row(tmp_path, capsys):
     assert math.isfinite(row["epoch_overhead_s"]) and math.isfinite(row["e2e_startup_s"])
     assert row["checkpoint_saves"] == 2 and row["e2e_steps"] == 4  # one save per epoch, 2 epochs × 2 steps
     assert row["backbone"] == load_config("smoke").model.backbone
-    md = (tmp_path / "speed.md").read_text()
-    assert res["command"].startswith("byel benchmark speed --presets smoke --steps 2") and res["command"] in md
-    assert res["machine"]["cpu"] in md and torch.__version__ in md
-    assert "end-to-end img/s" in md and "s per checkpoint save" in md
+    assert res["command"].startswith("byel benchmark speed --presets smoke --steps 2")
+    assert res["machine"]["cpu"] and res["machine"]["torch"] == torch.__version__
+    assert res["machine"]["lightning"] == L.__version__ and res["machine"]["logical_cpus"] >= 1
+    assert res["command"] in (tmp_path / "speed.md").read_text()  # the table names its command
     assert "| smoke |" in capsys.readouterr().out
 
 

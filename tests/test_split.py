@@ -185,6 +185,7 @@ def _check_stages(seen: list, held: np.ndarray | None = None) -> None:
         assert _rows(val) == _rows(held)
 
 
+@pytest.mark.slow
 def test_demo_trains_neither_stage_on_the_held_out_images(tmp_path, monkeypatch):
     from byel.pipeline import run_demo
 
@@ -199,6 +200,7 @@ def test_demo_trains_neither_stage_on_the_held_out_images(tmp_path, monkeypatch)
     _check_stages(seen, held)
 
 
+@pytest.mark.slow
 def test_ablation_holds_out_one_split_for_every_run(tmp_path, fer_sample, monkeypatch):
     from byel.experiments import run_ablation
 
@@ -212,6 +214,7 @@ def test_ablation_holds_out_one_split_for_every_run(tmp_path, fer_sample, monkey
     _check_stages(seen, held)
 
 
+@pytest.mark.slow
 def test_finetune_after_pretrain_holds_out_the_same_files(tmp_path, procedural):
     from byel.data.split import holdout_split
 

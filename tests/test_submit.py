@@ -8,8 +8,7 @@ import pytest
 from byel.classes import CLASSES
 from byel.errors import DataError
 from byel.submit import fill_nearest, submit
-from conftest import FER_SAMPLE
-from test_predict import make_checkpoints
+from conftest import FER_SAMPLE, make_checkpoints
 
 
 @pytest.fixture(scope="module")

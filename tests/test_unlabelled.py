@@ -70,6 +70,7 @@ def _spy_batches(monkeypatch):
     return seen
 
 
+@pytest.mark.slow
 def test_pretrain_with_unlabelled_same_steps_same_synthetic_batches(tmp_path, synth_dir, fer_sample, monkeypatch):
     seen = _spy_batches(monkeypatch)
     assert main(["pretrain", "--data", str(synth_dir), "--out", str(tmp_path / "plain"), *TINY]) == 0
@@ -115,6 +116,7 @@ def test_supervised_refuses_unlabelled(tmp_path, synth_dir, fer_sample, capsys):
         assert not (out / "checkpoints").exists() and not (out / "synthetic").exists()
 
 
+@pytest.mark.slow
 def test_demo_passes_unlabelled_through(tmp_path, fer_sample):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--unlabelled", str(fer_sample), *TINY]) == 0
@@ -123,6 +125,7 @@ def test_demo_passes_unlabelled_through(tmp_path, fer_sample):
     assert torch.load(out / "finetune" / "checkpoints" / "best.ckpt", weights_only=True)["byel"]["unlabelled"]["n_images"] == 140
 
 
+@pytest.mark.slow
 def test_ablation_with_unlabelled_and_adaptation(tmp_path, fer_sample, monkeypatch):
     out = tmp_path / "abl"
     argv = ["benchmark", "ablation", "--out", str(out), "--eval", str(fer_sample), "--preset", "smoke", "--seeds", "1",
@@ -142,9 +145,11 @@ def test_ablation_with_unlabelled_and_adaptation(tmp_path, fer_sample, monkeypat
         assert [u["stage"] for u in ev["adapt"]["tier"]["unlabelled_real"]] == ["pretrain"] * bool(r["unlabelled"]) + ["adapt"]
         assert all(u["transductive"] is True for u in ev["adapt"]["tier"]["unlabelled_real"])
         assert ev["adapt"]["method"] == "tent" and ("macro_f1" in ev["adapt"] or "collapsed" in ev["adapt"])
-    md = (out / "results.md").read_text()
-    assert "| byel + unlabelled real |" in md and "macro-F1 after tent" in md and "Tier C" in md
-    assert "Pre-trained with unlabelled real images: transductive" in md
+    assert [(r["unlabelled"], r["n_unlabelled"]) for r in results] == [(None, 0), (None, 0), (f"imagefolder:{spec}", 140)]
+    pre = results[2]["eval"][spec]["tier"]["unlabelled_real"]
+    assert [(u["stage"], u["n_images"], u["transductive"], u["n_evaluated_among"]) for u in pre] == \
+        [("pretrain", 140, True, 120)]
+    assert (out / "results.md").read_text().startswith("Command: `byel benchmark ablation --out ")
 
     # the same command again trains nothing; another adaptation rescores without training
     import byel.train
