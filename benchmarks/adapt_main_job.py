@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when im
 from common import commit, machine, mean_std, run_record  # noqa: E402
 
 from byel.adapt import METHODS, SYNTHETIC  # noqa: E402
-from byel.cli import Parser, run_guarded, seed_int  # noqa: E402
+from byel.cli.args import Parser, seed_int  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ByelError, StepFailed  # noqa: E402
 
 DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/adapt_main_job"}

@@ -29,7 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import command_line, commit, machine, run_record  # noqa: E402
 
-from byel.cli import Parser, run_guarded  # noqa: E402
+from byel.cli.args import Parser  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ByelError  # noqa: E402
 from byel.export import file_sha256  # noqa: E402
 

@@ -26,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import run_record  # noqa: E402
 
-from byel.cli import Parser, run_guarded  # noqa: E402
+from byel.cli.args import Parser  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ConfigError  # noqa: E402
 from byel.synth import BACKENDS, FROM_REAL  # noqa: E402
 from byel.synth.generate import generate  # noqa: E402

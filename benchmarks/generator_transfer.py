@@ -29,7 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import command_line, commit, mean_std, run_record  # noqa: E402
 
-from byel.cli import Bounded, Parser, run_guarded  # noqa: E402
+from byel.cli.args import Bounded, Parser  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.config import NORMALIZERS, GenerateConfig, load_config  # noqa: E402
 from byel.data.sources import load  # noqa: E402
 from byel.data.split import holdout_split  # noqa: E402

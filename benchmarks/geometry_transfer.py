@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when im
 from common import command_line, commit, run_record  # noqa: E402
 
 from byel.classes import CLASSES  # noqa: E402
-from byel.cli import Bounded, Parser, nonneg_int, positive_int, run_guarded, seed_int, size_int  # noqa: E402
+from byel.cli.args import Bounded, Parser, nonneg_int, positive_int, seed_int, size_int  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.config import LIMITS, GenerateConfig  # noqa: E402
 from byel.data.sources import load  # noqa: E402
 from byel.errors import ConfigError  # noqa: E402

@@ -33,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import command_line, commit, run_record  # noqa: E402
 
-from byel.cli import Parser, positive_int, run_guarded  # noqa: E402
+from byel.cli.args import Parser, positive_int  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ByelError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import commit, machine, mean_std, run_record  # noqa: E402
 
-from byel.cli import Parser, run_guarded, seed_int  # noqa: E402
+from byel.cli.args import Parser, seed_int  # noqa: E402
+from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ByelError, StepFailed  # noqa: E402
 
 

@@ -56,6 +56,12 @@ def escape_surrogates(text: str) -> str:
     return "".join(escape_char(ch) if "\ud800" <= ch <= "\udfff" else ch for ch in str(text))
 
 
+def printable(text: str) -> str:
+    """text with control characters (from a binary file, a terminal escape) written as escapes,
+    so an error message stays one readable line; a byte of a file name that is not UTF-8 as \\xNN."""
+    return "".join(ch if ch.isprintable() else escape_char(ch) for ch in str(text))
+
+
 # Operating-system errors in words a user can act on (errno -> reason).
 _OS_REASONS = {
     "ENOSPC": "disk full (no space left on device)",

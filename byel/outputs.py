@@ -1,6 +1,6 @@
 """The files a command writes besides the paths given on its command line, named in one place:
 the command writes them under these names and the CLI checks every one of them before any work
-(byel.cli: against the inputs and against each other), so the plan cannot drift from what is
+(byel.cli.paths: against the inputs and against each other), so the plan cannot drift from what is
 written. (Writing each of them whole is byel.files's job.)
 
 Light on purpose (no torch, no OpenCV at import): the CLI plans with it before loading anything.

@@ -39,7 +39,7 @@ FLOORS = {
     7: ["byel.train", "byel.evaluate", "byel.adapt", "byel.latents", "byel.export", "byel.submit",
         "byel.predict"],  # stages
     8: ["byel.pipeline", "byel.experiments", "byel.speed", "byel.api"],  # jobs
-    9: ["byel.cli", "byel.serve", "byel.__main__"],  # doors
+    9: ["byel.cli", "byel.serve", "byel.__main__"],  # doors (byel.cli: the package and each of its modules)
 }
 FACADE = ("byel", "byel.api")  # `import byel` stays light: byel.load & co. import byel.api on first use
 

@@ -26,7 +26,9 @@ import pytest
 import torch
 
 from byel.checkpoint import atomic_torch_save
-from byel.cli import Bounded, build_parser, main, run_guarded
+from byel.cli import build_parser, main
+from byel.cli.args import Bounded
+from byel.cli.guard import run_guarded
 from byel.config import Config, _all_keys, load_config
 from byel.data.sources import load
 from byel.errors import ByelError, ConfigError

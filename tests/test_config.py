@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from byel.cli import build_parser, _resolve_config
+from byel.cli import build_parser
+from byel.cli.settings import resolve_config
 from byel.config import from_dict, load_config, presets
 from byel.errors import ConfigError
 from byel.methods.base import backbone_from_config
@@ -68,7 +69,7 @@ def test_a_checkpoint_config_with_an_explicit_width_rebuilds_that_width():
 
 
 def parse(*argv):
-    return _resolve_config(build_parser().parse_args([*argv, "--data", "d", "--out", "o"]))
+    return resolve_config(build_parser().parse_args([*argv, "--data", "d", "--out", "o"]))
 
 
 def test_training_flags_set_the_stage_they_belong_to():

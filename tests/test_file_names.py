@@ -178,9 +178,9 @@ def test_submit_writes_a_video_folder_whose_name_is_not_utf8(tmp_path):
 def test_an_internal_error_on_a_name_that_is_not_utf8_is_one_line(tmp_path):
     """A bug met while handling such a name (here forced) is still one line, in any terminal
     encoding, and its traceback file is written."""
-    code = ("import sys, byel.cli as cli\n"
+    code = ("import sys, byel.cli as cli, byel.cli.use_cmds as use_cmds\n"
             "def bug(args): raise RuntimeError(f'cannot handle {args.inputs[0]}' + '\\n more' * 5000)\n"
-            "cli.cmd_predict = bug\n"
+            "use_cmds.cmd_predict = bug\n"
             "raise SystemExit(cli.main(sys.argv[1:]))")
     r = run(tmp_path, "predict", tmp_path / f"caf{E}.jpg", code=code, encoding="ascii")
     err = r.stderr.decode("ascii")
@@ -202,7 +202,7 @@ def test_the_crash_reporter_cannot_fail(crash_dir, monkeypatch, capsys):
     that cannot be made a string, a huge one, a failing traceback), the report is one line."""
     import traceback
 
-    from byel.cli import run_guarded
+    from byel.cli.guard import run_guarded
 
     monkeypatch.setattr(sys, "argv", ["byel", "predict", f"caf{E}.jpg"])
 

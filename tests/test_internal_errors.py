@@ -8,7 +8,8 @@ import torch
 
 from byel.checkpoint import FORMAT
 from byel.classes import CLASSES
-from byel.cli import main, run_guarded
+from byel.cli import main
+from byel.cli.guard import run_guarded
 from byel.config import load_config
 from conftest import write_class_folders
 

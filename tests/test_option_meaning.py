@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import byel
-from byel.cli import MAX_WINDOW as CLI_MAX_WINDOW
-from byel.cli import MIN_PER_SET as CLI_MIN_PER_SET
 from byel.cli import main
+from byel.cli.args import MAX_WINDOW as CLI_MAX_WINDOW
+from byel.cli.args import MIN_PER_SET as CLI_MIN_PER_SET
 from byel.errors import ByelError, DataError
 from byel.predict import NO_FACE, FaceDetector, FaceFinder, checked_min_face
 from byel.submit import FILL_SLACK, MAX_FILL_FACTOR, submit

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from byel.cli import _check_paths, build_parser, main
+from byel.cli import build_parser, main
+from byel.cli.paths import check_paths
 from conftest import FER_SAMPLE
 
 PHOTOS = Path(__file__).parent / "fixtures" / "photos"
@@ -112,7 +113,7 @@ def test_an_output_folder_that_holds_an_input_is_refused_by_every_command(case, 
 
 def test_a_table_may_go_beside_its_inputs_but_never_over_one(photos, capsys):
     ok = build_parser().parse_args(["predict", str(photos / "a2" / "photos"), "--out", str(photos / "a2" / "photos" / "p.csv")])
-    _check_paths(ok)  # predictions.csv in the photos' folder: never read as a photo
+    check_paths(ok)  # predictions.csv in the photos' folder: never read as a photo
     (photos / "a2" / "photos" / "clip.mp4").write_bytes(b"a video the folder holds")
     before = _tree(photos)
     for victim in ("clip.mp4", sorted(os.listdir(photos / "a2" / "photos"))[0]):  # was: the video replaced by the CSV

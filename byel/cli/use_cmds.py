@@ -1,0 +1,78 @@
+"""`byel predict` and `byel serve`: a trained model on photos, videos and a web page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from byel.cli.args import MAX_WINDOW, batch_int, device_arg, int_range, positive_int, prob_float, smooth_arg
+from byel.errors import ByelError
+
+
+def add_predict(sub) -> None:
+    """`byel predict`."""
+    pr = sub.add_parser("predict", help="expressions of the faces in photos, folders or videos → CSV")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
+    pr.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the model shipped with byel)")
+    pr.add_argument("--out", default="predictions.csv",
+                    help="CSV: file, frame, [track,] x, y, w, h, predicted, p_<class>…")
+    pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
+    pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn (under the inputs' "
+                                                      "names) in DIR, a folder that neither holds nor lies in an input")
+    pr.add_argument("--detector", default="auto", choices=("auto", "landmarker", "opencv-haar", "dlib-hog"),
+                    help="face detector. auto: landmarker (MediaPipe's BlazeFace + face mesh, shipped with byel; crops "
+                         "aligned on the eyes), or where its runtime has no wheel opencv-haar, else dlib-hog (both: "
+                         "axis-aligned crops around the box)")
+    pr.add_argument("--min-face", type=int_range(1, 100_000), default=24, metavar="PX",
+                    help="report only faces whose box is at least PX pixels on its shorter side, in pixels of the "
+                         "input image (every detector; values under 8 count as 8)")
+    pr.add_argument("--video-stride", type=positive_int, default=1, metavar="K", help="use every k-th video frame")
+    pr.add_argument("--uncertain", type=prob_float, metavar="P",
+                    help="label a face `uncertain` when its top probability is below P (0 < P ≤ 1)")
+    pr.add_argument("--smooth", type=smooth_arg, default="none", metavar="SPEC",
+                    help="videos: smooth each face track's probabilities: none | ema:A (A = weight of the newest "
+                         f"frame, 0 < A ≤ 1) | window:K (centred mean over K frames, 1 ≤ K ≤ {MAX_WINDOW})")
+    pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
+    pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
+    pr.add_argument("--no-progress", action="store_true")
+    pr.set_defaults(func=cmd_predict, writes={"out": "table", "annotate": "folder"}, reads=("checkpoint", "inputs"))
+
+
+def add_serve(sub) -> None:
+    """`byel serve`."""
+    se = sub.add_parser("serve", help="a local web page: a photo or webcam snapshot → a box, label and "
+                                      "probability chart per face (needs byel[serve])")
+    se.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the model shipped with byel)")
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
+    se.add_argument("--port", type=int_range(0, 65535), default=8000, metavar="N", help="0: any free port")
+    se.add_argument("--allow-host", action="append", metavar="NAME",
+                    help="a host name the page may be opened by besides localhost and IP addresses (with --host "
+                         "0.0.0.0: the machine's name on the network); repeatable. Other names are refused "
+                         "(DNS rebinding)")
+    se.add_argument("--queue", type=int_range(1, 32), default=4, metavar="N",
+                    help="requests that may wait while the model runs; more get 503 (busy) at once")
+    se.add_argument("--uncertain", type=prob_float, metavar="P", help="as for predict")
+    se.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
+    se.set_defaults(func=cmd_serve, reads=("checkpoint",))
+
+
+def cmd_predict(args) -> int:
+    from byel.data.formats import IMAGE_EXTS
+    from byel.predict import format_result, predict
+
+    if Path(args.out).suffix.lower() in IMAGE_EXTS:  # a CSV under a picture's name would mislead
+        raise ByelError(f"--out {args.out}: predictions are a CSV table, give a .csv path "
+                        "(pictures with boxes drawn: --annotate DIR)")
+    result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
+                     batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+                     video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
+                     uncertain=args.uncertain, smooth=args.smooth)
+    print(format_result(result))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from byel.serve import serve
+
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device, uncertain=args.uncertain,
+          queue=args.queue, allow_hosts=args.allow_host or ())
+    return 0
