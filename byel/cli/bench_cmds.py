@@ -38,7 +38,8 @@ def add_benchmark(sub) -> None:
     ab.set_defaults(func=cmd_benchmark_ablation, writes={"out": "folder"}, reads=("eval", "data", "adapt_bn", "unlabelled"))
 
     sp = bsub.add_parser("speed", help="step throughput vs a plain-PyTorch loop, FLOP/s vs matmul peak, loader, memory")
-    sp.add_argument("--presets", nargs="+", default=["cpu-demo", "paper"])
+    sp.add_argument("--presets", nargs="+", default=["cpu-demo", "paper"], metavar="PRESET",
+                    help="presets to measure: names under byel/configs/ or YAML files")
     sp.add_argument("--steps", type=int_range(1, 100_000), default=8, metavar="N",
                     help="timed whole steps per repeat, after --warmup ones")
     sp.add_argument("--warmup", type=int_range(0, 100_000), default=2, metavar="N", help="untimed steps before each timed run")

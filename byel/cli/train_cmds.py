@@ -50,7 +50,7 @@ def add_finetune(sub) -> None:
 def add_demo(sub) -> None:
     """`byel demo`: the main job."""
     de = sub.add_parser("demo", help="the main job: generate → pre-train → fine-tune → evaluate on real faces → report")
-    de.add_argument("--out", default="runs/demo")
+    de.add_argument("--out", default="runs/demo", help="the demo's folder: synthetic faces, both runs, report.json")
     de.add_argument("--real", help="labelled real faces for the final evaluation (e.g. FER2013 PublicTest folders)")
     de.add_argument("--backend", choices=BACKENDS, help="generator backend (default: the preset's, procedural)")
     de.add_argument("--sources", help="warp and mesh backends: unlabelled neutral faces")
