@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from byel.classes import CLASSES
+from byel.detect import FaceDetector, crop_face
 from byel.errors import ByelError, CheckpointError, DataError
-from byel.predict import COLUMNS, NO_FACE, FaceDetector, crop_face, predict
+from byel.predict import COLUMNS, NO_FACE, predict
 from conftest import FER_SAMPLE, write_image
 
 PHOTOS = Path(__file__).parent / "fixtures" / "photos"
