@@ -48,7 +48,9 @@ def checked_min_face(min_face) -> int:
 
 @dataclass
 class Face:
-    """A face found in an image, cropped for the model."""
+    """A face found in an image and its crop for the model. Not the landmarker's measurement
+    (byel.faces.Face: a float box, scores, landmarks, blendshapes; kept as ``mesh``) nor the API's
+    classified face (byel.api.Face: label, probabilities, track), which is made from this one."""
 
     box: tuple[int, int, int, int]  # x, y, w, h in original pixels
     crop: np.ndarray  # uint8 RGB (size, size, 3)
