@@ -9,7 +9,8 @@ images and videos.
     clip = model.predict_video("clip.mp4", stride=2, smooth="ema:0.6")  # one list per frame, with track ids
     table = clip.to_frame()                             # pandas DataFrame, the columns of `byel predict`'s CSV
 
-Faces are found, cropped and classified by the same code as ``byel predict`` (byel.predict);
+Faces are found, cropped and classified by the same code as ``byel predict`` (byel.detect,
+byel.predict);
 class names come from the checkpoint (``byel.classes`` in its metadata). Every problem with an
 input (missing file, unreadable image, unsupported type) raises one ByelError line; an argument of
 the wrong type raises InputTypeError, a ByelError that is also a TypeError.
@@ -109,7 +110,7 @@ def _image_rgb(x, name: str) -> np.ndarray:
     from PIL import Image
 
     from byel import imageio
-    from byel.predict import VIDEO_EXTS
+    from byel.data.formats import VIDEO_EXTS
 
     if isinstance(x, (str, Path)):
         p = Path(x).expanduser()
@@ -184,7 +185,7 @@ class Model:
                  detector: str = "auto", min_face: int = 24, batch_size: int = 64):
         from byel.checks import check_device
         from byel import classifier  # late: torch/Lightning import
-        from byel.predict import FaceFinder
+        from byel.detect import FaceFinder
 
         _whole_arg(batch_size, "batch_size")
         _whole_arg(min_face, "min_face")
@@ -202,7 +203,7 @@ class Model:
                 f"device={self.device!r})")
 
     def _faces(self, faces, probs, uncertain, *, source, frame=None, size=None, tracks=None) -> Faces:
-        """``faces``: byel.predict.Face (box, mesh) of one image, ``probs`` theirs."""
+        """``faces``: byel.detect.Face (box, mesh) of one image, ``probs`` theirs."""
         from byel.predict import label_of
 
         return Faces([Face(tuple(int(v) for v in f.box), label_of(p, self.classes, uncertain),

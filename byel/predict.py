@@ -15,7 +15,7 @@ CSV columns (one row per detected face, largest face of an image first)::
   ``detect=False``: the centred square that was classified). The crop given to the model is
   framed like the training faces: with the landmarker, rotated and scaled so the outer eye
   corners sit level where the face generator puts them (``SYNTH_EYES``); with the other
-  detectors, a larger axis-aligned square around the box (forehead to chin, see ``MARGIN``).
+  detectors, a larger axis-aligned square around the box (forehead to chin, see byel.detect).
 - ``predicted``: the most probable class; ``p_*``: the softmax probabilities. With
   ``uncertain=P``, a face whose top probability is below P is labelled ``uncertain``. With
   ``smooth`` (videos), ``p_*`` and ``predicted`` are the probabilities smoothed along the track.
@@ -24,13 +24,9 @@ CSV columns (one row per detected face, largest face of an image first)::
 - Files that are missing, unreadable or not images/videos get no row; they are counted and
   listed in the returned dict (``missing``, ``unreadable``, ``problems``).
 
-Face detection needs no download. ``detector="auto"`` (the default) is the MediaPipe Face
-Landmarker shipped with byel (``landmarker``: BlazeFace on the photo and on tiles of it, then the
-478-point mesh of each face, see ``FaceMesher.find``); where its runtime (ai-edge-litert) has no
-wheel, OpenCV's bundled Haar cascade if the installed OpenCV ships it (opencv-python-headless 4.x),
-otherwise dlib's built-in HOG frontal-face detector (dlib-bin, a core dependency). A missing or
-damaged landmarker file is an error, not a silent fallback. Without any detector,
-``detect=False`` (pre-cropped faces) still works.
+Faces are found and cropped by byel.detect (``detector``: auto, landmarker, opencv-haar or
+dlib-hog; ``detect=False``: pre-cropped faces), classified by byel.classifier, and written by a
+``PredictionWriter``.
 """
 
 from __future__ import annotations
@@ -49,10 +45,12 @@ from tqdm.auto import tqdm
 from byel import imageio
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS
+from byel.detect import FaceFinder, checked_min_face
 from byel.errors import ByelError, DataError, InputTypeError
 from byel.files import naming
 from byel.imageio import write_image
 from byel.media import video_frames, video_info, video_writer
+from byel.track import parse_smooth, track_and_smooth
 
 NO_FACE = "no_face"
 UNCERTAIN = "uncertain"
@@ -65,225 +63,9 @@ def columns(classes=CLASSES, video: bool = False) -> list[str]:
 
 
 COLUMNS = columns()
-# Crop = square of side MARGIN * box side, centred SHIFT_UP * side above the box centre.
-# Calibrated on the FER2013 sample (tests/fixtures/fer_sample, faces upscaled 4x, images with
-# exactly one detection): the median FER crop is 1.28x dlib's box (89 of 140 detected) and centred
-# 0.05 sides above it; 1.20x OpenCV 4.14's Haar box (73 of 140), centred on it.
-MARGIN = {"dlib-hog": 1.28, "opencv-haar": 1.2}
-SHIFT_UP = {"dlib-hog": 0.05, "opencv-haar": 0.0}
-DLIB_WINDOW = 80  # dlib's HOG detector finds faces of >= ~80 px at the scale it runs on
-MAX_DETECT_SIDE = 2048  # upsampling for small faces stops at this image side (speed)
 ANNOTATE_MIN_SIDE = 256  # smaller images are enlarged for drawing
 # per class (the six, then neutral), as the web page (byel/assets/web/index.html) draws them
 _COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144, 255), (255, 215, 0), (0, 128, 128)]
-
-
-# --------------------------------------------------------------------------- detection
-
-
-DETECTORS = ("auto", "landmarker", "opencv-haar", "dlib-hog")
-
-
-MIN_FACE_FLOOR = 8  # a smaller min_face counts as this: detectors would upsample without limit for it
-
-
-def checked_min_face(min_face) -> int:
-    """The smallest reported face box side in pixels (shorter side, in the input image), from a
-    user's ``min_face``: a whole number >= 1; values under MIN_FACE_FLOOR count as MIN_FACE_FLOOR."""
-    if isinstance(min_face, bool) or not isinstance(min_face, numbers.Integral) or min_face < 1:
-        raise ByelError(f"min_face must be a whole number of pixels >= 1, got {min_face!r}")
-    return max(MIN_FACE_FLOOR, int(min_face))
-
-
-@dataclass
-class Face:
-    box: tuple[int, int, int, int]  # x, y, w, h in original pixels
-    crop: np.ndarray  # uint8 RGB (size, size, 3)
-    mesh: object = None  # byel.faces.Face (landmarks, blendshapes in original pixels) from the landmarker
-
-    @property
-    def landmarks(self) -> np.ndarray | None:
-        """(478, 3) float32 mesh points: x, y in original pixels, z (MediaPipe's) at the scale of x."""
-        return None if self.mesh is None else self.mesh.landmarks
-
-
-def _haar_xml() -> str | None:
-    names = ["haarcascade_frontalface_default.xml"]
-    dirs = []
-    data = getattr(cv2, "data", None)
-    if data is not None and getattr(data, "haarcascades", None):
-        dirs.append(data.haarcascades)
-    dirs.append(os.path.join(os.path.dirname(cv2.__file__), "data"))
-    for d in dirs:
-        for n in names:
-            p = os.path.join(d, n)
-            if os.path.isfile(p):
-                return p
-    return None
-
-
-class FaceDetector:
-    """Largest-first face boxes. ``backend``: "auto" (Haar if OpenCV ships it, else dlib),
-    "opencv-haar" or "dlib-hog"."""
-
-    def __init__(self, backend: str = "auto", min_face: int = 24):
-        self.min_face = checked_min_face(min_face)
-        if backend not in ("auto", "opencv-haar", "dlib-hog"):
-            raise ByelError(f"unknown face detector {backend!r}; choose auto, opencv-haar or dlib-hog")
-        tried = []
-        if backend in ("auto", "opencv-haar"):
-            missing = self._load_haar()
-            if not missing:
-                self.name = "opencv-haar"
-                return
-            tried.append(missing)
-        dlib_missing = _dlib_missing()
-        if backend == "opencv-haar":  # asked for by name: say what is missing and what does work
-            other = ("the dlib-hog detector (installed) or auto" if not dlib_missing else
-                     "--no-detect for images that are already face crops")
-            raise ByelError(f"the opencv-haar detector is not available: {missing}; use {other}, or install an "
-                            "OpenCV 4 wheel, which has both: pip install 'opencv-python-headless<5'")
-        if not dlib_missing:
-            import dlib
-
-            self._dlib = dlib.get_frontal_face_detector()
-            self.name = "dlib-hog"
-            return
-        tried.append(dlib_missing)
-        raise ByelError("no face detector available (" + "; ".join(tried) + "): pip install dlib-bin "
-                        "(a byel dependency) for dlib's detector, or pass --no-detect for images that are already face crops")
-
-    def _load_haar(self) -> str | None:
-        """Load OpenCV's frontal-face Haar cascade into self._haar; None, or what is missing."""
-        # OpenCV 4: cv2.CascadeClassifier and the cascade files in cv2.data; OpenCV 5 wheels have
-        # neither (the class moved to opencv-contrib's cv2.xobjdetect)
-        ctor = (getattr(cv2, "CascadeClassifier", None)
-                or getattr(getattr(cv2, "xobjdetect", None), "CascadeClassifier", None))
-        xml = _haar_xml()
-        if ctor is None or xml is None:
-            lacks = " and ".join(w for w, gone in (("no CascadeClassifier", ctor is None),
-                                                   ("no Haar cascade file", xml is None)) if gone)
-            return f"this OpenCV {cv2.__version__} has {lacks}"
-        self._haar = ctor(xml)
-        return f"OpenCV {cv2.__version__} cannot load its cascade file {xml}" if self._haar.empty() else None
-
-    def __call__(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        h, w = grey.shape
-        if self.name == "opencv-haar":
-            found = self._haar.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
-                                                minSize=(self.min_face, self.min_face))
-            boxes = [tuple(int(v) for v in b) for b in (found if len(found) else [])]
-        else:
-            # The HOG window is ~80 px: scale the image so a min_face face becomes one window,
-            # within MAX_DETECT_SIDE (then the smallest face found is correspondingly larger).
-            scale = min(DLIB_WINDOW / self.min_face, MAX_DETECT_SIDE / max(h, w))
-            img = cv2.resize(grey, (round(w * scale), round(h * scale)),
-                             interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA) if scale != 1 else grey
-            rects = self._dlib(img, 0)
-            boxes = []
-            for r in rects:
-                x0, y0 = max(0, round(r.left() / scale)), max(0, round(r.top() / scale))
-                x1, y1 = min(w, round((r.right() + 1) / scale)), min(h, round((r.bottom() + 1) / scale))
-                if x1 - x0 >= 2 and y1 - y0 >= 2:
-                    boxes.append((x0, y0, x1 - x0, y1 - y0))
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
-
-
-def crop_face(rgb: np.ndarray, box: tuple[int, int, int, int], size: int, margin: float = 1.28,
-              shift_up: float = 0.05) -> np.ndarray:
-    """Square crop of side ``margin * max(w, h)`` around the box (centre moved up by
-    ``shift_up`` sides), border pixels replicated where it leaves the image, resized to size."""
-    x, y, w, h = box
-    side = max(2, int(round(margin * max(w, h))))
-    cx, cy = x + w / 2, y + h / 2 - shift_up * max(w, h)
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    H, W = rgb.shape[:2]
-    pad = max(0, -x0, -y0, x0 + side - W, y0 + side - H)
-    if pad:
-        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = rgb[y0:y0 + side, x0:x0 + side]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR)
-
-
-def centre_square(rgb: np.ndarray, size: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """The whole image as a face (``detect=False``): its centred square, resized to size."""
-    H, W = rgb.shape[:2]
-    s = min(H, W)
-    x0, y0 = (W - s) // 2, (H - s) // 2
-    crop = rgb[y0:y0 + s, x0:x0 + s]
-    if s != size:
-        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s >= size else cv2.INTER_LINEAR)
-    return (x0, y0, s, s), crop
-
-
-def _dlib_missing() -> str | None:
-    """None if dlib imports, else why not (its error's first line)."""
-    try:
-        import dlib  # noqa: F401
-    except ImportError as e:
-        return f"dlib cannot be imported ({(str(e).splitlines() or ['not installed'])[0][:100]})"
-    return None
-
-
-def _litert_installed() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("ai_edge_litert") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _image_box(box, shape) -> tuple[int, int, int, int]:
-    """A float (x, y, w, h) box rounded and clipped to the image."""
-    H, W = shape[:2]
-    x0, y0 = min(max(0, round(box[0])), W - 1), min(max(0, round(box[1])), H - 1)
-    x1, y1 = min(W, max(x0 + 1, round(box[0] + box[2]))), min(H, max(y0 + 1, round(box[1] + box[3])))
-    return x0, y0, x1 - x0, y1 - y0
-
-
-class FaceFinder:
-    """The faces of an RGB image as model-sized crops: the detector and the crop geometry
-    calibrated for it (``detect=False``: the image's centred square is its one face).
-    ``detector``: auto (the landmarker where its runtime is installed, else OpenCV's Haar
-    cascade, else dlib), landmarker, opencv-haar or dlib-hog."""
-
-    def __init__(self, size: int, detect: bool = True, detector: str = "auto", min_face: int = 24):
-        if detector not in DETECTORS:
-            raise ByelError(f"unknown face detector {detector!r}; choose {', '.join(DETECTORS)}")
-        self.size, self.min_face = size, checked_min_face(min_face)
-        self.mesher = self.detector = None
-        if detect and (detector == "landmarker" or (detector == "auto" and _litert_installed())):
-            from byel.faces import FaceMesher
-
-            self.mesher = FaceMesher("detect")  # a missing or damaged model file: one ByelError naming it
-        elif detect:
-            self.detector = FaceDetector(detector, min_face)
-        key = "landmarker" if self.mesher else self.detector.name if self.detector else ""
-        self.margin, self.shift = MARGIN.get(key, 1.28), SHIFT_UP.get(key, 0.05)
-        self.name = key or "none (--no-detect)"
-
-    def __call__(self, rgb: np.ndarray) -> list[Face]:
-        if self.mesher is not None:
-            from byel.faces.features import SYNTH_EYES, aligned_crop
-
-            if min(rgb.shape[:2]) < 2:  # a one-pixel line of an image: no face (the mesher refuses it)
-                return []
-
-            boxes = [(_image_box(f.box, rgb.shape), f) for f in self.mesher.find(rgb, self.min_face)]
-            return [Face(b, aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
-                    for b, f in boxes if self.big_enough(b)]
-        if self.detector is None:
-            return [Face(*centre_square(rgb, self.size))]
-        return [Face(b, crop_face(rgb, b, self.size, self.margin, self.shift))
-                for b in self.detector(rgb) if self.big_enough(b)]
-
-    def big_enough(self, box) -> bool:
-        """``min_face`` is a promise about the reported box: the detectors only aim at it (tiles,
-        scales and minimum windows), and clipping to the image can shrink a box below it."""
-        return min(box[2], box[3]) >= self.min_face
 
 
 # --------------------------------------------------------------------------- inputs
@@ -432,6 +214,142 @@ def _face_rows(meta: dict, boxes: list, probs, classes, uncertain, tracks=None) 
     return rows
 
 
+# --------------------------------------------------------------------------- outputs
+
+
+class PredictionWriter:
+    """What ``predict`` writes: the CSV, one row per face (written under a temporary name while
+    ``writing``, put in place by ``close``), and with ``annotate_dir`` each image drawn with its
+    rows (same relative names; videos as ``<name>.annotated.avi``). ``class_counts``: faces per
+    predicted label; ``annotated``: images and video frames drawn."""
+
+    def __init__(self, out_csv: str | Path, classes, *, video: bool = False, uncertain: float | None = None,
+                 smooth: str = "none", annotate_dir: str | Path | None = None, video_stride: int = 1):
+        self.path = Path(out_csv)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.classes, self.video, self.uncertain, self.smooth = classes, video, uncertain, smooth
+        self.ann_root = Path(annotate_dir) if annotate_dir else None
+        self.video_stride = video_stride
+        self.class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
+        self.annotated = 0
+        self._rows: csv.DictWriter | None = None
+        self._video: list = []  # (meta, boxes, probs) of the processed frames of the video being read
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Within: ``add`` writes to the temporary file; leaving without an error, the last
+        video's rows are written too."""
+        # surrogateescape: a file name that is not valid UTF-8 is written as its own bytes (lossless)
+        # naming: a write of the CSV that fails (a full disk) names no file
+        with naming(self.path, self.tmp), \
+                open(self.tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            self._rows = csv.DictWriter(fh, columns(self.classes, self.video), extrasaction="ignore")
+            self._rows.writeheader()
+            yield self
+            self._end_video()
+
+    def add(self, meta: dict, boxes: list, probs, rgb: np.ndarray | None = None) -> None:
+        """The faces (``boxes``, ``probs``) of one image or video frame; ``rgb``: the image, to
+        draw them on. A video's rows wait for its last frame: tracks and smoothing need the whole
+        video."""
+        if self._video and self._video[0][0]["_ann"] != meta["_ann"]:
+            self._end_video()
+        if meta["_kind"] == "video":
+            self._video.append((meta, boxes, probs))
+            return
+        rows = _face_rows(meta, boxes, probs, self.classes, self.uncertain)
+        self._write(rows)
+        if rgb is not None:
+            _write_image(self.ann_root / meta["_ann"], annotate(rgb, rows, self.classes))
+            self.annotated += 1
+
+    def close(self) -> None:
+        """Put the complete CSV in place."""
+        self.tmp.replace(self.path)
+
+    def discard(self) -> None:
+        """Remove the temporary CSV (a failed or empty run leaves no file)."""
+        self.tmp.unlink(missing_ok=True)
+
+    def _write(self, rows: list[dict]) -> None:
+        for r in rows:
+            if r["predicted"] != NO_FACE:
+                self.class_counts[r["predicted"]] += 1
+        self._rows.writerows(rows)
+
+    def _end_video(self) -> None:
+        """The rows of the video just read, with their tracks and smoothed probabilities."""
+        video = self._video
+        if not video:
+            return
+        ids, probs = track_and_smooth([b for _, b, _ in video], [p for _, _, p in video], self.smooth)
+        per_frame = [_face_rows(m, b, p, self.classes, self.uncertain, t)
+                     for (m, b, _), t, p in zip(video, ids, probs)]
+        for rows in per_frame:
+            self._write(rows)
+        if self.ann_root:
+            self._annotate_video(video[0][0], per_frame)
+        video.clear()
+
+    def _annotate_video(self, meta: dict, per_frame: list[list[dict]]) -> None:
+        """Second pass over the video (frames are not kept in memory): draw the final rows."""
+        path = self.ann_root / (meta["_ann"] + ".annotated.avi")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        vw = None
+        with contextlib.ExitStack() as stack:  # the video appears at path once it is complete
+            frames = stack.enter_context(contextlib.closing(video_frames(meta["file"], self.video_stride)))
+            for (_, rgb), rows in zip(frames, per_frame):
+                drawn = annotate(rgb, rows, self.classes)
+                if vw is None:
+                    size = (drawn.shape[1], drawn.shape[0])
+                    vw = stack.enter_context(video_writer(path, "MJPG", meta["_fps"], size))
+                vw.write(drawn)
+                self.annotated += 1
+
+
+# --------------------------------------------------------------------------- predict
+
+
+class _Frames:
+    """The images and video frames of the inputs, in order, as ``classify_stream`` items; counts
+    what it read (``images``, ``frames``) and lists the inputs of which nothing could be read
+    (``unreadable``, and in ``src.problems``)."""
+
+    def __init__(self, src: _Sources, video_stride: int, keep_images: bool, bar):
+        self.src, self.video_stride, self.keep_images, self.bar = src, video_stride, keep_images, bar
+        self.images = self.frames = 0
+        self.unreadable: list[str] = []
+
+    def __iter__(self):
+        for kind, path, ann_name in self.src.items:
+            why = ""
+            if kind == "image":
+                try:
+                    image = imageio.read(path)
+                except imageio.Unusable as e:  # listed below, like an unreadable video
+                    image, why = None, f" ({e})"
+                fps, it = 0.0, [("", image)]
+            else:
+                fps = (video_info(path)[1] or 25.0) / self.video_stride
+                it = video_frames(path, self.video_stride)
+            n_read = 0
+            for frame, rgb in it:
+                self.bar.update(1)
+                if rgb is None:
+                    continue
+                n_read += 1
+                if kind == "image":
+                    self.images += 1
+                else:
+                    self.frames += 1
+                meta = {"file": path, "frame": frame, "_kind": kind, "_ann": ann_name, "_fps": max(1.0, fps)}
+                yield meta, rgb, self.keep_images and kind == "image"
+            if not n_read:
+                self.unreadable.append(path)
+                self.src.problems.append((path, f"unreadable {kind}{why}"))
+
+
 def predict(
     checkpoint: str | Path | None,
     inputs: list[str],
@@ -461,7 +379,6 @@ def predict(
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.
     """
     from byel import classifier  # late: torch/Lightning import
-    from byel.track import parse_smooth, track_and_smooth
 
     if batch_size < 1:
         raise ByelError(f"batch size must be >= 1, got {batch_size}")
@@ -477,119 +394,42 @@ def predict(
         what = "; ".join(f"{w}: {r}" for w, r in src.problems[:3]) or "no inputs given"
         raise DataError(f"nothing to predict on ({what})")
     finder = FaceFinder(model.cfg.data.image_size, detect, detector, min_face)
-    ann_root = Path(annotate_dir) if annotate_dir else None
-
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(out_csv.name + ".tmp")
-    stats = {"images": 0, "frames": 0, "faces": 0, "no_face": 0, "annotated": 0}
-    unreadable: list[str] = []
-    class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
+    out = PredictionWriter(out_csv, classes, video=any(k == "video" for k, _, _ in src.items), uncertain=uncertain,
+                           smooth=smooth, annotate_dir=annotate_dir, video_stride=video_stride)
 
     total = sum(1 if k == "image" else -(-video_info(p)[0] // video_stride) for k, p, _ in src.items)
     bar = tqdm(total=total, unit="img", desc="predict", disable=not progress, leave=False)
-
-    def frames():
-        for kind, path, ann_name in src.items:
-            why = ""
-            if kind == "image":
-                try:
-                    image = imageio.read(path)
-                except imageio.Unusable as e:  # listed below, like an unreadable video
-                    image, why = None, f" ({e})"
-                fps, it = 0.0, [("", image)]
-            else:
-                fps = (video_info(path)[1] or 25.0) / video_stride
-                it = video_frames(path, video_stride)
-            n_read = 0
-            for frame, rgb in it:
-                bar.update(1)
-                if rgb is None:
-                    continue
-                n_read += 1
-                stats["images" if kind == "image" else "frames"] += 1
-                meta = {"file": path, "frame": frame, "_kind": kind, "_ann": ann_name, "_fps": max(1.0, fps)}
-                yield meta, rgb, bool(ann_root) and kind == "image"
-            if not n_read:
-                unreadable.append(path)
-                src.problems.append((path, f"unreadable {kind}{why}"))
-
-    def write(writer, rows):
-        for r in rows:
-            if r["predicted"] != NO_FACE:
-                class_counts[r["predicted"]] += 1
-        writer.writerows(rows)
-
-    video: list = []  # (meta, boxes, probs) of the processed frames of the video being read
-
-    def end_video(writer):
-        """Tracks and smoothing need the whole video: its rows are written when it ends."""
-        if not video:
-            return
-        ids, probs = track_and_smooth([b for _, b, _ in video], [p for _, _, p in video], smooth)
-        per_frame = [_face_rows(m, b, p, classes, uncertain, t) for (m, b, _), t, p in zip(video, ids, probs)]
-        for rows in per_frame:
-            write(writer, rows)
-        if ann_root:
-            _annotate_video(video[0][0], per_frame)
-        video.clear()
-
-    def _annotate_video(meta: dict, per_frame: list[list[dict]]) -> None:
-        """Second pass over the video (frames are not kept in memory): draw the final rows."""
-        path = ann_root / (meta["_ann"] + ".annotated.avi")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        vw = None
-        with contextlib.ExitStack() as stack:  # the video appears at path once it is complete
-            frames = stack.enter_context(contextlib.closing(video_frames(meta["file"], video_stride)))
-            for (_, rgb), rows in zip(frames, per_frame):
-                drawn = annotate(rgb, rows, classes)
-                if vw is None:
-                    size = (drawn.shape[1], drawn.shape[0])
-                    vw = stack.enter_context(video_writer(path, "MJPG", meta["_fps"], size))
-                vw.write(drawn)
-                stats["annotated"] += 1
-
+    frames = _Frames(src, video_stride, out.ann_root is not None, bar)
+    n_faces = no_face = 0
     try:
-        # surrogateescape: a file name that is not valid UTF-8 is written as its own bytes (lossless)
-        # naming: a write of the CSV that fails (a full disk) names no file
-        with naming(out_csv, tmp), open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            has_video = any(k == "video" for k, _, _ in src.items)
-            writer = csv.DictWriter(fh, columns(classes, has_video), extrasaction="ignore")
-            writer.writeheader()
-            for meta, rgb, faces, probs in classify_stream(model, finder, frames(), batch_size):
-                stats["faces"] += len(faces)
-                stats["no_face"] += not faces
-                if video and video[0][0]["_ann"] != meta["_ann"]:
-                    end_video(writer)
-                boxes = [f.box for f in faces]
-                if meta["_kind"] == "video":
-                    video.append((meta, boxes, probs))
-                    continue
-                rows = _face_rows(meta, boxes, probs, classes, uncertain)
-                write(writer, rows)
-                if rgb is not None:
-                    _write_image(ann_root / meta["_ann"], annotate(rgb, rows, classes))
-                    stats["annotated"] += 1
-            end_video(writer)
+        with out.writing():
+            for meta, rgb, faces, probs in classify_stream(model, finder, frames, batch_size):
+                n_faces += len(faces)
+                no_face += not faces
+                out.add(meta, [f.box for f in faces], probs, rgb)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.discard()
         raise
     finally:
         bar.close()
-    if not stats["images"] and not stats["frames"]:
-        tmp.unlink(missing_ok=True)
+    if not frames.images and not frames.frames:
+        out.discard()
         what = "; ".join(f"{w}: {r}" for w, r in src.problems[:3])
         raise DataError(f"no readable image or video frame among the inputs ({what})")
-    tmp.replace(out_csv)
+    out.close()
     return {
-        "csv": str(out_csv),
+        "csv": str(out.path),
         "detector": finder.name,
-        **stats,
-        "class_counts": class_counts,
+        "images": frames.images,
+        "frames": frames.frames,
+        "faces": n_faces,
+        "no_face": no_face,
+        "annotated": out.annotated,
+        "class_counts": out.class_counts,
         "missing": src.missing,
-        "unreadable": unreadable,
+        "unreadable": frames.unreadable,
         "problems": src.problems,
-        "annotate_dir": str(ann_root) if ann_root else None,
+        "annotate_dir": str(out.ann_root) if out.ann_root else None,
     }
 
 
@@ -603,3 +443,4 @@ def format_result(r: dict) -> str:
     if r["unreadable"]:
         bad.append(f"{len(r['unreadable'])} unreadable ({', '.join(r['unreadable'][:3])})")
     return line + ("\nskipped: " + "; ".join(bad) if bad else "")
+

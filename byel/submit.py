@@ -139,7 +139,7 @@ def submit(
     from byel.data.sources import decode_image
     from byel.imageio import Unusable
     from byel import classifier  # late: Lightning import
-    from byel.faces.model import LANDMARKER
+    from byel.landmarker import LANDMARKER
 
     if codes not in HEADERS:
         raise ByelError(f"unknown label coding {codes!r}; choose {' or '.join(HEADERS)}")

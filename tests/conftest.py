@@ -132,7 +132,7 @@ def read_rows(path) -> tuple[list[str], list[dict]]:
 def have_detector() -> bool:
     """Whether a face detector is installed (OpenCV cascade or dlib)."""
     from byel.errors import ByelError
-    from byel.predict import FaceDetector
+    from byel.detect import FaceDetector
 
     try:
         FaceDetector()

@@ -1,4 +1,4 @@
-"""The default face finder of predict, the API and serve (byel.predict.FaceFinder): the vendored
+"""The default face finder of predict, the API and serve (byel.detect.FaceFinder): the vendored
 MediaPipe landmarker finds the faces (BlazeFace on the photo and on tiles of it, then the mesh),
 crops them aligned on the eyes like the procedural training faces, and hands its mesh on to the
 API (Face.landmarks) and to a geometry head (no second measurement)."""
@@ -15,9 +15,10 @@ import torch
 import byel
 from byel.classes import CLASSES
 from byel.cli import main
+from byel.detect import FaceFinder
 from byel.faces import Meshes, geometry_features, measure_images
 from byel.faces.features import SYNTH_EYES
-from byel.predict import NO_FACE, FaceFinder, predict
+from byel.predict import NO_FACE, predict
 from conftest import PHOTOS, have_detector, make_checkpoints, read_rows, write_image
 
 pytest.importorskip("ai_edge_litert")
@@ -117,7 +118,7 @@ def test_the_other_detectors_still_work(tmp_path, ckpt, capsys, monkeypatch):
     assert "[detector: dlib-hog]" in capsys.readouterr().out and len(read_rows(out)[1]) == 5
     faces = byel.load(ckpt, detector="dlib-hog").predict(GROUP)
     assert len(faces) == 5 and all(f.landmarks is None for f in faces)
-    monkeypatch.setattr("byel.predict._litert_installed", lambda: False)  # a platform without its wheel
+    monkeypatch.setattr("byel.detect._litert_installed", lambda: False)  # a platform without its wheel
     assert FaceFinder(48).name in ("opencv-haar", "dlib-hog")
 
 

@@ -68,10 +68,10 @@ def test_output_loads_without_problems(small, unlabelled):
 
 def test_one_list_of_image_extensions():
     from byel import predict, submit
-    from byel.data import formats, sources
+    from byel.data import formats, readers
     from byel.synth import landmarks
 
-    assert predict.IMAGE_EXTS is submit.IMAGE_EXTS is sources.IMAGE_EXTS is landmarks.IMAGE_EXTS \
+    assert predict.IMAGE_EXTS is submit.IMAGE_EXTS is readers.IMAGE_EXTS is landmarks.IMAGE_EXTS \
         is formats.IMAGE_EXTS
 
 

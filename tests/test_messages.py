@@ -134,11 +134,11 @@ def test_load_arguments_of_the_wrong_type_are_named(kwargs, match):
 
 # --- detectors ---------------------------------------------------------------------------------
 def test_opencv_haar_says_what_is_missing_and_what_works(monkeypatch):
-    import byel.predict as predict
+    import byel.detect as detect
 
-    monkeypatch.setattr(predict, "_haar_xml", lambda: None)  # as in OpenCV 5 wheels: no cascade file
+    monkeypatch.setattr(detect, "_haar_xml", lambda: None)  # as in OpenCV 5 wheels: no cascade file
     with pytest.raises(ByelError, match="the opencv-haar detector is not available: .*no Haar cascade file") as e:
-        predict.FaceDetector("opencv-haar")
+        detect.FaceDetector("opencv-haar")
     msg = str(e.value)
     assert "opencv-python-headless<5" in msg
     try:

@@ -20,8 +20,9 @@ import byel
 from byel.cli import main
 from byel.cli.args import MAX_WINDOW as CLI_MAX_WINDOW
 from byel.cli.args import MIN_PER_SET as CLI_MIN_PER_SET
+from byel.detect import FaceDetector, FaceFinder, checked_min_face
 from byel.errors import ByelError, DataError
-from byel.predict import NO_FACE, FaceDetector, FaceFinder, checked_min_face
+from byel.predict import NO_FACE
 from byel.submit import FILL_SLACK, MAX_FILL_FACTOR, submit
 from byel.track import MAX_WINDOW, check_smooth
 from conftest import FER_SAMPLE, PHOTOS, make_checkpoints, write_class_folders, write_image

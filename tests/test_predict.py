@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from byel.classes import CLASSES
+from byel.detect import crop_face
 from byel.errors import CheckpointError, DataError
-from byel.predict import COLUMNS, NO_FACE, crop_face, predict
+from byel.predict import COLUMNS, NO_FACE, predict
 from conftest import FER_SAMPLE, PHOTOS, make_checkpoints, needs_detector, read_rows, write_image
 
 

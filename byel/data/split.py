@@ -22,7 +22,8 @@ import numpy as np
 
 from byel.classes import NUM_CLASSES
 from byel.data.formats import MANIFEST, read_manifest
-from byel.data.sources import ImageSet, parse_spec
+from byel.data.sources import ImageSet
+from byel.data.specs import parse_spec
 from byel.files import write_text
 
 SPLIT_FILE = "split.json"
