@@ -29,7 +29,7 @@ from common import run_record  # noqa: E402
 from byel.cli.args import Parser  # noqa: E402
 from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ConfigError  # noqa: E402
-from byel.synth import BACKENDS, FROM_REAL  # noqa: E402
+from byel.choices import BACKENDS, FROM_REAL  # noqa: E402
 from byel.synth.generate import generate  # noqa: E402
 
 TARGET = {"procedural": 200.0}  # images/s at 64 px on a 2-core CPU (the generator issue's bar)

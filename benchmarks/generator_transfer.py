@@ -35,13 +35,13 @@ from byel.config import NORMALIZERS, GenerateConfig, load_config  # noqa: E402
 from byel.data.sources import load  # noqa: E402
 from byel.data.split import holdout_split  # noqa: E402
 from byel.errors import ConfigError  # noqa: E402
-from byel.adapt import adaptation_set, adapt_batchnorm  # noqa: E402
-from byel.provenance import LABELS, real_uses, tier_block  # noqa: E402
+from byel.adapt import adaptation_set  # noqa: E402
+from byel.provenance import LABELS  # noqa: E402
 from byel import classifier  # noqa: E402
-from byel.metrics import METRIC_DEFINITION, scores  # noqa: E402
-from byel.synth import BACKENDS, FROM_REAL  # noqa: E402
-from byel.synth.generate import generate  # noqa: E402
-from byel.train import finetune  # noqa: E402
+from byel.evaluate import score  # noqa: E402
+from byel.metrics import METRIC_DEFINITION  # noqa: E402
+from byel.pipeline import synthetic_data, train_chain  # noqa: E402
+from byel.choices import BACKENDS, FROM_REAL  # noqa: E402
 
 
 def make_data(backend: str, args, seed: int, out: Path):
@@ -52,10 +52,10 @@ def make_data(backend: str, args, seed: int, out: Path):
     parts, infos, rates, uses = [], [], [], []
     for b in ("procedural", "warp") if backend == "mix" else (backend,):
         folder = out / ("data" if backend != "mix" else f"data-{b}")
-        gen = generate(folder, backend=b, per_class=args.per_class, size=args.size, seed=seed,
-                       workers=args.workers, sources=args.sources if b in FROM_REAL else None,
-                       grey=args.grey, warp_strength=args.warp_strength, progress=False, overwrite=True)
-        data = load(f"imagefolder:{folder}", args.size, progress=False)
+        data, gen = synthetic_data(folder, GenerateConfig(backend=b, per_class=args.per_class, grey=args.grey,
+                                                          sources=args.sources if b in FROM_REAL else None,
+                                                          warp_strength=args.warp_strength, workers=args.workers),
+                                   size=args.size, seed=seed)
         tr, va, info = holdout_split(data, args.val_fraction, seed)
         parts.append((data.images[tr], data.labels[tr], data.images[va], data.labels[va]))
         infos.append({k: v for k, v in info.items() if k not in ("held_out_files", "held_out_groups")})
@@ -100,21 +100,17 @@ def train_and_score(backend: str, args, seed: int, real, adapt: tuple[np.ndarray
         "trainer.progress": False, "trainer.logger": "none", "data.image_size": args.size,
         "aug.normalize": args.normalize,
     })
-    best = finetune(cfg, None, images, labels, out / "model", val=val, generator_sources=uses)
-    model = classifier.load(best)
-    uses = real_uses(model.checkpoint_meta)  # as byel evaluate reads them: the warp faces' sources
-    ada_use = {"stage": "evaluate", "method": "adabn", "data": adapt[1]["data"], "n_images": adapt[1]["n_adapt_images"],
-               "transductive": adapt[1]["transductive"], "n_evaluated_among": adapt[1]["n_evaluated_among"]}
-    plain = scores(classifier.predict_probs(model, real.images), real.labels)
-    adapted = scores(classifier.predict_probs(adapt_batchnorm(model, adapt[0]), real.images), real.labels)
+    _, best = train_chain(cfg, (images, labels), val, None, out / "model", generator_sources=uses)  # no stage 1
+    # tiers as byel evaluate reads them (the checkpoint's record: the warp faces' sources)
+    plain = score(classifier.load(best), real.images, real.labels, adabn=adapt)
+    adapted = plain["adabn"]
     return {"backend": backend, "seed": seed, "n_train": int(len(labels)), "normalize": args.normalize,
             "generate_images_per_s": round(rate, 1), "held_out": split,
             "macro_f1": plain["macro_f1"], "accuracy": plain["accuracy"], "per_class_f1": plain["per_class_f1"],
             "confusion_matrix": plain["confusion_matrix"],
             "adabn_macro_f1": adapted["macro_f1"], "adabn_accuracy": adapted["accuracy"],
             "adabn_per_class_f1": adapted["per_class_f1"], "adabn_confusion_matrix": adapted["confusion_matrix"],
-            "adabn": adapt[1], "tier": tier_block(uses, real.images),
-            "adabn_tier": tier_block(uses + [ada_use], real.images),
+            "adabn": adapt[1], "tier": plain["tier"], "adabn_tier": adapted["tier"],
             "metric_definition": METRIC_DEFINITION, "seconds": round(time.time() - t0, 1)}
 
 

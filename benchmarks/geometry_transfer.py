@@ -44,7 +44,7 @@ from byel.faces import N_FEATURES, geometry_features, measure_images  # noqa: E4
 from byel.faces.head import fit_geometry_head  # noqa: E402
 from byel.metrics import confusion_matrix  # noqa: E402
 from byel.provenance import LABELS  # noqa: E402
-from byel.synth import FROM_REAL  # noqa: E402
+from byel.choices import FROM_REAL  # noqa: E402
 from byel.synth.generate import generate  # noqa: E402
 
 TIER = "tier B (+ pretrained face-geometry model)"

@@ -14,6 +14,7 @@ import torch
 from byel import __version__, classifier
 from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.files import written_whole
+from byel.methods import FineTune
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.outputs import default_report, evaluation_files
 from byel.plots import confusion_matrix_png
@@ -43,9 +44,11 @@ def evaluate(
     # the names the CLI checked before any work (byel.outputs): RUN/eval/<data>.json by default
     files = evaluation_files(default_report(checkpoint, data) if report is None else report, bool(adapt_bn))
     report = files["report"]
-    pixels = classifier.predict_probs(model, test.images, batch_size, progress)
     # a geometry | fused head: the real faces measured too (cached by data spec); None: pixels
     geo = classifier.measure(model, test.images, key=test.spec, progress=progress)
+    adabn = adaptation_set(adapt_bn, test.images, size, progress) if adapt_bn else None
+    scored = score(model, test.images, test.labels, adabn=adabn, geo=geo, batch_size=batch_size, progress=progress)
+    adapted = scored.pop("adabn", None)
     result = {
         "checkpoint": str(checkpoint),
         "data": data,
@@ -56,14 +59,8 @@ def evaluate(
         "dropped": dict(test.dropped),
         "classes": classes,
         "metric_definition": METRIC_DEFINITION,
-        **scores(pixels if geo is None else geo.fuse(pixels), test.labels),
+        **scored,
     }
-    uses = real_uses(model.checkpoint_meta)  # tier A, or C if the model learned from unlabelled real images
-    result["tier"] = tier_block(uses, test.images, None if geo is None else geo.record())
-    if geo is not None:  # tiers never mixed: the pixel CNN's own scores beside the fused ones
-        result["pixels_only"] = {**scores(pixels, test.labels), "tier": tier_block(uses, test.images)}
-        if geo.head == "fused":  # and the geometry head's alone (weight 1; the CNN where no mesh)
-            result["geometry_only"] = _geometry_only(geo, pixels, test, uses)
     if test.problems:  # listed beside the report, as training lists them in its run folder
         from byel.data.sources import write_problem_log
 
@@ -73,23 +70,11 @@ def evaluate(
     result["confusion_png"] = str(confusion_matrix_png(
         np.array(result["confusion_matrix"]), classes, files["confusion matrix"],
         f"{Path(str(checkpoint)).name} on {data}\nmacro-F1 {result['macro_f1']:.3f}  acc {result['accuracy']:.3f}"))
-    if adapt_bn:
-        images, used = adaptation_set(adapt_bn, test.images, size, progress)
-        adapted = adapt_batchnorm(model, images, batch_size, progress)
-        adapted_pixels = classifier.predict_probs(adapted, test.images, batch_size, progress)
-        adabn_uses = uses + [{"stage": "evaluate", "method": "adabn", "data": used["data"],
-                              "n_images": used["n_adapt_images"], "transductive": used["transductive"],
-                              "n_evaluated_among": used["n_evaluated_among"]}]
-        result["adabn"] = {**used, **scores(adapted_pixels if geo is None else geo.fuse(adapted_pixels), test.labels),
-                           "tier": tier_block(adabn_uses, test.images, None if geo is None else geo.record())}
-        if geo is not None:  # with geometry tier B+C; the CNN alone tier C
-            result["adabn"]["pixels_only"] = {**scores(adapted_pixels, test.labels),
-                                              "tier": tier_block(adabn_uses, test.images)}
-            if geo.head == "fused":
-                result["adabn"]["geometry_only"] = _geometry_only(geo, adapted_pixels, test, adabn_uses)
+    if adapted is not None:
+        result["adabn"] = adapted
         result["adabn"]["confusion_png"] = str(confusion_matrix_png(
-            np.array(result["adabn"]["confusion_matrix"]), classes, files["AdaBN confusion matrix"],
-            f"{Path(str(checkpoint)).name} on {data}, BN adapted on {used['data']}\nmacro-F1 {result['adabn']['macro_f1']:.3f}"))
+            np.array(adapted["confusion_matrix"]), classes, files["AdaBN confusion matrix"],
+            f"{Path(str(checkpoint)).name} on {data}, BN adapted on {adapted['data']}\nmacro-F1 {adapted['macro_f1']:.3f}"))
     cfg = model.cfg
     result["provenance"] = {
         "byel_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
@@ -102,11 +87,55 @@ def evaluate(
     return result
 
 
-def _geometry_only(geo, pixels: np.ndarray, test, uses: list[dict]) -> dict:
+def adabn_use(used: dict, stage: str = "evaluate", method: str = "adabn") -> dict:
+    """How AdaBN's images enter a score's tier (byel.provenance.tier_block's `uses`): `used` is
+    their record from byel.adapt.adaptation_set. `stage`, `method`: for an adaptation that
+    starts from AdaBN on the same images (byel.adapt)."""
+    return {"stage": stage, "method": method, "data": used["data"], "n_images": used["n_adapt_images"],
+            "transductive": used["transductive"], "n_evaluated_among": used["n_evaluated_among"]}
+
+
+def score(model: FineTune, images: np.ndarray, labels: np.ndarray, uses: list[dict] | None = None, *,
+          adabn: tuple[np.ndarray, dict] | None = None, geo=None, batch_size: int = 256,
+          progress: bool = False) -> dict:
+    """The scores of a fine-tuned `model` (byel.classifier.load) on labelled (real) `images`: macro-F1,
+    accuracy, per-class F1 and confusion matrix (byel.metrics.scores) and their `tier` record
+    (byel.provenance.tier_block) for the real images the model learned from, `uses` (default:
+    those its checkpoint records, byel.provenance.real_uses).
+
+    `adabn`: (images, record) from byel.adapt.adaptation_set: also the scores after AdaBN on those
+    images (labels unused), under "adabn": the record, the scores and their tier (+ the AdaBN
+    images, adabn_use). `geo`: the images measured for the model's geometry or fused head
+    (byel.classifier.measure; None: the pixel CNN alone): the head's scores (tier B), the pixel
+    CNN's alone beside them under "pixels_only", and for a fused head the geometry head's alone
+    under "geometry_only"; the same under "adabn"."""
+    uses = real_uses(model.checkpoint_meta) if uses is None else uses
+    result = _scored(classifier.predict_probs(model, images, batch_size, progress), labels, images, uses, geo)
+    if adabn is not None:
+        adapt_images, used = adabn
+        adapted = adapt_batchnorm(model, adapt_images, batch_size, progress)
+        result["adabn"] = {**used, **_scored(classifier.predict_probs(adapted, images, batch_size, progress), labels, images,
+                                             uses + [adabn_use(used)], geo)}
+    return result
+
+
+def _scored(pixels: np.ndarray, labels: np.ndarray, images: np.ndarray, uses: list[dict], geo) -> dict:
+    """score's scores and tier of one set of pixel-CNN probabilities (with a geometry head:
+    fused, and each part alone — tiers never mixed)."""
+    result = {**scores(pixels if geo is None else geo.fuse(pixels), labels),
+              "tier": tier_block(uses, images, None if geo is None else geo.record())}
+    if geo is not None:  # tiers never mixed: the pixel CNN's own scores beside the fused ones
+        result["pixels_only"] = {**scores(pixels, labels), "tier": tier_block(uses, images)}
+        if geo.head == "fused":  # and the geometry head's alone (weight 1; the CNN where no mesh)
+            result["geometry_only"] = _geometry_only(geo, pixels, labels, images, uses)
+    return result
+
+
+def _geometry_only(geo, pixels: np.ndarray, labels: np.ndarray, images: np.ndarray, uses: list[dict]) -> dict:
     """A fused model's geometry head alone: fusion weight 1 where a mesh is found, the pixel
     CNN elsewhere (tier B, as the fused scores)."""
-    block = tier_block(uses, test.images, {**geo.record(), "head": "geometry", "fusion_weight": 1.0})
-    return {**scores(classifier.fuse(pixels, geo.probs, 1.0), test.labels), "tier": block}
+    block = tier_block(uses, images, {**geo.record(), "head": "geometry", "fusion_weight": 1.0})
+    return {**scores(classifier.fuse(pixels, geo.probs, 1.0), labels), "tier": block}
 
 
 def format_result(result: dict) -> str:

@@ -60,18 +60,19 @@ def run_ablation(
     (byel.provenance.run_record), in each record and score this call makes."""
     import torch
 
-    from byel import classifier
-    from byel.adapt import adaptation_set, adapt_batchnorm
+    from byel.adapt import adaptation_set
     from byel.adapt import method as adapt_method
     from byel.adapt.common import CollapseError, Options
     from byel.adapt.run import adapt_model
     from byel.data.sources import load
     from byel.data.split import holdout_split, save_split
     from byel.errors import ByelError
+    from byel import classifier
+    from byel.evaluate import adabn_use, score
     from byel.metrics import scores
+    from byel.pipeline import synthetic_data, train_chain
     from byel.provenance import add_uses, real_uses, run_record, tier_block
-    from byel.synth.generate import generate
-    from byel.train import check_classes, finetune, pretrain
+    from byel.train import check_classes
 
     if adapt:
         adapt_method(adapt)  # an unknown name: one line before any training
@@ -95,12 +96,11 @@ def run_ablation(
         # (the class count only when 7: 6-class sets keep the names they had before it was a choice)
         seven = [n_classes] if n_classes != 6 else []
         data = str(out / f"synthetic-{_digest(base.to_dict()['generate'], base.data.image_size, *seven)}")
-        if not (Path(data) / "manifest.csv").exists():
-            g = base.generate
-            generate(data, backend=g.backend, per_class=g.per_class, size=base.data.image_size, seed=0,
-                     workers=g.workers, sources=g.sources, grey=g.grey, warp_strength=g.warp_strength,
-                     progress=progress, classes=n_classes, overwrite=True)  # ours: an unfinished one is made again
-    train = load(data, base.data.image_size, progress=progress, classes=n_classes)
+        # ours: a finished one is reused, an unfinished one made again
+        train, _ = synthetic_data(Path(data), base.generate, size=base.data.image_size, seed=0, classes=n_classes,
+                                  progress=progress, reuse=True)
+    else:
+        train = load(data, base.data.image_size, progress=progress, classes=n_classes)
     data_id = None if generated else train.spec  # a generated set is fixed by the config already
     # One held-out split (by person) for every method and seed, kept out of both stages.
     tr, va, split = holdout_split(train, base.data.val_fraction, base.seed)
@@ -132,10 +132,10 @@ def run_ablation(
                 if record is None:
                     run_dir = out / "runs" / f"{method}{'-unl' if with_unl else ''}-s{seed}-{run_id}"
                     t0 = time.time()
-                    last = pretrain(cfg, *fit, run_dir / "pretrain", unlabelled=unl if with_unl else None,
-                                    resume=(run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists(),
-                                    generator_sources=train.real_uses, val=val)
-                    best = finetune(cfg, last, *fit, run_dir / "finetune", val=val, generator_sources=train.real_uses)
+                    last, best = train_chain(
+                        cfg, fit, val, run_dir / "pretrain", run_dir / "finetune", unlabelled=unl if with_unl else None,
+                        generator_sources=train.real_uses,
+                        resume=((run_dir / "pretrain" / "checkpoints" / "last.ckpt").exists(), False))
                     record = {"method": method, "seed": seed, "preset": preset, "overrides": list(overrides or []),
                               "config_digest": digest, "run_id": run_id, "train_data": data_id or "generated",
                               "unlabelled": unl.spec if with_unl else None,
@@ -161,18 +161,12 @@ def run_ablation(
                     for spec in todo:
                         real = reals[spec]
                         images, used = adabn[spec]
-                        ada_use = {"stage": "evaluate", "method": "adabn", "data": used["data"],
-                                   "n_images": used["n_adapt_images"], "transductive": used["transductive"],
-                                   "n_evaluated_among": used["n_evaluated_among"]}
-                        entry = {**scores(classifier.predict_probs(model, real.images), real.labels),
-                                 "tier": tier_block(uses, real.images),
-                                 "adabn": {**used, **scores(classifier.predict_probs(adapt_batchnorm(model, images), real.images),
-                                                            real.labels),
-                                           "tier": tier_block(uses + [ada_use], real.images)},
+                        entry = {**score(model, real.images, real.labels, uses, adabn=adabn[spec]),
                                  "n_images": int(len(real.labels)), "run": run}
                         if adapt:  # on the AdaBN images; self-train mixes in the synthetic training set
+                            ada_use = adabn_use(used, "adapt", adapt)
                             entry["adapt"] = {"id": adapt_ids[spec], "method": adapt, "options": opts.record(), **used,
-                                              "tier": tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt}], real.images)}
+                                              "tier": tier_block(uses + [ada_use], real.images)}
                             try:
                                 adapted, rec = adapt_model(model, images, adapt, opts, synthetic=fit, verbose=progress)
                             except CollapseError as e:  # recorded, and the table says how many
@@ -181,8 +175,8 @@ def run_ablation(
                                 entry["adapt"].update({**scores(classifier.predict_probs(adapted, real.images), real.labels),
                                                        "rounds": rec["rounds"]})
                                 if "face_geometry" in rec:  # co-train: the CNN learned the landmarker's labels (B+C)
-                                    entry["adapt"]["tier"] = tier_block(uses + [{**ada_use, "stage": "adapt", "method": adapt,
-                                                                                 "face_geometry": rec["face_geometry"]}], real.images)
+                                    entry["adapt"]["tier"] = tier_block(uses + [{**ada_use, "face_geometry": rec["face_geometry"]}],
+                                                                        real.images)
                         record["eval"][spec] = entry
                     write_text(results_path, json.dumps(results, indent=2))
                 current.append(record)

@@ -1,16 +1,25 @@
 """The main job (`byel demo`): generate synthetic faces → BYEL pre-training → fine-tuning →
-evaluation on real faces → a report listing every artefact."""
+evaluation on real faces → a report listing every artefact.
+
+Its chain is the one every job that trains on generated faces uses: `synthetic_data` (generate from
+a config's generate section, or reuse, and load) and `train_chain` (stage 1, then fine-tuning with
+model selection on the held-out split) — the demo, `byel benchmark ablation`
+(byel.experiments) and benchmarks/generator_transfer.py. The real faces are scored by
+byel.evaluate (`evaluate` for a report, `score` for the numbers)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-from byel.config import Config
+from byel.classes import NUM_CLASSES
+from byel.config import Config, GenerateConfig
 from byel.files import write_text
-from byel.synth import FROM_REAL
+from byel.choices import FROM_REAL
 
 # The demo's settings (its resolved config and its own options), recorded once its synthetic
 # faces exist, for --resume to compare with.
@@ -135,25 +144,20 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     from byel.data.sources import load
     from byel.data.split import SPLIT_FILE, holdout_split
     from byel.evaluate import evaluate, format_result
-    from byel.synth.generate import generate
-    from byel.train import data_record, finetune, pretrain, resume_checkpoint
+    from byel.train import data_record, resume_checkpoint
 
-    g = cfg.generate
     out.mkdir(parents=True, exist_ok=True)
     times, t0 = {}, time.time()
     progress = cfg.trainer.progress
+    steps = iter(("1/4", "2/4", "3/4"))
+
+    def say(msg: str) -> None:
+        _say(f"{next(steps)} {msg}")
 
     synth = out / "synthetic"
-    if resume and (synth / "manifest.csv").exists():
-        _say(f"1/4 reusing synthetic faces in {synth}")
-    else:
-        _say(f"1/4 generating {per_class} synthetic faces per class ({backend}, {cfg.data.image_size} px, "
-             f"{cfg.data.classes} classes)")
-        generate(synth, backend=backend, per_class=per_class, size=cfg.data.image_size, seed=cfg.seed,
-                 workers=g.workers, sources=sources, grey=g.grey, warp_strength=g.warp_strength,
-                 progress=progress, classes=cfg.data.classes, overwrite=True)  # the demo folder is ours
-    times["generate_s"] = time.time() - t0
-    data = load(f"imagefolder:{synth}", cfg.data.image_size, progress=progress, classes=cfg.data.classes)
+    gen = dataclasses.replace(cfg.generate, backend=backend, sources=sources, per_class=per_class)
+    data, _ = synthetic_data(synth, gen, size=cfg.data.image_size, seed=cfg.seed, classes=cfg.data.classes,
+                             progress=progress, reuse=resume, say=say, times=times)  # the demo folder is ours
     # Held out before stage 1, by person, and used by neither stage: fine-tuning's model selection.
     # Recorded in the stage-1 run, where `byel finetune --checkpoint` finds it too.
     tr, va, split = holdout_split(data, cfg.data.val_fraction, cfg.seed)
@@ -172,20 +176,10 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     if global_rank() == 0:
         _write_json(out / DEMO_RECORD, settings)
 
-    t = time.time()
-    _say(f"2/4 pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, {len(tr)} images; "
-         f"{len(va)} held out by {split['grouped_by']}"
-         + (f"; + {len(unl)} unlabelled real images in the BYOL term" if unl is not None else "") + ")")
     # warp faces are made of real source faces: both checkpoints record them (tier C)
-    pretrain(cfg, *train, out / "pretrain", resume=resume_pre, unlabelled=unl, generator_sources=data.real_uses,
-             split=split, val=val)
-    times["pretrain_s"] = time.time() - t
-
-    t = time.time()
-    _say(f"3/4 fine-tuning ({cfg.finetune.epochs} epochs; model selection on a held-out synthetic split)")
-    best = finetune(cfg, pre_last, *train, out / "finetune", val=val, resume=resume_ft,
-                    generator_sources=data.real_uses)
-    times["finetune_s"] = time.time() - t
+    pre_last, best = train_chain(cfg, train, val, out / "pretrain", out / "finetune", unlabelled=unl,
+                                 generator_sources=data.real_uses, split=split, resume=(resume_pre, resume_ft),
+                                 say=say, times=times)
     if global_rank() != 0:  # under DDP every rank runs this script; one reports
         return {}
 
@@ -232,6 +226,70 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     lines.append(f"  this summary         {out / 'report.json'}")
     print("\n".join(lines))
     return summary
+
+
+def synthetic_data(out: Path, gen: GenerateConfig, *, size: int, seed: int, classes: int = NUM_CLASSES,
+                   progress: bool = False, reuse: bool = False, say: Callable[[str], None] | None = None,
+                   times: dict | None = None):
+    """Generate the faces `gen` describes (backend, images per class, sources, grey, warp
+    strength, workers) at `size` px with `seed` into `out` — an earlier, unfinished set there is
+    replaced: the folder is the caller's — and load them (byel.data.sources.load, `classes`).
+    `reuse`: a finished set in `out` (its manifest.csv) is loaded as it is, not made again.
+    Returns (ImageSet, byel.synth.generate's summary, or None when reused). `say`: a line before
+    the work; `times`: gets "generate_s", the seconds the faces took (to make or to find)."""
+    from byel.data.sources import load
+    from byel.synth.generate import generate
+
+    t0, summary = time.time(), None
+    if reuse and (out / "manifest.csv").exists():
+        if say:
+            say(f"reusing synthetic faces in {out}")
+    else:
+        if say:
+            say(f"generating {gen.per_class} synthetic faces per class ({gen.backend}, {size} px, {classes} classes)")
+        summary = generate(out, backend=gen.backend, per_class=gen.per_class, size=size, seed=seed,
+                           workers=gen.workers, sources=gen.sources, grey=gen.grey, warp_strength=gen.warp_strength,
+                           progress=progress, classes=classes, overwrite=True)
+    if times is not None:
+        times["generate_s"] = time.time() - t0
+    return load(f"imagefolder:{out}", size, progress=progress, classes=classes), summary
+
+
+def train_chain(cfg: Config, train: tuple, val: tuple, pretrain_dir: Path | None, finetune_dir: Path, *,
+                unlabelled=None, generator_sources: list[dict] | None = None, split: dict | None = None,
+                resume: tuple[bool, bool] = (False, False), say: Callable[[str], None] | None = None,
+                times: dict | None = None) -> tuple[Path | None, Path]:
+    """Stage 1 (byel.train.pretrain into `pretrain_dir`) on `train` (images, labels), then
+    fine-tuning of its last checkpoint (byel.train.finetune into `finetune_dir`) on the same
+    images, choosing the best epoch on `val`, the split held out before stage 1 (`split`: its
+    record, written beside stage 1). `pretrain_dir` None: no stage 1, fine-tuning from scratch.
+    `unlabelled`: an ImageSet for stage 1's BYOL term; `generator_sources`: the real images
+    behind the synthetic ones (both stages record them: tier C). `resume`: whether each stage
+    continues from its last.ckpt (checked by the caller). Returns (stage-1 checkpoint or None,
+    fine-tuned checkpoint). `say`: a line before each stage; `times`: gets "pretrain_s" and
+    "finetune_s"."""
+    from byel.train import finetune, pretrain
+
+    last = None
+    if pretrain_dir is not None:
+        t = time.time()
+        if say:
+            held = f"; {len(val[1])} held out by {split['grouped_by']}" if split else ""
+            say(f"pre-training {cfg.method.name} ({cfg.model.backbone}, {cfg.pretrain.epochs} epochs, "
+                f"{len(train[1])} images{held}"
+                + (f"; + {len(unlabelled)} unlabelled real images in the BYOL term" if unlabelled is not None else "")
+                + ")")
+        last = pretrain(cfg, *train, pretrain_dir, resume=resume[0], unlabelled=unlabelled,
+                        generator_sources=generator_sources, split=split, val=val)
+        if times is not None:
+            times["pretrain_s"] = time.time() - t
+    t = time.time()
+    if say:
+        say(f"fine-tuning ({cfg.finetune.epochs} epochs; model selection on a held-out synthetic split)")
+    best = finetune(cfg, last, *train, finetune_dir, val=val, resume=resume[1], generator_sources=generator_sources)
+    if times is not None:
+        times["finetune_s"] = time.time() - t
+    return last, best
 
 
 def _write_json(path: Path, obj) -> None:

@@ -4,8 +4,7 @@
 - `warp`: expressions made by warping real neutral faces (optional extra `byel[warp]`).
 - `mesh`: expressions made by driving the 478-point face mesh of real neutral faces (byel.faces).
 
-Import the heavy parts from their modules (`byel.synth.generate`, `byel.synth.procedural`);
-this package only names them, so importing it stays cheap.
+Import the parts from their modules (`byel.synth.generate`, `byel.synth.procedural`); the backend
+names live with every other choice a user makes, in `byel.choices` (BACKENDS, FROM_REAL).
 """
 
-from byel.choices import BACKENDS, FROM_REAL  # noqa: F401  (the names live with every other choice)

@@ -37,7 +37,7 @@ from byel.data.formats import GENERATE_INFO, GENERATING, MANIFEST, PREVIEW, gene
 from byel.errors import ByelError, ConfigError
 from byel.imageio import write_image
 from byel.provenance import face_hashes
-from byel.synth import BACKENDS, FROM_REAL
+from byel.choices import BACKENDS, FROM_REAL
 from byel.synth.au import AUS, AUSampler, as_vector
 from byel.synth.preview import contact_sheet
 from byel.synth.warp import DEFAULT_STRENGTH
