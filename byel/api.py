@@ -8,6 +8,7 @@ images and videos.
     many = model.predict(["a.jpg", pil_image, rgb_array])  # one list of faces per image
     clip = model.predict_video("clip.mp4", stride=2, smooth="ema:0.6")  # one list per frame, with track ids
     table = clip.to_frame()                             # pandas DataFrame, the columns of `byel predict`'s CSV
+    faces.annotate()                                    # a PIL image: boxes, labels, probability bars
 
 Faces are found, cropped and classified by the same code as ``byel predict`` (byel.detect,
 byel.predict);
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from byel.errors import ByelError, InputTypeError
-from byel.predict import NO_FACE
+from byel.faces.pose import Pose
+from byel.predict import CLASS_COLOURS, NO_FACE
 
 INPUT_HELP = "an image path, a PIL image, a uint8 numpy array (H×W, H×W×3 RGB or H×W×4), encoded image bytes, or a list of them"
 
@@ -36,43 +38,107 @@ class Face:
     ``uncertain`` under the threshold), every class's probability, and in videos its track id.
     ``landmarks``: MediaPipe's 478-point face mesh, float32 (478, 3): x, y in pixels of the
     image, z its relative depth at the scale of x (mesh indices as MediaPipe's, e.g. 33 and 263
-    the outer eye corners); None unless the faces were found by the landmarker (the default)."""
+    the outer eye corners).
+
+    What the face finder measured, all None unless the faces were found by the landmarker (the
+    default; dlib, the Haar cascade and ``detect=False`` give none of them): ``landmarks``;
+    ``score``: the face detector's (BlazeFace's) confidence, in (0, 1]; ``blendshapes``:
+    MediaPipe's 52 blendshape scores, name → value in [0, 1] (``_neutral``, ``browDownLeft``, …,
+    ``jawOpen``, ``mouthSmileLeft``, …); ``pose``: the head pose in degrees, ``pose.yaw`` (> 0:
+    the face turns to the image's right), ``pose.pitch`` (> 0: it looks up) and ``pose.roll``
+    (> 0: it tilts clockwise), from the canonical face fitted to the mesh (byel.faces.pose)."""
 
     box: tuple[int, int, int, int]
     label: str
     probabilities: dict[str, float]
     landmarks: np.ndarray | None = field(default=None, compare=False, repr=False)
     track: int | None = None
+    score: float | None = None
+    blendshapes: dict[str, float] | None = field(default=None, compare=False, repr=False)
+    pose: Pose | None = None
 
     def to_dict(self) -> dict:
+        """JSON-ready: box, label, probabilities, and where there is one, track, score, pose
+        (yaw, pitch, roll) and blendshapes (not the landmarks: 478 points)."""
         d = {"box": list(self.box), "label": self.label, "probabilities": dict(self.probabilities)}
         if self.track is not None:
             d["track"] = self.track
+        if self.score is not None:
+            d["score"] = self.score
+        if self.pose is not None:
+            d["pose"] = self.pose._asdict()
+        if self.blendshapes is not None:
+            d["blendshapes"] = dict(self.blendshapes)
         return d
 
     def __repr__(self) -> str:
         probs = ", ".join(f"{c!r}: {p:.3f}" for c, p in self.probabilities.items())
         extra = "" if self.track is None else f", track={self.track}"
+        if self.score is not None:
+            extra += f", score={self.score:.3f}"
+        if self.pose is not None:
+            extra += ", pose=(yaw={:.1f}, pitch={:.1f}, roll={:.1f})".format(*self.pose)
         return f"Face(box={self.box}, label={self.label!r}, probabilities={{{probs}}}{extra})"
 
 
 class Faces(list):
-    """The faces of one image or video frame, largest first (an empty list: no face found).
+    """The faces of one image or video frame, numbered left to right (by the box's x, then y; an
+    empty list: no face found); ``largest()`` is the face with the largest box.
     ``source``: the file, or ``<image i>`` for an in-memory image; ``frame``: the video frame
-    index; ``size``: the image's (width, height); ``classes``: the model's class names."""
+    index; ``size``: the image's (width, height); ``classes``: the model's class names.
+    ``annotate()`` draws them on the image; in Jupyter, a ``Faces`` shows as that picture."""
 
     def __init__(self, faces=(), *, source: str = "", frame: int | None = None,
-                 size: tuple[int, int] | None = None, classes: tuple[str, ...] = ()):
+                 size: tuple[int, int] | None = None, classes: tuple[str, ...] = (), image: np.ndarray | None = None):
         super().__init__(faces)
         self.source, self.frame, self.size, self.classes = source, frame, size, tuple(classes)
+        self._image = image  # the input's RGB pixels (in-memory inputs; a file is read again when drawn)
+
+    def largest(self) -> Face | None:
+        """The face with the largest box (None: no face)."""
+        return max(self, key=lambda f: f.box[2] * f.box[3], default=None)
 
     def to_frame(self):
         """A pandas DataFrame: one row per face (one ``no_face`` row if there is none)."""
         return to_frame(self)
 
+    def image(self) -> np.ndarray | None:
+        """The image's uint8 RGB pixels (H, W, 3): the input held, or its file read again; None
+        for a video frame (pass the frame to ``annotate``)."""
+        if self._image is not None:
+            return self._image
+        if self.frame is None and self.source and not self.source.startswith("<image"):
+            return _image_rgb(self.source, self.source)
+        return None
+
+    def annotate(self, image=None):
+        """A PIL image, the input's pixels and size, with each face's box, its number (left to
+        right), label and top probability, and a small bar per class. ``image``: draw on this
+        instead (any input ``predict`` takes; needed for video frames)."""
+        rgb = self.image() if image is None else _image_rgb(image, "annotate(image)")
+        if rgb is None:
+            raise ByelError("annotate: this is a video frame; pass its image: annotate(frame_rgb)")
+        if self.size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(self.size):
+            raise ByelError(f"annotate: the image is {rgb.shape[1]}×{rgb.shape[0]}, these faces were found in "
+                            f"a {self.size[0]}×{self.size[1]} one")
+        return draw_faces(rgb, self, self.classes)
+
+    def _repr_png_(self) -> bytes | None:
+        """PNG bytes of ``annotate()`` (how Jupyter shows a ``Faces``); None where there is no image."""
+        import io
+
+        try:
+            img = self.annotate()
+        except ByelError:
+            return None
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
 
 class Results(list):
-    """One ``Faces`` per image (``predict`` on many images) or per processed video frame."""
+    """One ``Faces`` per image (``predict`` on many images) or per processed video frame
+    (``results[i].annotate()`` draws one)."""
 
     def to_frame(self):
         """A pandas DataFrame: one row per face, ``no_face`` rows for images without one."""
@@ -172,10 +238,58 @@ def _unusable(what, e, otherwise: str) -> str:
     return f"{what}: the image is too large: {e.detail}" if e.reason == imageio.TOO_LARGE else f"{what}: {otherwise}"
 
 
-def _sized(pairs):
-    """classify_stream items from (key, rgb) pairs: ((key, (width, height)), rgb, keep=False)."""
-    for key, rgb in pairs:
-        yield (key, (rgb.shape[1], rgb.shape[0])), rgb, False
+def _sized(pairs, keep=None):
+    """classify_stream items from (key, rgb) pairs: ((key, (width, height)), rgb, keep), keep
+    ``keep[i]`` for the i-th pair (None: False for all)."""
+    for i, (key, rgb) in enumerate(pairs):
+        yield (key, (rgb.shape[1], rgb.shape[0])), rgb, bool(keep[i]) if keep is not None else False
+
+
+def _measured(mesh) -> tuple:
+    """(score, blendshapes by name, pose) of the landmarker's measurement of a face (a
+    byel.faces.Face), or Nones without one."""
+    if mesh is None:
+        return None, None, None
+    from byel.faces.mesher import BLENDSHAPES
+    from byel.faces.pose import head_pose
+
+    shapes = None if np.isnan(mesh.blendshapes).any() else dict(zip(BLENDSHAPES, map(float, mesh.blendshapes)))
+    return float(mesh.score), shapes, head_pose(mesh.landmarks)
+
+
+def draw_faces(rgb: np.ndarray, faces, classes):
+    """A PIL image of ``rgb`` (same pixels and size) with each face's box in its label's colour,
+    ``#number label probability`` above it (inside where there is no room) and, along the box's
+    bottom inside it, one small bar per class in the class's colour, as long as its probability."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB")
+    draw = ImageDraw.Draw(img)
+    W, H = img.size
+    thick = max(1, round(min(W, H) / 300))
+    for n, f in enumerate(faces, 1):
+        x, y, w, h = f.box
+        colour = (CLASS_COLOURS[classes.index(f.label) % len(CLASS_COLOURS)] if f.label in classes
+                  else (128, 128, 128))
+        draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour, width=thick)
+        font = ImageFont.load_default(size=max(10, min(32, round(w / 8))))
+        text = f"#{n} {f.label} {max(f.probabilities.values(), default=0):.2f}"
+        if f.track is not None:
+            text += f" t{f.track}"
+        l, t, r, b = draw.textbbox((0, 0), text, font=font)
+        ty = y - (b - t) - 4 if y - (b - t) - 4 >= 0 else y + thick
+        draw.rectangle([x, ty, x + r - l + 4, ty + b - t + 4], fill=colour)
+        draw.text((x + 2 - l, ty + 2 - t), text, fill=(255, 255, 255), font=font)
+        bar_h = max(2, round(h / 40))  # one bar per class, inside the box's bottom
+        for k, c in enumerate(classes):
+            by = y + h - thick - (len(classes) - k) * (bar_h + 1)
+            if by < y + thick:
+                continue
+            colour_c = CLASS_COLOURS[k % len(CLASS_COLOURS)]
+            length = round((w - 2 * thick - 2) * float(f.probabilities.get(c, 0.0)))
+            if length > 0:
+                draw.rectangle([x + thick + 1, by, x + thick + length, by + bar_h - 1], fill=colour_c)
+    return img
 
 
 class Model:
@@ -202,15 +316,16 @@ class Model:
         return (f"byel.Model({str(self.checkpoint)!r}, classes={list(self.classes)}, detector={self.finder.name!r}, "
                 f"device={self.device!r})")
 
-    def _faces(self, faces, probs, uncertain, *, source, frame=None, size=None, tracks=None) -> Faces:
-        """``faces``: byel.detect.Face (box, mesh) of one image, ``probs`` theirs."""
+    def _faces(self, faces, probs, uncertain, *, source, frame=None, size=None, tracks=None, image=None) -> Faces:
+        """``faces``: byel.detect.Face (box, mesh) of one image, ``probs`` theirs; numbered left to right."""
         from byel.predict import label_of
 
-        return Faces([Face(tuple(int(v) for v in f.box), label_of(p, self.classes, uncertain),
-                           {c: float(v) for c, v in zip(self.classes, p)}, f.landmarks,
-                           None if tracks is None else int(tracks[i]))
-                      for i, (f, p) in enumerate(zip(faces, probs))],
-                     source=source, frame=frame, size=size, classes=self.classes)
+        out = [Face(tuple(int(v) for v in f.box), label_of(p, self.classes, uncertain),
+                    {c: float(v) for c, v in zip(self.classes, p)}, f.landmarks,
+                    None if tracks is None else int(tracks[i]), *_measured(f.mesh))
+               for i, (f, p) in enumerate(zip(faces, probs))]
+        out.sort(key=lambda f: (f.box[0], f.box[1]))
+        return Faces(out, source=source, frame=frame, size=size, classes=self.classes, image=image)
 
     def predict(self, x, *, uncertain: float | None = None):
         """The faces in ``x``: an image (path, PIL image, uint8 numpy array, encoded bytes) →
@@ -223,9 +338,11 @@ class Model:
         inputs = x if many else [x]
         names = [str(v) if isinstance(v, (str, Path)) else f"<image {i}>" for i, v in enumerate(inputs)]
         out = Results()
-        for (i, size), _, faces, probs in classify_stream(self.net, self.finder, _sized(
-                (i, _image_rgb(v, names[i])) for i, v in enumerate(inputs)), self.batch_size):
-            out.append(self._faces(faces, probs, uncertain, source=names[i], size=size))
+        # in-memory inputs keep their pixels for annotate(); a file is read again when drawn
+        held = [not isinstance(v, (str, Path)) for v in inputs]
+        for (i, size), rgb, faces, probs in classify_stream(self.net, self.finder, _sized(
+                ((i, _image_rgb(v, names[i])) for i, v in enumerate(inputs)), held), self.batch_size):
+            out.append(self._faces(faces, probs, uncertain, source=names[i], size=size, image=rgb))
         return out if many else out[0]
 
     def predict_video(self, path: str | Path, *, stride: int = 1, smooth: str = "none",

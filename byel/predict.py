@@ -65,7 +65,7 @@ def columns(classes=CLASSES, video: bool = False) -> list[str]:
 COLUMNS = columns()
 ANNOTATE_MIN_SIDE = 256  # smaller images are enlarged for drawing
 # per class (the six, then neutral), as the web page (byel/assets/web/index.html) draws them
-_COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144, 255), (255, 215, 0), (0, 128, 128)]
+CLASS_COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144, 255), (255, 215, 0), (0, 128, 128)]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -134,7 +134,7 @@ def annotate(rgb: np.ndarray, rows: list[dict], classes=CLASSES) -> np.ndarray:
             continue
         x, y, w, h = (round(int(r[k]) * up) for k in "xywh")
         pred = r["predicted"]
-        colour = _COLOURS[classes.index(pred) % len(_COLOURS)][::-1] if pred in classes else (128, 128, 128)
+        colour = CLASS_COLOURS[classes.index(pred) % len(CLASS_COLOURS)][::-1] if pred in classes else (128, 128, 128)
         cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick)
         top = max(float(r[f"p_{c}"]) for c in classes)  # `uncertain`: the top class's probability
         label = f"{pred} {top:.2f}" + (f" #{r['track']}" if r.get("track", "") != "" else "")
