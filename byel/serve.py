@@ -8,8 +8,8 @@ fetched from elsewhere. The app (FastAPI, run by uvicorn; ``pip install 'byel[se
 - ``GET /``: the page;
 - ``GET /api/info``: ``{"classes": [...], "checkpoint": name, "detector": name}``;
 - ``POST /api/predict`` (multipart field ``file``: an encoded image): ``{"width", "height",
-  "classes", "faces": [{"box": [x, y, w, h], "label", "probabilities": {class: p}}]}``, largest
-  face first.
+  "classes", "faces": [{"box": [x, y, w, h], "label", "probabilities": {class: p}}]}`` (with the
+  landmarker also "score", "pose", "blendshapes": byel.api.Face.to_dict), faces left to right.
 
 Every error, whatever its cause, is ``{"error": one line}`` with its status: 400 a file that is not
 a readable image or a request that is not a multipart form, or a ``Host`` that is not this server's
