@@ -32,6 +32,11 @@ from byel.errors import ByelError
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
+class CodecUnavailable(ByelError):
+    """OpenCV's video writer cannot open a video of this codec and file type here (its build has
+    no such encoder); a caller may try another (``byel predict``: .mp4, else MJPG .avi)."""
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """File descriptor 2 on /dev/null for the duration. When FFmpeg cannot open a file, OpenCV
@@ -201,7 +206,7 @@ def video_writer(path: str | os.PathLike, fourcc: str, fps: float, size: tuple[i
             if not vw.isOpened():
                 if not os.access(os.path.dirname(path), os.W_OK):
                     raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-                raise ByelError(f"{path}: OpenCV cannot write a {fourcc} video of this type; use a .avi name")
+                raise CodecUnavailable(f"{path}: OpenCV cannot write a {fourcc} video of this type; use a .avi name")
             counted = _Counted(vw)
             with _opencv_quiet():  # a failing writer warns once per frame; checked below instead
                 yield counted

@@ -3,14 +3,14 @@ the way training saw faces, classify them, and write one CSV row per face.
 
 CSV columns (one row per detected face, largest face of an image first)::
 
-    file, frame, x, y, w, h, predicted, p_anger, p_disgust, p_fear, p_happiness, p_sadness, p_surprise
+    file, frame, track, x, y, w, h, predicted, p_anger, p_disgust, p_fear, p_happiness, p_sadness, p_surprise
 
 (one ``p_*`` column per class of the checkpoint, from its ``byel.classes`` metadata).
 
 - ``file``: the input file (a name that is not valid UTF-8 as its own bytes); ``frame``: the
   0-based frame index for videos, empty for images.
-- ``track`` (after ``frame``, only when an input is a video): the face's track id within its
-  video, the same person across frames by box overlap (byel.track); empty for images.
+- ``track``: the face's track id within its video, the same person across frames by box
+  overlap (byel.track); empty for images. The columns are the same whatever the inputs.
 - ``x, y, w, h``: the face box the detector found, in pixels of the original image (with
   ``detect=False``: the centred square that was classified). The crop given to the model is
   framed like the training faces: with the landmarker, rotated and scaled so the outer eye
@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
+import json
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -46,23 +48,26 @@ from byel import imageio
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS
 from byel.detect import FaceFinder, checked_min_face
-from byel.errors import ByelError, DataError, InputTypeError
+from byel.errors import ByelError, DataError, InputTypeError, printable
 from byel.files import naming
 from byel.imageio import write_image
-from byel.media import video_frames, video_info, video_writer
+from byel.media import CodecUnavailable, video_frames, video_info, video_writer
 from byel.track import parse_smooth, track_and_smooth
 
 NO_FACE = "no_face"
 UNCERTAIN = "uncertain"
 
 
-def columns(classes=CLASSES, video: bool = False) -> list[str]:
-    """CSV columns for a model's classes; ``track`` only when an input is a video."""
-    return ["file", "frame", *(["track"] if video else []), "x", "y", "w", "h", "predicted",
-            *[f"p_{c}" for c in classes]]
+def columns(classes=CLASSES) -> list[str]:
+    """CSV columns for a model's classes: the same for images and videos (``frame`` and ``track``
+    empty for images)."""
+    return ["file", "frame", "track", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in classes]]
 
 
 COLUMNS = columns()
+# annotated videos: the first codec OpenCV's writer can open here (.mp4 plays everywhere; every
+# OpenCV build writes MJPG .avi)
+ANNOTATED_VIDEO = (("mp4v", ".mp4"), ("MJPG", ".avi"))
 ANNOTATE_MIN_SIDE = 256  # smaller images are enlarged for drawing
 # per class (the six, then neutral), as the web page (byel/assets/web/index.html) draws them
 CLASS_COLOURS = [(220, 20, 60), (128, 0, 128), (255, 140, 0), (34, 139, 34), (30, 144, 255), (255, 215, 0), (0, 128, 128)]
@@ -220,15 +225,15 @@ def _face_rows(meta: dict, boxes: list, probs, classes, uncertain, tracks=None) 
 class PredictionWriter:
     """What ``predict`` writes: the CSV, one row per face (written under a temporary name while
     ``writing``, put in place by ``close``), and with ``annotate_dir`` each image drawn with its
-    rows (same relative names; videos as ``<name>.annotated.avi``). ``class_counts``: faces per
-    predicted label; ``annotated``: images and video frames drawn."""
+    rows (same relative names; videos as ``<name>.annotated.mp4`` or ``.avi``). ``class_counts``:
+    faces per predicted label; ``annotated``: images and video frames drawn."""
 
-    def __init__(self, out_csv: str | Path, classes, *, video: bool = False, uncertain: float | None = None,
+    def __init__(self, out_csv: str | Path, classes, *, uncertain: float | None = None,
                  smooth: str = "none", annotate_dir: str | Path | None = None, video_stride: int = 1):
         self.path = Path(out_csv)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.classes, self.video, self.uncertain, self.smooth = classes, video, uncertain, smooth
+        self.classes, self.uncertain, self.smooth = classes, uncertain, smooth
         self.ann_root = Path(annotate_dir) if annotate_dir else None
         self.video_stride = video_stride
         self.class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
@@ -244,7 +249,7 @@ class PredictionWriter:
         # naming: a write of the CSV that fails (a full disk) names no file
         with naming(self.path, self.tmp), \
                 open(self.tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            self._rows = csv.DictWriter(fh, columns(self.classes, self.video), extrasaction="ignore")
+            self._rows = csv.DictWriter(fh, columns(self.classes), extrasaction="ignore")
             self._rows.writeheader()
             yield self
             self._end_video()
@@ -293,19 +298,49 @@ class PredictionWriter:
         video.clear()
 
     def _annotate_video(self, meta: dict, per_frame: list[list[dict]]) -> None:
-        """Second pass over the video (frames are not kept in memory): draw the final rows."""
-        path = self.ann_root / (meta["_ann"] + ".annotated.avi")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Second pass over the video (frames are not kept in memory): draw the final rows, as
+        ``<name>.annotated.mp4`` where OpenCV can write one, else ``<name>.annotated.avi``."""
+        base = self.ann_root / (meta["_ann"] + ".annotated")
+        base.parent.mkdir(parents=True, exist_ok=True)
         vw = None
         with contextlib.ExitStack() as stack:  # the video appears at path once it is complete
             frames = stack.enter_context(contextlib.closing(video_frames(meta["file"], self.video_stride)))
             for (_, rgb), rows in zip(frames, per_frame):
                 drawn = annotate(rgb, rows, self.classes)
                 if vw is None:
-                    size = (drawn.shape[1], drawn.shape[0])
-                    vw = stack.enter_context(video_writer(path, "MJPG", meta["_fps"], size))
+                    vw = stack.enter_context(_annotated_video_writer(base, meta["_fps"], drawn.shape))
                 vw.write(drawn)
                 self.annotated += 1
+
+
+@contextlib.contextmanager
+def _annotated_video_writer(base: Path, fps: float, shape: tuple):
+    """A video writer for ``base`` + the first suffix of ANNOTATED_VIDEO whose codec opens."""
+    size = (shape[1], shape[0])
+    for i, (fourcc, suffix) in enumerate(ANNOTATED_VIDEO):
+        try:
+            writer = video_writer(base.with_name(base.name + suffix), fourcc, fps, size)
+            vw = writer.__enter__()
+        except CodecUnavailable:
+            if i == len(ANNOTATED_VIDEO) - 1:
+                raise
+            continue
+        with contextlib.ExitStack() as stack:
+            stack.push(writer)
+            yield vw
+        return
+
+
+def annotated_files(inputs: list[str], annotate_dir: str | Path) -> list[Path]:
+    """The files ``predict`` may write into ``annotate_dir`` for these inputs (each video under
+    both of its possible names), to check before any work."""
+    root, paths = Path(annotate_dir).expanduser(), []
+    for kind, _, name in collect_inputs(list(inputs)).items:
+        if kind == "image":
+            paths.append(root / name)
+        else:
+            paths.extend(root / (name + ".annotated" + suffix) for _, suffix in ANNOTATED_VIDEO)
+    return paths
 
 
 # --------------------------------------------------------------------------- predict
@@ -370,7 +405,8 @@ def predict(
 
     ``detect=False`` treats every image/frame as one pre-cropped face (its centred square).
     ``annotate_dir``: images are saved there with boxes and labels drawn (same relative names;
-    videos as ``<name>.annotated.avi``). ``video_stride`` K classifies frames 0, K, 2K ...
+    videos as ``<name>.annotated.mp4``, or ``.avi`` where OpenCV cannot write .mp4). ``video_stride``
+    K classifies frames 0, K, 2K ...
     ``detector``: auto | landmarker | opencv-haar | dlib-hog; ``min_face``: faces whose box is
     smaller than this on its shorter side (pixels of the input image) are not reported.
     ``uncertain`` P: faces whose top probability is below P are labelled ``uncertain``.
@@ -394,8 +430,8 @@ def predict(
         what = "; ".join(f"{w}: {r}" for w, r in src.problems[:3]) or "no inputs given"
         raise DataError(f"nothing to predict on ({what})")
     finder = FaceFinder(model.cfg.data.image_size, detect, detector, min_face)
-    out = PredictionWriter(out_csv, classes, video=any(k == "video" for k, _, _ in src.items), uncertain=uncertain,
-                           smooth=smooth, annotate_dir=annotate_dir, video_stride=video_stride)
+    out = PredictionWriter(out_csv, classes, uncertain=uncertain, smooth=smooth, annotate_dir=annotate_dir,
+                           video_stride=video_stride)
 
     total = sum(1 if k == "image" else -(-video_info(p)[0] // video_stride) for k, p, _ in src.items)
     bar = tqdm(total=total, unit="img", desc="predict", disable=not progress, leave=False)
@@ -444,3 +480,56 @@ def format_result(r: dict) -> str:
         bad.append(f"{len(r['unreadable'])} unreadable ({', '.join(r['unreadable'][:3])})")
     return line + ("\nskipped: " + "; ".join(bad) if bad else "")
 
+
+
+# --------------------------------------------------------------------------- what the CLI prints
+
+TABLE_MAX = 20  # `byel predict` prints a row per face up to this many CSV rows
+
+
+def read_predictions(path: str | Path, limit: int | None = None) -> list[dict]:
+    """The rows of a predictions CSV (the first ``limit``), file names as written (any bytes)."""
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        return list(itertools.islice(csv.DictReader(fh), limit))
+
+
+def _classes_of(row: dict) -> list[str]:
+    return [k[2:] for k in row if k.startswith("p_")]
+
+
+def format_table(rows: list[dict]) -> str:
+    """A row per face, columns aligned: file, [frame, track,] face (1-based within its image or
+    frame), box (x,y w×h in image pixels), label and its probability (the top one)."""
+    video = any(r["frame"] != "" for r in rows)
+    head = ["file", *(["frame", "track"] if video else []), "face", "box", "label", "p"]
+    lines, face, prev = [head], 0, None
+    for r in rows:
+        key = (r["file"], r["frame"])
+        face = face + 1 if key == prev else 1
+        prev = key
+        found = r["predicted"] != NO_FACE
+        top = max(float(r[f"p_{c}"]) for c in _classes_of(r)) if found else None
+        lines.append([printable(r["file"]), *([r["frame"] or "-", r["track"] or "-"] if video else []),
+                      str(face) if found else "-", f"{r['x']},{r['y']} {r['w']}x{r['h']}" if found else "-",
+                      r["predicted"], f"{top:.2f}" if found else "-"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    right = {"frame", "track", "face", "p"}
+    return "\n".join("  ".join(c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(line, widths, head))
+                     .rstrip() for line in lines)
+
+
+def predictions_json(result: dict, rows: list[dict]) -> str:
+    """The run as one JSON object: ``files`` (those with rows), ``faces`` (a row of the CSV each:
+    file, frame and track (null for images), box [x, y, w, h] (null: no face), label and
+    probabilities by class (null: no face)) and ``summary`` (what ``predict`` returned)."""
+    def num(v):
+        return None if v == "" else int(v)
+
+    faces = []
+    for r in rows:
+        found = r["predicted"] != NO_FACE
+        faces.append({"file": r["file"], "frame": num(r["frame"]), "track": num(r["track"]),
+                      "box": [int(r[k]) for k in "xywh"] if found else None, "label": r["predicted"],
+                      "probabilities": {c: float(r[f"p_{c}"]) for c in _classes_of(r)} if found else None})
+    files = list(dict.fromkeys(r["file"] for r in rows))
+    return json.dumps({"files": files, "faces": faces, "summary": result}, indent=2)

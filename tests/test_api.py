@@ -183,7 +183,8 @@ def test_cli_video_csv_has_a_track_column_and_smoothing(tmp_path, ckpt):
     raw = byel.load(ckpt, detect=False).predict_video(video)
     want = smooth([0] * 4, np.array([[x[0].probabilities[c] for c in CLASSES] for x in raw]), "ema:0.5")
     np.testing.assert_allclose(p, want, atol=2e-6)
-    cap = cv2.VideoCapture(str(tmp_path / "ann" / "clip.avi.annotated.avi"))
+    (annotated,) = (tmp_path / "ann").glob("clip.avi.annotated.*")  # .mp4, or MJPG .avi where OpenCV has no mp4v
+    cap = cv2.VideoCapture(str(annotated))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     cap.release()
 

@@ -210,7 +210,7 @@ def test_an_annotated_video_the_writer_could_not_store_is_an_error_naming_it(tmp
     rc = main(["predict", str(clip), "--checkpoint", str(ckpt), "--out", str(tmp_path / "p.csv"),
                "--annotate", str(tmp_path / "ann"), "--no-detect", "--no-progress"])
     line, _ = error_line(capfd)
-    assert rc == 2 and f"cannot write {tmp_path / 'ann' / 'clip.avi.annotated.avi'}" in line
+    assert rc == 2 and f"cannot write {tmp_path / 'ann' / 'clip.avi.annotated.mp4'}" in line  # mp4v "opened"
     assert "0 of 3 frames" in line
 
 

@@ -22,8 +22,8 @@ def check_paths(args) -> None:
     """Before any work: every input there, every output location usable, and no two paths in each
     other's way: no output is, holds or lies inside an input, or is another output. Subparsers
     declare `writes` (option -> file | table | folder | picture | run | demo | new; a table is a
-    file never read as input, e.g. predictions.csv, and may go beside the inputs; a new file is
-    not replaced without --overwrite), `reads` (their input options) and, where a command also
+    file never read as input, e.g. predictions.csv, and may go beside the inputs; a new file or
+    a table is not replaced without --overwrite), `reads` (their input options) and, where a command also
     writes files named after those options, `outputs` (a function listing all it writes)."""
     from byel.checks import check_apart, check_output, check_picture, spec_paths
 
@@ -44,7 +44,7 @@ def check_paths(args) -> None:
             check_picture(value, what)
     check_apart([(what, value, kind in FOLDER_KINDS) for what, value, kind in planned])
     for what, value, kind in planned:
-        if kind == "new" and not args.overwrite and os.path.lexists(os.path.expanduser(value)):
+        if kind in ("new", "table") and not args.overwrite and os.path.lexists(os.path.expanduser(value)):
             raise ByelError(f"{what} {value} already exists; replace it with --overwrite or choose another --out")
     if getattr(args, "resume", False) and getattr(args, "overwrite", False):
         raise ByelError("--resume continues the run in --out and --overwrite replaces it: give one of them")

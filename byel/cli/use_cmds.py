@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from byel.cli.args import MAX_WINDOW, batch_int, device_arg, int_range, positive_int, prob_float, smooth_arg
@@ -14,7 +15,8 @@ def add_predict(sub) -> None:
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
     pr.add_argument("--checkpoint", help="a fine-tuned checkpoint (default: the model shipped with byel)")
     pr.add_argument("--out", default="predictions.csv",
-                    help="CSV: file, frame, [track,] x, y, w, h, predicted, p_<class>…")
+                    help="CSV: file, frame, track, x, y, w, h, predicted, p_<class>… (frame and track empty "
+                         "for images); an existing file is replaced only with --overwrite")
     pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
     pr.add_argument("--annotate", metavar="DIR", help="save copies with boxes and labels drawn (under the inputs' "
                                                       "names) in DIR, a folder that neither holds nor lies in an input")
@@ -33,6 +35,11 @@ def add_predict(sub) -> None:
                          f"frame, 0 < A ≤ 1) | window:K (centred mean over K frames, 1 ≤ K ≤ {MAX_WINDOW})")
     pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
     pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
+    pr.add_argument("--json", action="store_true",
+                    help="print the results as one JSON object (files, faces with box, label and probabilities, "
+                         "summary) instead of the table; the CSV is written as well")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out file and annotated files of the same names in --annotate")
     pr.add_argument("--no-progress", action="store_true")
     pr.set_defaults(func=cmd_predict, writes={"out": "table", "annotate": "folder"}, reads=("checkpoint", "inputs"))
 
@@ -57,16 +64,30 @@ def add_serve(sub) -> None:
 
 def cmd_predict(args) -> int:
     from byel.data.formats import IMAGE_EXTS
-    from byel.predict import format_result, predict
+    from byel.errors import printable
+    from byel.predict import (TABLE_MAX, annotated_files, format_result, format_table, predict, predictions_json,
+                              read_predictions)
 
     if Path(args.out).suffix.lower() in IMAGE_EXTS:  # a CSV under a picture's name would mislead
         raise ByelError(f"--out {args.out}: predictions are a CSV table, give a .csv path "
                         "(pictures with boxes drawn: --annotate DIR)")
+    if args.annotate and not args.overwrite:  # before the model loads; --out: byel.cli.paths
+        taken = [p for p in annotated_files(args.inputs, args.annotate) if os.path.lexists(p)]
+        if taken:
+            more = f" and {len(taken) - 1} more annotated files" if len(taken) > 1 else ""
+            raise ByelError(f"--annotate {printable(args.annotate)} already holds {printable(taken[0])}{more} of "
+                            "this run; replace them with --overwrite or choose another --annotate folder")
     result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                      video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
                      uncertain=args.uncertain, smooth=args.smooth)
-    print(format_result(result))
+    if args.json:
+        print(predictions_json(result, read_predictions(result["csv"])))
+        return 0
+    rows = read_predictions(result["csv"], limit=TABLE_MAX + 1)
+    if len(rows) <= TABLE_MAX:
+        print(format_table(rows))
+    print(format_result(result) + ("" if len(rows) <= TABLE_MAX else "\nmore than a screen of faces: see the CSV"))
     return 0
 
 
