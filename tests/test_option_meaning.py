@@ -131,7 +131,7 @@ def test_a_photo_with_min_face_above_its_faces_has_none(tmp_path, ckpts):
     (row,) = read_rows(out)
     assert row["predicted"] == NO_FACE
     assert main(["predict", "--checkpoint", str(ckpts[1]), str(GROUP), "--out", str(out), "--no-progress",
-                 "--min-face", "100"]) == 0
+                 "--min-face", "100", "--overwrite"]) == 0
     rows = read_rows(out)
     assert rows and all(min(int(r["w"]), int(r["h"])) >= 100 for r in rows)
     faces = byel.load(ckpts[1], min_face=100).predict(str(GROUP))
