@@ -30,6 +30,7 @@ byel.faces.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from byel.checkpoint import atomic_torch_save, backbone_state, load_checkpoint, 
 from byel.config import from_dict
 from byel.data.augment import EvalTransform
 from byel.errors import ByelError
-from byel.faces.batch import Meshes, measure_images
+from byel.faces.batch import Meshes, measure_crop, measure_images
 from byel.faces.features import features, geometry_features
 from byel.landmarker import LANDMARKER, SHA256
 from byel.methods import FineTune
@@ -208,9 +209,24 @@ def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size:
         return probs
     flipped = mirrored(crops)
     other = predict_probs(model, flipped, batch_size)
-    geo = measure(model, flipped, cache=False)
+    geo = measure(model, flipped, cache=False, meshes=_measure_crops(flipped)) if uses_geometry(model) else None
     other = other if geo is None else geo.fuse(other)
     return ((np.asarray(probs, np.float64) + other) / 2).astype(np.float32)
+
+
+_MESHER: dict = {}  # the landmarker measuring mirrored crops, made once (making one takes about a second)
+_MESHER_LOCK = threading.Lock()
+
+
+def _measure_crops(crops: np.ndarray) -> list:
+    """Each crop's face as ``measure_images`` measures it (detect mode, framed; None: no face),
+    with one landmarker kept for the process."""
+    from byel.faces.mesher import FaceMesher
+
+    with _MESHER_LOCK:
+        if "detect" not in _MESHER:
+            _MESHER["detect"] = FaceMesher("detect", max_faces=1)
+        return [measure_crop(_MESHER["detect"], np.asarray(c)) for c in crops]
 
 
 def store_weight(checkpoint, images: np.ndarray, labels: np.ndarray, key: str | None = None,
