@@ -6,7 +6,7 @@ images and videos.
     model = byel.load("runs/ft/checkpoints/best.ckpt")  # byel.load(): the model shipped with byel
     faces = model.predict("photo.jpg")                  # [Face(box=(x, y, w, h), label='happiness', ...), ...]
     many = model.predict(["a.jpg", pil_image, rgb_array])  # one list of faces per image
-    clip = model.predict_video("clip.mp4", stride=2, smooth="ema:0.6")  # one list per frame, with track ids
+    clip = model.predict_video("clip.mp4", stride=2)  # one list per frame, with track ids, smoothed (ema:0.5)
     table = clip.to_frame()                             # pandas DataFrame, the columns of `byel predict`'s CSV
     faces.annotate()                                    # a PIL image: boxes, labels, probability bars
 
@@ -28,6 +28,7 @@ import numpy as np
 from byel.errors import ByelError, InputTypeError
 from byel.faces.pose import Pose
 from byel.predict import CLASS_COLOURS, NO_FACE
+from byel.track import DEFAULT_SMOOTH
 
 INPUT_HELP = "an image path, a PIL image, a uint8 numpy array (H×W, H×W×3 RGB or H×W×4), encoded image bytes, or a list of them"
 
@@ -296,7 +297,7 @@ class Model:
     """A fine-tuned byel classifier with its face detector (see ``byel.load``)."""
 
     def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", detect: bool = True,
-                 detector: str = "auto", min_face: int = 24, batch_size: int = 64):
+                 detector: str = "auto", min_face: int = 24, batch_size: int = 64, mirror: bool = True):
         from byel.checks import check_device
         from byel import classifier  # late: torch/Lightning import
         from byel.detect import FaceFinder
@@ -311,6 +312,9 @@ class Model:
         self.classes = tuple(self.net.checkpoint_meta["classes"])
         self.finder = FaceFinder(self.net.cfg.data.image_size, detect, detector, min_face)
         self.batch_size = batch_size
+        if not isinstance(mirror, bool):
+            raise InputTypeError(f"mirror must be True or False, got {mirror!r} ({type(mirror).__name__})")
+        self.mirror = mirror
 
     def __repr__(self) -> str:
         return (f"byel.Model({str(self.checkpoint)!r}, classes={list(self.classes)}, detector={self.finder.name!r}, "
@@ -341,18 +345,21 @@ class Model:
         # in-memory inputs keep their pixels for annotate(); a file is read again when drawn
         held = [not isinstance(v, (str, Path)) for v in inputs]
         for (i, size), rgb, faces, probs in classify_stream(self.net, self.finder, _sized(
-                ((i, _image_rgb(v, names[i])) for i, v in enumerate(inputs)), held), self.batch_size):
+                ((i, _image_rgb(v, names[i])) for i, v in enumerate(inputs)), held), self.batch_size,
+                mirror=self.mirror):
             out.append(self._faces(faces, probs, uncertain, source=names[i], size=size, image=rgb))
         return out if many else out[0]
 
-    def predict_video(self, path: str | Path, *, stride: int = 1, smooth: str = "none",
+    def predict_video(self, path: str | Path, *, stride: int = 1, smooth: str = DEFAULT_SMOOTH,
                       uncertain: float | None = None) -> Results:
         """One ``Faces`` per processed frame (frames 0, stride, 2·stride …), each face with its
-        track id (the same face across frames, by box overlap) and, with ``smooth`` (none |
-        ema:A | window:K, see byel.track), its probabilities smoothed along the track."""
+        track id (the same face across frames, by box overlap) and its probabilities smoothed
+        along the track with ``smooth`` (none | ema:A | window:K, see byel.track; default
+        ema:0.5, ``"none"``: off). In a video of 4 or more processed frames, a face whose track
+        is seen on one frame only is left out (a passing false detection)."""
         from byel.media import video_frames
         from byel.predict import check_uncertain, classify_stream
-        from byel.track import parse_smooth, track_and_smooth
+        from byel.track import lasting, parse_smooth, track_and_smooth
 
         _path_arg(path, "predict_video(path)", "a video file")
         check_uncertain(uncertain)
@@ -363,7 +370,8 @@ class Model:
             raise ByelError(f"{path}: {'a folder, not a video' if p.is_dir() else 'not found'}")
         frames = []  # (frame index, size, faces, probabilities)
         items = _sized(video_frames(p, stride))
-        for (k, size), _, faces, probs in classify_stream(self.net, self.finder, items, self.batch_size):
+        for (k, size), _, faces, probs in classify_stream(self.net, self.finder, items, self.batch_size,
+                                                          mirror=self.mirror):
             for f in faces:  # the crops are not needed any more: a long video keeps boxes and meshes only
                 f.crop = None
             frames.append((k, size, faces, probs))
@@ -371,18 +379,24 @@ class Model:
             raise ByelError(f"{path}: not a readable video (no frame could be decoded)")
         ids, smoothed = track_and_smooth([[f.box for f in fs] for *_, fs, _ in frames], [pr for *_, pr in frames],
                                          smooth)
-        return Results(self._faces(fs, pr, uncertain, source=str(path), frame=f, size=size, tracks=t)
-                       for (f, size, fs, _), t, pr in zip(frames, ids, smoothed))
+        out = Results()
+        for (f, size, fs, _), t, pr, keep in zip(frames, ids, smoothed, lasting(ids)):
+            kept = [i for i, k in enumerate(keep) if k]
+            out.append(self._faces([fs[i] for i in kept], [pr[i] for i in kept], uncertain, source=str(path),
+                                   frame=f, size=size, tracks=[t[i] for i in kept]))
+        return out
 
 
 def load(checkpoint: str | Path | None = None, *, device: str = "cpu", detect: bool = True,
-         detector: str = "auto", min_face: int = 24, batch_size: int = 64) -> Model:
+         detector: str = "auto", min_face: int = 24, batch_size: int = 64, mirror: bool = True) -> Model:
     """A ready ``Model`` from a fine-tuned checkpoint (None: the model shipped with byel).
 
     ``detect=False``: every image is one face crop (its centred square is classified).
     ``detector``: auto (the landmarker; where its runtime has no wheel, OpenCV's Haar cascade or
     dlib) | landmarker | opencv-haar | dlib-hog; ``min_face``: only faces whose box is at least
     this many pixels on its shorter side (in the input image; under 8 counts as 8) are reported;
-    ``batch_size``: faces per forward pass; ``device``: cpu, cuda, cuda:N or mps."""
+    ``batch_size``: faces per forward pass; ``device``: cpu, cuda, cuda:N or mps.
+    ``mirror``: each face's probabilities are the mean of the face's and its mirror image's (a
+    face and its mirror image get the same label); ``mirror=False``: the face alone."""
     return Model(checkpoint, device=device, detect=detect, detector=detector, min_face=min_face,
-                 batch_size=batch_size)
+                 batch_size=batch_size, mirror=mirror)

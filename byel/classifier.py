@@ -6,6 +6,13 @@ rebuild it, predict class probabilities in batches, and fuse them with the geome
     probs = classifier.predict_probs(model, crops)  # (N, C) for uint8 (N, H, W, 3)
     geo = classifier.measure(model, crops)        # None for a pixels-only model
     probs = probs if geo is None else geo.fuse(probs)
+    probs = classifier.face_probs(model, crops, mirror=True)  # the same, averaged with the mirrored faces
+
+Test-time mirroring (``mirror=True``; the default of ``byel predict``, ``byel.load`` and ``byel
+serve``, off for evaluation and training): each face and its left-right mirror image go through
+the predictor and their probabilities are averaged, so a face and its mirror image get the same
+label. With a geometry head the mirrored crop's mesh is measured on the mirrored crop (the
+unmirrored face keeps its mesh); a mirrored crop without a mesh is classified by the pixel CNN.
 
 The pixel CNN and the geometry head as one predictor (``finetune.head``, byel.config.HEADS):
 
@@ -23,6 +30,7 @@ byel.faces.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +42,7 @@ from byel.checkpoint import atomic_torch_save, backbone_state, load_checkpoint, 
 from byel.config import from_dict
 from byel.data.augment import EvalTransform
 from byel.errors import ByelError
-from byel.faces.batch import Meshes, measure_images
+from byel.faces.batch import Meshes, measure_crop, measure_images
 from byel.faces.features import features, geometry_features
 from byel.landmarker import LANDMARKER, SHA256
 from byel.methods import FineTune
@@ -92,10 +100,23 @@ def _batches(n: int, batch_size: int, desc: str, progress: bool):
     return tqdm(starts, desc=desc, leave=False, disable=not progress) if progress else starts
 
 
+def mirrored(images: np.ndarray) -> np.ndarray:
+    """The images (N, H, W, 3) mirrored left-right."""
+    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+
+
 @torch.inference_mode()
-def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False,
+                  mirror: bool = False) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
-    eval() and inference_mode."""
+    eval() and inference_mode. ``mirror``: the mean of the images' and their mirror images'
+    probabilities."""
+    if mirror:
+        return (_probs(model, images, batch_size, progress) + _probs(model, mirrored(images), batch_size, progress)) / 2
+    return _probs(model, images, batch_size, progress)
+
+
+def _probs(model: FineTune, images: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
     model.eval()
     out = [
         model.predict_images(torch.from_numpy(images[s : s + batch_size])).float().cpu()
@@ -170,6 +191,42 @@ def measure(model, images: np.ndarray, key: str | None = None, progress: bool = 
         feats, found = geometry_features(known)
     probs = model.geometry.cpu().probs(feats)
     return Geometry(model.head_kind, round(float(model.fusion_weight), 6), probs, found)  # the float32 buffer
+
+
+def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size: int = 256,
+               mirror: bool = False) -> np.ndarray:
+    """The model's prediction (N, C) for uint8 face crops (N, H, W, 3): the pixel CNN's
+    probabilities, fused with the geometry head's where the model has one (``meshes``: per crop
+    its face measured, or None, as for ``measure``). ``mirror``: the mean of this and the same
+    prediction for the mirrored crops (their meshes measured on the mirrored crops)."""
+    crops = np.asarray(crops)
+    if not len(crops):
+        return np.zeros((0, len(model.classes)), np.float32)
+    probs = predict_probs(model, crops, batch_size)
+    geo = measure(model, crops, cache=False, meshes=meshes)
+    probs = probs if geo is None else geo.fuse(probs)
+    if not mirror:
+        return probs
+    flipped = mirrored(crops)
+    other = predict_probs(model, flipped, batch_size)
+    geo = measure(model, flipped, cache=False, meshes=_measure_crops(flipped)) if uses_geometry(model) else None
+    other = other if geo is None else geo.fuse(other)
+    return ((np.asarray(probs, np.float64) + other) / 2).astype(np.float32)
+
+
+_MESHER: dict = {}  # the landmarker measuring mirrored crops, made once (making one takes about a second)
+_MESHER_LOCK = threading.Lock()
+
+
+def _measure_crops(crops: np.ndarray) -> list:
+    """Each crop's face as ``measure_images`` measures it (detect mode, framed; None: no face),
+    with one landmarker kept for the process."""
+    from byel.faces.mesher import FaceMesher
+
+    with _MESHER_LOCK:
+        if "detect" not in _MESHER:
+            _MESHER["detect"] = FaceMesher("detect", max_faces=1)
+        return [measure_crop(_MESHER["detect"], np.asarray(c)) for c in crops]
 
 
 def store_weight(checkpoint, images: np.ndarray, labels: np.ndarray, key: str | None = None,

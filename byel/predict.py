@@ -18,7 +18,10 @@ CSV columns (one row per detected face, largest face of an image first)::
   detectors, a larger axis-aligned square around the box (forehead to chin, see byel.detect).
 - ``predicted``: the most probable class; ``p_*``: the softmax probabilities. With
   ``uncertain=P``, a face whose top probability is below P is labelled ``uncertain``. With
-  ``smooth`` (videos), ``p_*`` and ``predicted`` are the probabilities smoothed along the track.
+  ``smooth`` (videos; ``ema:0.5`` unless told, ``none``: off), ``p_*`` and ``predicted`` are the
+  probabilities smoothed along the track. In a video of 4 or more processed frames, a face whose
+  track is seen on one frame only is left out (byel.track.lasting).
+- ``p_*`` are the mean of the face's and its mirror image's probabilities unless ``mirror=False``.
 - An image (or video frame) in which no face was found still gets ONE row: empty box, empty
   probabilities and ``predicted`` = ``no_face``.
 - Files that are missing, unreadable or not images/videos get no row; they are counted and
@@ -52,7 +55,7 @@ from byel.errors import ByelError, DataError, InputTypeError, printable
 from byel.files import naming
 from byel.imageio import write_image
 from byel.media import CodecUnavailable, video_frames, video_info, video_writer
-from byel.track import parse_smooth, track_and_smooth
+from byel.track import DEFAULT_SMOOTH, lasting, parse_smooth, track_and_smooth
 
 NO_FACE = "no_face"
 UNCERTAIN = "uncertain"
@@ -173,22 +176,22 @@ def label_of(p: np.ndarray, classes, uncertain: float | None = None) -> str:
     return UNCERTAIN if uncertain is not None and p[i] < uncertain else classes[i]
 
 
-def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64):
+def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64, mirror: bool = True):
     """For each ``(meta, rgb, keep)`` of ``items``: ``(meta, rgb if keep else None, faces, probs)``,
     in order. Faces are found image by image and classified ``batch_size`` crops at a time across
-    images (the one batching path of ``byel predict``, the Python API and ``byel serve``)."""
+    images (the one batching path of ``byel predict``, the Python API and ``byel serve``).
+    ``mirror``: each face's probabilities averaged with its mirror image's (byel.classifier)."""
     from byel import classifier  # late: torch/Lightning import
 
     pending: list = []
 
     def flush():
         crops = [f.crop for _, _, faces in pending for f in faces]
-        probs = classifier.predict_probs(model, np.stack(crops), batch_size) if crops else np.zeros((0, 0), np.float32)
         # a geometry | fused head: the landmarker's mesh of each face, else (other detectors, no
         # detection) the crop measured; a face without a mesh keeps the CNN's probabilities
         meshes = [f.mesh for _, _, faces in pending for f in faces]
-        geo = classifier.measure(model, np.stack(crops), cache=False, meshes=meshes) if crops else None
-        probs = probs if geo is None else geo.fuse(probs)
+        probs = (classifier.face_probs(model, np.stack(crops), meshes, batch_size, mirror=mirror) if crops
+                 else np.zeros((0, 0), np.float32))
         k = 0
         for meta, rgb, faces in pending:
             yield meta, rgb, faces, probs[k:k + len(faces)]
@@ -229,7 +232,7 @@ class PredictionWriter:
     faces per predicted label; ``annotated``: images and video frames drawn."""
 
     def __init__(self, out_csv: str | Path, classes, *, uncertain: float | None = None,
-                 smooth: str = "none", annotate_dir: str | Path | None = None, video_stride: int = 1):
+                 smooth: str = DEFAULT_SMOOTH, annotate_dir: str | Path | None = None, video_stride: int = 1):
         self.path = Path(out_csv)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
@@ -238,6 +241,8 @@ class PredictionWriter:
         self.video_stride = video_stride
         self.class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
         self.annotated = 0
+        self.dropped = 0  # video faces left out: their track is seen on one frame only
+        self.faces = self.no_face = 0  # rows written: faces, images or frames without one
         self._rows: csv.DictWriter | None = None
         self._video: list = []  # (meta, boxes, probs) of the processed frames of the video being read
 
@@ -281,6 +286,9 @@ class PredictionWriter:
         for r in rows:
             if r["predicted"] != NO_FACE:
                 self.class_counts[r["predicted"]] += 1
+                self.faces += 1
+            else:
+                self.no_face += 1
         self._rows.writerows(rows)
 
     def _end_video(self) -> None:
@@ -289,8 +297,11 @@ class PredictionWriter:
         if not video:
             return
         ids, probs = track_and_smooth([b for _, b, _ in video], [p for _, _, p in video], self.smooth)
-        per_frame = [_face_rows(m, b, p, self.classes, self.uncertain, t)
-                     for (m, b, _), t, p in zip(video, ids, probs)]
+        per_frame = []
+        for (m, b, _), t, p, keep in zip(video, ids, probs, lasting(ids)):
+            self.dropped += len(keep) - sum(keep)
+            per_frame.append(_face_rows(m, [x for x, k in zip(b, keep) if k], [x for x, k in zip(p, keep) if k],
+                                        self.classes, self.uncertain, [x for x, k in zip(t, keep) if k]))
         for rows in per_frame:
             self._write(rows)
         if self.ann_root:
@@ -399,7 +410,8 @@ def predict(
     detector: str = "auto",
     min_face: int = 24,
     uncertain: float | None = None,
-    smooth: str = "none",
+    smooth: str = DEFAULT_SMOOTH,
+    mirror: bool = True,
 ) -> dict:
     """Classify the faces in image files, folders (recursive) and video files; write ``out_csv``.
 
@@ -410,7 +422,8 @@ def predict(
     ``detector``: auto | landmarker | opencv-haar | dlib-hog; ``min_face``: faces whose box is
     smaller than this on its shorter side (pixels of the input image) are not reported.
     ``uncertain`` P: faces whose top probability is below P are labelled ``uncertain``.
-    ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track).
+    ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track); ema:0.5 unless
+    told. ``mirror``: average each face's probabilities with its mirror image's (False: off).
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.
     """
@@ -436,12 +449,9 @@ def predict(
     total = sum(1 if k == "image" else -(-video_info(p)[0] // video_stride) for k, p, _ in src.items)
     bar = tqdm(total=total, unit="img", desc="predict", disable=not progress, leave=False)
     frames = _Frames(src, video_stride, out.ann_root is not None, bar)
-    n_faces = no_face = 0
     try:
         with out.writing():
-            for meta, rgb, faces, probs in classify_stream(model, finder, frames, batch_size):
-                n_faces += len(faces)
-                no_face += not faces
+            for meta, rgb, faces, probs in classify_stream(model, finder, frames, batch_size, mirror=mirror):
                 out.add(meta, [f.box for f in faces], probs, rgb)
     except BaseException:
         out.discard()
@@ -458,8 +468,8 @@ def predict(
         "detector": finder.name,
         "images": frames.images,
         "frames": frames.frames,
-        "faces": n_faces,
-        "no_face": no_face,
+        "faces": out.faces,
+        "no_face": out.no_face,
         "annotated": out.annotated,
         "class_counts": out.class_counts,
         "missing": src.missing,

@@ -16,6 +16,10 @@ Smoothing (``smooth`` spec), applied to each track's faces in frame order:
   over the track's K faces around each one (K // 2 before and (K - 1) // 2 after; fewer at the
   track's ends). 1001 frames are 40 s at 25 fps: a longer window is a mistake, not smoothing.
 
+By default videos are smoothed with ``DEFAULT_SMOOTH`` (ema:0.5), and in a video of
+``MIN_FRAMES_FOR_DROP`` or more processed frames a face whose track is seen on a single frame is
+dropped (``lasting``).
+
 Numbers are ASCII decimals (``ema:0.6``, ``ema:1e-3``, ``window:5``); the spec is checked, and
 normalised to a form that parses back to the same value, when the command line is parsed.
 
@@ -31,6 +35,11 @@ import numpy as np
 from byel.errors import ByelError
 
 MAX_WINDOW = 1001
+# what `byel predict`, byel.load(...).predict_video use unless told (``none`` turns it off)
+DEFAULT_SMOOTH = "ema:0.5"
+# in a video of at least this many processed frames, a face whose track is seen on one frame
+# only is dropped from the outputs (a passing false detection, not a face)
+MIN_FRAMES_FOR_DROP = 4
 SMOOTH_HELP = (f"none | ema:A (0 < A <= 1, weight of the newest frame) | window:K (centred, K frames, "
                f"a whole number 1 <= K <= {MAX_WINDOW})")
 # ASCII only: int() and float() also take other scripts' digits ("٣", "３") and underscores
@@ -157,6 +166,17 @@ def track_and_smooth(boxes: list[list], probs: list, spec, min_iou: float = 0.3,
     smoothed = smooth([t for frame in ids for t in frame], np.concatenate(rows), spec)
     parts = np.split(smoothed, np.cumsum([len(b) for b in boxes])[:-1])
     return ids, parts
+
+
+def lasting(ids: list[list[int]], min_frames: int = MIN_FRAMES_FOR_DROP) -> list[list[bool]]:
+    """Per processed frame, per face (``ids``: each frame's track ids): whether to report it;
+    False for a face whose track is seen on one frame only, in a video of ``min_frames`` or more
+    processed frames (shorter videos keep every face)."""
+    if len(ids) < min_frames:
+        return [[True] * len(frame) for frame in ids]
+    ids_flat = [t for frame in ids for t in frame]
+    seen = dict(zip(*np.unique(ids_flat, return_counts=True))) if ids_flat else {}
+    return [[seen[t] > 1 for t in frame] for frame in ids]
 
 
 def check_smooth(spec) -> str:

@@ -30,9 +30,13 @@ def add_predict(sub) -> None:
     pr.add_argument("--video-stride", type=positive_int, default=1, metavar="K", help="use every k-th video frame")
     pr.add_argument("--uncertain", type=prob_float, metavar="P",
                     help="label a face `uncertain` when its top probability is below P (0 < P ≤ 1)")
-    pr.add_argument("--smooth", type=smooth_arg, default="none", metavar="SPEC",
-                    help="videos: smooth each face track's probabilities: none | ema:A (A = weight of the newest "
-                         f"frame, 0 < A ≤ 1) | window:K (centred mean over K frames, 1 ≤ K ≤ {MAX_WINDOW})")
+    pr.add_argument("--smooth", type=smooth_arg, default="ema:0.5", metavar="SPEC",  # byel.track.DEFAULT_SMOOTH
+                    help="videos: smooth each face track's probabilities (default ema:0.5; none: off): none | "
+                         "ema:A (A = weight of the newest frame, 0 < A ≤ 1) | window:K (centred mean over K "
+                         f"frames, 1 ≤ K ≤ {MAX_WINDOW}). Faces seen on one frame only of a video are left out")
+    pr.add_argument("--no-mirror", action="store_true",
+                    help="classify each face alone (default: the mean of the face's and its mirror image's "
+                         "probabilities, so a face and its mirror image get the same label)")
     pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
     pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true",
@@ -80,7 +84,7 @@ def cmd_predict(args) -> int:
     result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                      video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
-                     uncertain=args.uncertain, smooth=args.smooth)
+                     uncertain=args.uncertain, smooth=args.smooth, mirror=not args.no_mirror)
     if args.json:
         print(predictions_json(result, read_predictions(result["csv"])))
         return 0
