@@ -1,9 +1,10 @@
 """`byel serve`: a local web page that reads the expressions of the faces in a photo.
 
-Upload a photo (or, where the browser allows it, take a webcam snapshot) and the page shows
-the image with a box and label per face and a bar chart of each face's class probabilities.
-The page (byel/assets/web/index.html) is one static file with its script inline: nothing is
-fetched from elsewhere. The app (FastAPI, run by uvicorn; ``pip install 'byel[serve]'``):
+Choose, drop or paste a photo (or, where the browser allows it, take a webcam snapshot or run the
+webcam live) and the page shows the image with a box and label per face and a bar chart of each
+face's class probabilities; an "uncertain" slider and downloads (CSV, JSON, annotated PNG) work in
+the browser. The page (byel/assets/web/index.html) is one static file with its script inline:
+nothing is fetched from elsewhere. The app (FastAPI, run by uvicorn; ``pip install 'byel[serve]'``):
 
 - ``GET /``: the page;
 - ``GET /api/info``: ``{"classes": [...], "checkpoint": name, "detector": name, "shipped": whether
@@ -14,8 +15,8 @@ fetched from elsewhere. The app (FastAPI, run by uvicorn; ``pip install 'byel[se
   landmarker also "score", "pose", "blendshapes": byel.api.Face.to_dict), faces left to right.
 
 Every error, whatever its cause, is ``{"error": one line}`` with its status: 400 a file that is not
-a readable image or a request that is not a multipart form, or a ``Host`` that is not this server's
-(DNS rebinding); 403 a POST from a page of another origin (any site the user visits could
+a readable image, a broken multipart form, an ``uncertain`` field that is not a number in (0, 1], or
+a ``Host`` that is not this server's (DNS rebinding); 415 a request that is not multipart/form-data; 403 a POST from a page of another origin (any site the user visits could
 otherwise post here); 404/405 no such page or method; 413 a body over MAX_UPLOAD (refused from its
 ``Content-Length`` before it is read); 422 no ``file`` field; 503 (with ``Retry-After``) when
 ``queue`` requests are already waiting for the model; 507 the server's temp disk is full; 500 a
@@ -288,6 +289,10 @@ def create_app(model, uncertain: float | None = None, queue: int = QUEUE, host: 
 
     async def read_form(request):
         """The multipart form, its file spooled to a temp file (over 1 MB) rather than held in memory."""
+        kind = request.headers.get("content-type", "")
+        if kind.split(";")[0].strip().lower() != "multipart/form-data":
+            raise Refused(415, f"the request is {one_line(kind, 60) or 'without a Content-Type'}: send a "
+                               "multipart/form-data form with the image in the field 'file'")
         try:
             return await request.form(max_files=1, max_fields=16)
         except OSError as e:
