@@ -1,19 +1,22 @@
 """`byel serve`: a local web page that reads the expressions of the faces in a photo.
 
-Upload a photo (or, where the browser allows it, take a webcam snapshot) and the page shows
-the image with a box and label per face and a bar chart of each face's class probabilities.
-The page (byel/assets/web/index.html) is one static file with its script inline: nothing is
-fetched from elsewhere. The app (FastAPI, run by uvicorn; ``pip install 'byel[serve]'``):
+Choose, drop or paste a photo (or, where the browser allows it, take a webcam snapshot or run the
+webcam live) and the page shows the image with a box and label per face and a bar chart of each
+face's class probabilities; an "uncertain" slider and downloads (CSV, JSON, annotated PNG) work in
+the browser. The page (byel/assets/web/index.html) is one static file with its script inline:
+nothing is fetched from elsewhere. The app (FastAPI, run by uvicorn; ``pip install 'byel[serve]'``):
 
 - ``GET /``: the page;
-- ``GET /api/info``: ``{"classes": [...], "checkpoint": name, "detector": name}``;
-- ``POST /api/predict`` (multipart field ``file``: an encoded image): ``{"width", "height",
+- ``GET /api/info``: ``{"classes": [...], "checkpoint": name, "detector": name, "shipped": whether
+  it is the model shipped with byel, "uncertain": the server's threshold or null}``;
+- ``POST /api/predict`` (multipart field ``file``: an encoded image; optional field ``uncertain``: a
+  threshold for this request, instead of the server's --uncertain): ``{"width", "height",
   "classes", "faces": [{"box": [x, y, w, h], "label", "probabilities": {class: p}}]}`` (with the
   landmarker also "score", "pose", "blendshapes": byel.api.Face.to_dict), faces left to right.
 
 Every error, whatever its cause, is ``{"error": one line}`` with its status: 400 a file that is not
-a readable image or a request that is not a multipart form, or a ``Host`` that is not this server's
-(DNS rebinding); 403 a POST from a page of another origin (any site the user visits could
+a readable image, a broken multipart form, an ``uncertain`` field that is not a number in (0, 1], or
+a ``Host`` that is not this server's (DNS rebinding); 415 a request that is not multipart/form-data; 403 a POST from a page of another origin (any site the user visits could
 otherwise post here); 404/405 no such page or method; 413 a body over MAX_UPLOAD (refused from its
 ``Content-Length`` before it is read); 422 no ``file`` field; 503 (with ``Retry-After``) when
 ``queue`` requests are already waiting for the model; 507 the server's temp disk is full; 500 a
@@ -184,6 +187,30 @@ def spool_error(e: OSError) -> Refused:
     return Refused(500, f"the server cannot write the upload to its temp folder {where}: {os_reason(e)}")
 
 
+def is_shipped(checkpoint) -> bool:
+    """Whether ``checkpoint`` is the model shipped with byel (whose accuracy the page may state)."""
+    from byel.classifier import default_checkpoint
+
+    try:
+        return Path(checkpoint).resolve() == default_checkpoint().resolve()
+    except (ByelError, OSError):
+        return False
+
+
+def form_uncertain(value, default: float | None) -> float | None:
+    """The optional form field ``uncertain`` of /api/predict (a number > 0 and <= 1; empty or absent:
+    the server's --uncertain), or Refused(400)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        p = float(value) if isinstance(value, str) else None
+    except ValueError:
+        p = None
+    if p is None or not 0 < p <= 1:  # also NaN
+        raise Refused(400, f"the field 'uncertain' must be a number > 0 and <= 1, got {one_line(str(value), 40)!r}")
+    return p
+
+
 def require_extra() -> None:
     """One clear line when the optional web dependencies are missing."""
     import importlib.util
@@ -221,6 +248,7 @@ def create_app(model, uncertain: float | None = None, queue: int = QUEUE, host: 
     from byel.predict import check_uncertain
 
     check_uncertain(uncertain)
+    shipped = is_shipped(model.checkpoint)  # the page states the shipped model's accuracy, not another's
     page = PAGE.read_text(encoding="utf-8")
     lock = threading.Lock()  # one model: one request at a time (it uses every core anyway)
     line = Line(queue)
@@ -256,10 +284,15 @@ def create_app(model, uncertain: float | None = None, queue: int = QUEUE, host: 
 
     @app.get("/api/info")
     def info() -> dict:
-        return {"classes": list(model.classes), "checkpoint": model.checkpoint.name, "detector": model.finder.name}
+        return {"classes": list(model.classes), "checkpoint": model.checkpoint.name, "detector": model.finder.name,
+                "shipped": shipped, "uncertain": uncertain}
 
     async def read_form(request):
         """The multipart form, its file spooled to a temp file (over 1 MB) rather than held in memory."""
+        kind = request.headers.get("content-type", "")
+        if kind.split(";")[0].strip().lower() != "multipart/form-data":
+            raise Refused(415, f"the request is {one_line(kind, 60) or 'without a Content-Type'}: send a "
+                               "multipart/form-data form with the image in the field 'file'")
         try:
             return await request.form(max_files=1, max_fields=16)
         except OSError as e:
@@ -276,12 +309,13 @@ def create_app(model, uncertain: float | None = None, queue: int = QUEUE, host: 
             raise Refused(422, "no file in the form: send the image as the multipart/form-data field 'file'")
         if (file.size or 0) > MAX_UPLOAD:
             return JSONResponse({"error": f"the file is over {MAX_UPLOAD // 2**20} MB"}, status_code=413)
+        threshold = form_uncertain(form.get("uncertain"), uncertain)
 
         def run():
             with lock:  # the bytes are read only now: requests waiting in line hold none in memory
                 file.file.seek(0)
                 data = file.file.read(MAX_UPLOAD + 1)
-                return model.predict(data, uncertain=uncertain)
+                return model.predict(data, uncertain=threshold)
 
         try:
             faces = await run_in_threadpool(run)

@@ -40,9 +40,11 @@ class StubModel:
 
     def __init__(self, gate: threading.Event | None = None, fail: Exception | None = None):
         self.gate, self.fail, self.seen, self.entered = gate, fail, [], threading.Event()
+        self.thresholds = []
 
     def predict(self, data, uncertain=None):
         self.seen.append(len(data))
+        self.thresholds.append(uncertain)
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(120)
@@ -116,7 +118,9 @@ def test_every_error_is_one_error_line_never_fastapis_detail():
         assert status == 422 and is_error(content) and "'file'" in content["error"], content
         status, _, content = request(port, "POST", "/api/predict", b"x=1",
                                      {"Content-Type": "application/x-www-form-urlencoded"})
-        assert status == 422 and is_error(content), content
+        assert status == 415 and is_error(content) and "multipart" in content["error"], content
+        status, _, content = request(port, "POST", "/api/predict", b"\x89PNG", {"Content-Type": "image/png"})
+        assert status == 415 and is_error(content), content
         status, _, content = request(port, "POST", "/api/predict", b"--nope\r\ngarbage",
                                      {"Content-Type": "multipart/form-data; boundary=b"})
         assert 400 <= status < 500 and is_error(content), (status, content)
@@ -250,3 +254,39 @@ def test_a_full_temp_disk_is_the_servers_fault_not_the_clients(monkeypatch):
         assert "disk" in content["error"] and tempfile.gettempdir() in content["error"], content
         assert model.seen == []
         assert post(port, b"small")[0] == 200  # kept in memory: no temp file needed
+
+
+def with_uncertain(value: str) -> tuple[bytes, str]:
+    """A form with the image and the optional field 'uncertain'."""
+    body, kind = form(b"\x89PNG not really")
+    boundary = kind.split("boundary=")[1]
+    field = f"--{boundary}\r\nContent-Disposition: form-data; name=\"uncertain\"\r\n\r\n{value}\r\n".encode()
+    return field + body, kind
+
+
+@needs_serve
+def test_predict_takes_an_optional_uncertain_threshold_and_info_says_whether_the_model_is_shipped():
+    from byel.classifier import default_checkpoint
+
+    model = StubModel()
+    with live(model, uncertain=0.3) as port:
+        status, _, content = request(port, "GET", "/api/info")
+        assert status == 200 and content["shipped"] is False and content["uncertain"] == 0.3, content
+        assert post(port)[0] == 200  # no field: the server's --uncertain
+        for value in ("0.6", ""):
+            body, kind = with_uncertain(value)
+            assert request(port, "POST", "/api/predict", body, {"Content-Type": kind})[0] == 200
+        for value in ("2", "0", "nan", "lots"):
+            body, kind = with_uncertain(value)
+            status, _, content = request(port, "POST", "/api/predict", body, {"Content-Type": kind})
+            assert status == 400 and is_error(content) and "'uncertain'" in content["error"], (value, content)
+        assert model.thresholds == [0.3, 0.6, 0.3]
+    try:
+        shipped = default_checkpoint()
+    except Exception:  # no shipped model in this checkout
+        return
+    model = StubModel()
+    model.checkpoint = shipped
+    with live(model) as port:
+        content = request(port, "GET", "/api/info")[2]
+        assert content["shipped"] is True and content["uncertain"] is None, content
