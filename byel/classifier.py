@@ -37,8 +37,7 @@ from byel.errors import ByelError
 from byel.faces.batch import Meshes, measure_images
 from byel.faces.features import features, geometry_features
 from byel.landmarker import LANDMARKER, SHA256
-from byel.methods import FineTune
-from byel.methods.base import backbone_from_config
+from byel.methods.classifier import Classifier, backbone_from_config
 from byel.metrics import scores
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
@@ -56,16 +55,17 @@ def default_checkpoint() -> Path:
     return found[0]
 
 
-def rebuild(ckpt: dict) -> FineTune:
+def rebuild(ckpt: dict) -> Classifier:
     """The fine-tuned model a checkpoint (as ``load_checkpoint`` returns it) holds, its weights
-    loaded, in train mode on the CPU; ``model.checkpoint_meta`` is its byel metadata."""
-    model = FineTune(ckpt["byel"]["config"])
+    loaded, in train mode on the CPU; ``model.checkpoint_meta`` is its byel metadata. A plain
+    torch module (byel.methods.Classifier, what the Lightning FineTune trains): no Lightning."""
+    model = Classifier(ckpt["byel"]["config"])
     model.load_state_dict(ckpt["state_dict"])
     model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.provenance)
     return model
 
 
-def load(checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> FineTune:
+def load(checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> Classifier:
     """A fine-tuned byel model in eval mode, ready for `predict_probs`; `model.classes` are its
     classes (the checkpoint's: the six, or the six and neutral). ``checkpoint=None``: the model
     shipped with byel."""
@@ -93,7 +93,7 @@ def _batches(n: int, batch_size: int, desc: str, progress: bool):
 
 
 @torch.inference_mode()
-def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
     eval() and inference_mode."""
     model.eval()
@@ -108,7 +108,7 @@ def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, pr
 
 
 def uses_geometry(model) -> bool:
-    """Whether a fine-tuned model (byel.methods.FineTune) has a geometry head."""
+    """Whether a fine-tuned model (byel.methods.Classifier) has a geometry head."""
     return getattr(model, "geometry", None) is not None
 
 
