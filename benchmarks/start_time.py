@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=positive_int, default=3, help="runs per row; the table shows the best")
     ap.add_argument("--checkout", type=Path, default=ROOT, help="the byel checkout to time (default: this one)")
     ap.add_argument("--json", type=Path, default=Path("runs/start_time.json"))
+    ap.add_argument("--note", default="", help="a line for the Markdown (e.g. which commit --checkout holds)")
     args = ap.parse_args()
 
     checkout = args.checkout.resolve()
@@ -85,7 +86,7 @@ def main() -> None:
             print(f"{name}: best {min(times):.2f} s of {', '.join(f'{t:.2f}' for t in times)}", flush=True)
     load_after = os.getloadavg()
     run = run_record(__file__)
-    result = {"checkout": str(checkout), "repeats": args.repeats, "rows": rows,
+    result = {"checkout": str(checkout), "note": args.note, "repeats": args.repeats, "rows": rows,
               "load_average_before": [round(x, 2) for x in load_before],
               "load_average_after": [round(x, 2) for x in load_after], "run": run}
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,8 @@ def main() -> None:
         f"Command: `{run['command']}`",
         "",
         f"{machine(run)}; commit {commit(run)}",
+        *([f"checkout timed: {checkout}" + (f" ({args.note})" if args.note else "")] if checkout != ROOT else
+          [args.note] if args.note else []),
         f"load average (1, 5, 15 min) before {', '.join(f'{x:.2f}' for x in load_before)}, "
         f"after {', '.join(f'{x:.2f}' for x in load_after)}",
         "",
