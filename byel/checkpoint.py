@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from byel import __version__
 from byel.classes import CLASS_COUNTS, class_names
@@ -115,16 +114,6 @@ def remove_stale_temporaries(folder: str | Path) -> None:
     Called at the start of a run, under the run folder's lock, so no write is in progress."""
     for tmp in Path(folder).glob(".*.ckpt.*.tmp"):
         tmp.unlink(missing_ok=True)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O with atomic writes and safe (weights-only) loading."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        atomic_torch_save(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None):
-        return read_checkpoint(path, map_location=map_location or "cpu")
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -45,8 +45,7 @@ from byel.errors import ByelError
 from byel.faces.batch import Meshes, measure_crop, measure_images
 from byel.faces.features import features, geometry_features
 from byel.landmarker import LANDMARKER, SHA256
-from byel.methods import FineTune
-from byel.methods.base import backbone_from_config
+from byel.methods.classifier import Classifier, backbone_from_config
 from byel.metrics import scores
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
@@ -64,16 +63,17 @@ def default_checkpoint() -> Path:
     return found[0]
 
 
-def rebuild(ckpt: dict) -> FineTune:
+def rebuild(ckpt: dict) -> Classifier:
     """The fine-tuned model a checkpoint (as ``load_checkpoint`` returns it) holds, its weights
-    loaded, in train mode on the CPU; ``model.checkpoint_meta`` is its byel metadata."""
-    model = FineTune(ckpt["byel"]["config"])
+    loaded, in train mode on the CPU; ``model.checkpoint_meta`` is its byel metadata. A plain
+    torch module (byel.methods.Classifier, what the Lightning FineTune trains): no Lightning."""
+    model = Classifier(ckpt["byel"]["config"])
     model.load_state_dict(ckpt["state_dict"])
     model.checkpoint_meta = ckpt["byel"]  # what it learned from (byel.provenance)
     return model
 
 
-def load(checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> FineTune:
+def load(checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> Classifier:
     """A fine-tuned byel model in eval mode, ready for `predict_probs`; `model.classes` are its
     classes (the checkpoint's: the six, or the six and neutral). ``checkpoint=None``: the model
     shipped with byel."""
@@ -106,7 +106,7 @@ def mirrored(images: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, progress: bool = False,
+def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 256, progress: bool = False,
                   mirror: bool = False) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
     eval() and inference_mode. ``mirror``: the mean of the images' and their mirror images'
@@ -116,7 +116,7 @@ def predict_probs(model: FineTune, images: np.ndarray, batch_size: int = 256, pr
     return _probs(model, images, batch_size, progress)
 
 
-def _probs(model: FineTune, images: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+def _probs(model: Classifier, images: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
     model.eval()
     out = [
         model.predict_images(torch.from_numpy(images[s : s + batch_size])).float().cpu()
@@ -129,7 +129,7 @@ def _probs(model: FineTune, images: np.ndarray, batch_size: int, progress: bool)
 
 
 def uses_geometry(model) -> bool:
-    """Whether a fine-tuned model (byel.methods.FineTune) has a geometry head."""
+    """Whether a fine-tuned model (byel.methods.Classifier) has a geometry head."""
     return getattr(model, "geometry", None) is not None
 
 

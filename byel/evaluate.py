@@ -14,7 +14,7 @@ import torch
 from byel import __version__, classifier
 from byel.adapt import adaptation_set, adapt_batchnorm
 from byel.files import written_whole
-from byel.methods import FineTune
+from byel.methods.classifier import Classifier
 from byel.metrics import METRIC_DEFINITION, scores
 from byel.outputs import default_report, evaluation_files
 from byel.plots import confusion_matrix_png
@@ -95,7 +95,7 @@ def adabn_use(used: dict, stage: str = "evaluate", method: str = "adabn") -> dic
             "transductive": used["transductive"], "n_evaluated_among": used["n_evaluated_among"]}
 
 
-def score(model: FineTune, images: np.ndarray, labels: np.ndarray, uses: list[dict] | None = None, *,
+def score(model: Classifier, images: np.ndarray, labels: np.ndarray, uses: list[dict] | None = None, *,
           adabn: tuple[np.ndarray, dict] | None = None, geo=None, batch_size: int = 256,
           progress: bool = False) -> dict:
     """The scores of a fine-tuned `model` (byel.classifier.load) on labelled (real) `images`: macro-F1,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from byel.classes import NUM_CLASSES, class_names
 
@@ -60,19 +59,34 @@ def scores(probs: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-class MacroF1(Metric):
-    """macro-F1 as defined above, for Lightning: accumulates a confusion matrix (summed over
-    DDP ranks) from logits and labels."""
+def __getattr__(name: str):
+    """``MacroF1`` is defined on first use: torchmetrics (and what it imports) is for training
+    only, and the scores above are read by every prediction."""
+    if name == "MacroF1":
+        globals()["MacroF1"] = cls = _macro_f1_metric()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    full_state_update = False
 
-    def __init__(self, n: int = NUM_CLASSES):
-        super().__init__()
-        self.n = n
-        self.add_state("cm", torch.zeros(n, n, dtype=torch.long), dist_reduce_fx="sum")
+def _macro_f1_metric() -> type:
+    from torchmetrics import Metric
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self.cm += confusion_matrix(logits.argmax(-1), labels, self.n).to(self.cm.device)
+    class MacroF1(Metric):
+        """macro-F1 as defined above, for Lightning: accumulates a confusion matrix (summed over
+        DDP ranks) from logits and labels."""
 
-    def compute(self) -> torch.Tensor:
-        return macro_f1(self.cm).float()
+        full_state_update = False
+
+        def __init__(self, n: int = NUM_CLASSES):
+            super().__init__()
+            self.n = n
+            self.add_state("cm", torch.zeros(n, n, dtype=torch.long), dist_reduce_fx="sum")
+
+        def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+            self.cm += confusion_matrix(logits.argmax(-1), labels, self.n).to(self.cm.device)
+
+        def compute(self) -> torch.Tensor:
+            return macro_f1(self.cm).float()
+
+    MacroF1.__module__ = __name__
+    return MacroF1

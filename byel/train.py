@@ -22,8 +22,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from byel.checkpoint import AtomicCheckpointIO, backbone_state, load_checkpoint, remove_stale_temporaries
+from byel.checkpoint import atomic_torch_save, backbone_state, load_checkpoint, read_checkpoint, remove_stale_temporaries
 from byel.checks import check_run_folder, global_rank, run_in, run_lock
 from byel.classes import NUM_CLASSES, class_names
 from byel.config import Config
@@ -36,6 +37,17 @@ from byel.files import written_whole
 from byel.provenance import add_uses, fingerprint
 
 log = logging.getLogger("byel")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O with atomic writes and safe (weights-only) loading (byel.checkpoint;
+    here, not there, so that reading a checkpoint imports no Lightning)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return read_checkpoint(path, map_location=map_location or "cpu")
 
 
 def quiet_lightning() -> None:

@@ -65,7 +65,7 @@ def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 def _default_prepare(model: nn.Module) -> Callable[[np.ndarray], torch.Tensor]:
-    """uint8 images (N, H, W, 3) → the model's input: its own `preprocess` (FineTune) on its device."""
+    """uint8 images (N, H, W, 3) → the model's input: its own `preprocess` (byel.methods.Classifier) on its device."""
     device = next(model.parameters()).device
     pre = getattr(model, "preprocess", None)
     return lambda batch: (pre or (lambda x: x))(torch.from_numpy(np.ascontiguousarray(batch)).to(device))

@@ -24,16 +24,16 @@ from byel.checkpoint import atomic_torch_save, load_checkpoint
 from byel.classifier import rebuild
 from byel.errors import DataError
 from byel.files import write_text
-from byel.methods import FineTune
+from byel.methods.classifier import Classifier
 from byel.provenance import fingerprint, real_uses, tier_block
 
 # Lightning's training state, meaningless for the adapted weights
 _TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks")
 
 
-def adapt_model(model: FineTune, images: np.ndarray, name: str, opts: Options | None = None,
+def adapt_model(model: Classifier, images: np.ndarray, name: str, opts: Options | None = None,
                 synthetic: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
-                verbose: bool = True) -> tuple[FineTune, dict]:
+                verbose: bool = True) -> tuple[Classifier, dict]:
     """The adapted copy of `model` (eval mode) and the record of the rounds. `images`: unlabelled
     uint8 (N, H, W, 3); `synthetic`: labelled (images, labels) for self-train and co-train. `model` is untouched.
     `verbose`: each round's histogram on stderr."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from byel.adapt.common import Monitor, Options, histogram, optimizer, steps_of
+from byel.data.augment import TrainAugment
 from byel.errors import DataError
 from byel.losses import classification_loss
 
@@ -38,6 +39,7 @@ def fine_tune(model, opt, gen: torch.Generator, images: np.ndarray, idx: np.ndar
     cross-entropy. Returns the mean loss. (Self-training's step; co-training's pixel view.)"""
     syn_images, syn_labels = synthetic
     half = max(1, opts.batch_size // 2)
+    augment = TrainAugment(model.cfg.aug, model.cfg.data.image_size).to(model.device)  # the model's training one
     model.train()
     losses = []
     order = torch.randperm(len(idx), generator=gen)
@@ -50,7 +52,7 @@ def fine_tune(model, opt, gen: torch.Generator, images: np.ndarray, idx: np.ndar
         syn = torch.randint(len(syn_labels), (half,), generator=gen)
         x = torch.cat([torch.from_numpy(images[idx[real.numpy()]]), torch.from_numpy(syn_images[syn.numpy()])])
         y = torch.cat([torch.from_numpy(labels[real.numpy()]), torch.from_numpy(syn_labels[syn.numpy()])])
-        loss = classification_loss(model(model.augment(x.to(model.device))), y.to(model.device))
+        loss = classification_loss(model(augment(x.to(model.device))), y.to(model.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -7,7 +7,6 @@ views are two independent calls.
 
 from __future__ import annotations
 
-import kornia.augmentation as K
 import torch
 from torch import nn
 
@@ -73,6 +72,8 @@ class TrainAugment(nn.Module):
     Gaussian blur (p 0.2), then normalisation. Input uint8 or [0, 1] float; output normalised."""
 
     def __init__(self, cfg: AugConfig, size: int):
+        import kornia.augmentation as K  # late: training only; prediction needs EvalTransform alone
+
         super().__init__()
         b, c, s, h = cfg.jitter
         k = max(3, (size // 10) | 1)  # odd kernel ≈ 10 % of the image, as in SimCLR/BYOL

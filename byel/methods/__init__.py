@@ -23,6 +23,7 @@ _LAZY = {
     "BYEL": "byel.methods.byel",
     "Supervised": "byel.methods.supervised",
     "FineTune": "byel.methods.finetune",
+    "Classifier": "byel.methods.classifier",
 }
 
 
@@ -43,4 +44,4 @@ def create_method(config: dict):
     return REGISTRY.create(config["method"]["name"], config)
 
 
-__all__ = ["METHODS", "VARIANTS", "check_method", "create_method", "PretrainMethod", "BYEL", "Supervised", "FineTune"]
+__all__ = ["METHODS", "VARIANTS", "check_method", "create_method", "PretrainMethod", "BYEL", "Supervised", "FineTune", "Classifier"]

@@ -14,17 +14,12 @@ import torch
 from torch import nn
 
 from byel.checkpoint import metadata
-from byel.config import Config, from_dict
+from byel.config import from_dict
 from byel.errors import ByelError
 from byel.data.augment import EvalTransform, TrainAugment
 from byel.metrics import confusion_matrix, macro_f1
-from byel.models import create_backbone
+from byel.methods.classifier import backbone_from_config  # noqa: F401 (re-exported)
 from byel.optim import ScheduledLR, at, build_optimizer, ema_schedule, lr_schedule, scaled_lr
-
-
-def backbone_from_config(cfg: Config) -> nn.Module:
-    m = cfg.model
-    return create_backbone(m.backbone, width=m.width or None, small_input=m.small_input)
 
 
 def rng_state() -> dict:

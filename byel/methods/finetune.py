@@ -4,47 +4,28 @@ Model selection by validation macro-F1 (torchmetrics)."""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from byel.classes import class_names
-from byel.data.augment import EvalTransform
 from byel.losses import classification_loss
 from byel.metrics import MacroF1
 from byel.methods.base import ByelModule
+from byel.methods.classifier import Classifier
 from byel.optim import build_optimizer
 
 
-class FineTune(ByelModule):
+class FineTune(ByelModule, Classifier):
+    """The Lightning module that trains a Classifier (byel.methods.classifier): the same parts and
+    state_dict keys, plus the training augmentation, the loss, the optimiser and the validation
+    metrics."""
+
     kind = "finetune"
 
     def __init__(self, config: dict):
-        super().__init__(config)
-        self.classes = class_names(self.cfg.data.classes)  # the outputs' names, in order
+        super().__init__(config)  # ByelModule: cfg, backbone, augment (Classifier gets no config)
+        self.build_classifier()  # classes, head, preprocess, the geometry head (Classifier)
         n = len(self.classes)
-        self.head = nn.Sequential(nn.Dropout(self.cfg.finetune.dropout), nn.Linear(self.backbone.out_dim, n))
-        self.preprocess = EvalTransform(self.cfg.aug, self.cfg.data.image_size)
         self.val_f1 = MacroF1(n)  # byel.metrics: the same macro-F1 as every report
         self.val_acc = MulticlassAccuracy(n, average="micro")
-        # finetune.head geometry | fused: a face-geometry head (byel.classifier), fitted before
-        # training and never by the optimiser, and the fusion weight chosen after it
-        self.head_kind = self.cfg.finetune.head
-        self.fusion: dict = {}  # how the weight was chosen (checkpoint metadata)
-        if self.head_kind != "pixels":
-            from byel.faces import GeometryHead
-
-            self.geometry = GeometryHead(n_classes=n).requires_grad_(False)
-            self.register_buffer("fusion_weight", torch.tensor(1.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for already-preprocessed (normalised) images."""
-        return self.head(self.backbone(x))
-
-    @torch.inference_mode()
-    def predict_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities for raw uint8 images (N, H, W, 3); call under eval()."""
-        return self(self.preprocess(images.to(self.device))).softmax(-1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
