@@ -66,6 +66,7 @@ MODES = ("detect", "crop")
 # runs while its tiles are >= TILE_PER_FACE x the smallest face wanted).
 TILE_LEVELS, TILE_PER_FACE = 4, 3
 FRAME_PAD = 0.25  # and once with this border (x its longer side): faces that fill the photo
+FRAME_WIDE_PAD = 0.5  # and with a plain (zero) border this wide: a face seen only there is added
 TILE_EDGE = 0.02  # a tile's detection this close (x its side) to a side cutting the photo: a cut face
 FIND_NMS_IOU = 0.3  # one face seen in several tiles and levels: its detections merged
 SAME_FACE = 0.5  # a mesh whose landmark box lies this much inside a larger one's is not another face
@@ -316,16 +317,17 @@ class FaceMesher:
                         boxes.append(box + [x0, y0, x0, y0])
                         kps.append(kp + [x0, y0])
                         scores.append(score)
-        if not boxes:
-            return []
-        meshed = []
-        merged = _weighted_nms(np.array(boxes), np.array(kps), np.array(scores), FIND_NMS_IOU, np.array(cut))
-        for box, kp, score, parts in merged:
-            if parts.all():  # seen only cut by tile sides: a fragment of a larger face
-                continue
-            pts, presence = self.landmarks(rgb, self._face_rect(box, kp))
-            if presence >= self.min_presence:
-                meshed.append((np.r_[pts[:, :2].min(0), pts[:, :2].max(0)], box, kp, score, presence, pts))
+        meshed = self._mesh_found(rgb, boxes, kps, scores, cut)
+        # A face filling the photo can hide from all of these (the replicated border smears it)
+        # while its eyes pass for faces in the tiles: the photo once more with a wide plain
+        # border; a face seen only there is meshed too (and the fragments give way to it below).
+        pad = int(round(FRAME_WIDE_PAD * max(H, W)))
+        wide = [(b - pad, k - pad, sc) for b, k, sc in
+                self.detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT))]
+        seen = np.array([m[1] for m in meshed])
+        wide = [d for d in wide if not len(seen) or _iou(d[0], seen).max() <= FIND_NMS_IOU]
+        if wide:
+            meshed += self._mesh_found(rgb, *map(list, zip(*wide)), [False] * len(wide))
         # Largest mesh first; one mostly inside a kept one is the same face again or a part of
         # it (fine tiles can take an eye region for a small face).
         meshed.sort(key=lambda m: (m[0][2] - m[0][0]) * (m[0][3] - m[0][1]), reverse=True)
@@ -341,6 +343,22 @@ class FaceMesher:
             faces.append(Face(xywh, score, presence, pts, self.blendshapes(pts), kp.astype(np.float32)))
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces[:self.max_faces] if self.max_faces is not None else faces
+
+    def _mesh_found(self, rgb, boxes, kps, scores, cut) -> list:
+        """The detections of ``find`` merged and meshed: (landmark box, box, keypoints, score,
+        presence, landmarks) of each with a face present; a merged detection whose every part
+        was cut by a tile side is not meshed (a fragment of a larger face)."""
+        if not boxes:
+            return []
+        meshed = []
+        merged = _weighted_nms(np.array(boxes), np.array(kps), np.array(scores), FIND_NMS_IOU, np.array(cut))
+        for box, kp, score, parts in merged:
+            if parts.all():
+                continue
+            pts, presence = self.landmarks(rgb, self._face_rect(box, kp))
+            if presence >= self.min_presence:
+                meshed.append((np.r_[pts[:, :2].min(0), pts[:, :2].max(0)], box, kp, score, presence, pts))
+        return meshed
 
     def measure_box(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> Face | None:
         """The face in a box another detector found (x, y, w, h px; e.g. dlib's, for faces too
