@@ -293,8 +293,11 @@ class FaceMesher:
 
     def find(self, rgb: np.ndarray, min_face: int = 24) -> list[Face]:
         """Every face of a photo, small ones too, largest box first: ``detect`` on the whole
-        image and on tiles (TILE_LEVELS), the detections merged (weighted NMS), then the mesh and
-        blendshapes of each as in ``measure``; a face meshed twice is kept once."""
+        image, on a copy with a border (FRAME_PAD) and on tiles (TILE_LEVELS), the detections
+        merged (weighted NMS), then the mesh and blendshapes of each as in ``measure``; a face
+        meshed twice is kept once, a face seen only cut by tile sides or lying inside a larger
+        face's head is not kept, and a face seen only on a copy with a wide plain border
+        (FRAME_WIDE_PAD) is added."""
         rgb = _as_rgb(rgb)
         if self._det is None:
             raise ByelError("FaceMesher.find needs mode='detect'")
