@@ -52,7 +52,7 @@ class Face:
     (byel.faces.Face: a float box, scores, landmarks, blendshapes; kept as ``mesh``) nor the API's
     classified face (byel.api.Face: label, probabilities, track), which is made from this one."""
 
-    box: tuple[int, int, int, int]  # x, y, w, h in original pixels
+    box: tuple[int, int, int, int]  # x, y, w, h in original pixels (landmarker: the mesh's bounds)
     crop: np.ndarray  # uint8 RGB (size, size, 3)
     mesh: object = None  # byel.faces.Face (landmarks, blendshapes in original pixels) from the landmarker
 
@@ -199,6 +199,16 @@ def _image_box(box, shape) -> tuple[int, int, int, int]:
     return x0, y0, x1 - x0, y1 - y0
 
 
+def _mesh_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """The box of a landmarker face: its mesh's bounds (x, y, w, h), forehead to chin and cheek
+    to cheek. BlazeFace's own box, merged from the photo, its padded copies and tiles, is
+    coarser (it sees a large face at 128 px): on the group photo's largest face it stuck out
+    0.16 of a side to the right and below the face, the same share at every scale, which on a
+    large face is many pixels."""
+    lo, hi = landmarks[:, :2].min(0), landmarks[:, :2].max(0)
+    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
+
 class FaceFinder:
     """The faces of an RGB image as model-sized crops: the detector and the crop geometry
     calibrated for it (``detect=False``: the image's centred square is its one face).
@@ -227,7 +237,7 @@ class FaceFinder:
             if min(rgb.shape[:2]) < 2:  # a one-pixel line of an image: no face (the mesher refuses it)
                 return []
 
-            boxes = [(_image_box(f.box, rgb.shape), f) for f in self.mesher.find(rgb, self.min_face)]
+            boxes = [(_image_box(_mesh_box(f.landmarks), rgb.shape), f) for f in self.mesher.find(rgb, self.min_face)]
             return [Face(b, aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
                     for b, f in boxes if self.big_enough(b)]
         if self.detector is None:

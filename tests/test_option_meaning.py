@@ -103,7 +103,8 @@ def test_a_box_clipped_below_min_face_is_not_reported(detector, monkeypatch):
     finder = FaceFinder(32, True, detector, 24)
     if finder.mesher is not None:
         monkeypatch.setattr(finder.mesher, "find", lambda rgb, min_face: [
-            type("Mesh", (), {"box": (-60.0, 10.0, 70.0, 70.0), "landmarks": None})()])  # 10 px inside the image
+            type("Mesh", (), {"box": (-60.0, 10.0, 70.0, 70.0),  # 10 px inside the image; the box is the mesh's
+                              "landmarks": np.array([[-60.0, 10.0, 0.0], [10.0, 80.0, 0.0]], np.float32)})()])
     else:
         monkeypatch.setattr(finder, "detector", lambda rgb: [(0, 0, 4, 3), (100, 50, 30, 23)])
     assert finder(np.full((120, 160, 3), 128, np.uint8)) == []

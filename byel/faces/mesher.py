@@ -66,8 +66,13 @@ MODES = ("detect", "crop")
 # runs while its tiles are >= TILE_PER_FACE x the smallest face wanted).
 TILE_LEVELS, TILE_PER_FACE = 4, 3
 FRAME_PAD = 0.25  # and once with this border (x its longer side): faces that fill the photo
+FRAME_WIDE_PAD = 0.5  # and with a plain (zero) border this wide: a face seen only there is added
+TILE_EDGE = 0.02  # a tile's detection this close (x its side) to a side cutting the photo: a cut face
 FIND_NMS_IOU = 0.3  # one face seen in several tiles and levels: its detections merged
 SAME_FACE = 0.5  # a mesh whose landmark box lies this much inside a larger one's is not another face
+# nor a detection lying this much inside a larger face's head: the square of HEAD_SCALE x its
+# landmark box's longer side (the hair, ears and chin of a tilted or bowed head)
+SAME_HEAD, HEAD_SCALE = 0.6, 1.5
 
 
 def _anchors() -> np.ndarray:
@@ -140,9 +145,11 @@ def _inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iw * ih / area if area > 0 else np.ones(len(b))
 
 
-def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray, iou: float):
+def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray, iou: float,
+                  flags: np.ndarray | None = None):
     """NonMaxSuppressionCalculator, WEIGHTED: each kept detection is the score-weighted mean of
-    the boxes and keypoints overlapping it by more than ``iou``; its score stays the top one."""
+    the boxes and keypoints overlapping it by more than ``iou``; its score stays the top one.
+    With ``flags`` (one bool per detection), each result also carries its members' flags."""
     order = np.argsort(-scores, kind="stable")
     out = []
     while len(order):
@@ -155,7 +162,8 @@ def _weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray, iou: f
             kp = (kps[cand].reshape(len(cand), -1) * w).sum(0).reshape(-1, 2) / w.sum()
         else:
             box, kp = boxes[top], kps[top]
-        out.append((box, kp, float(scores[top])))
+        out.append((box, kp, float(scores[top])) if flags is None else
+                   (box, kp, float(scores[top]), flags[cand if len(cand) else [top]]))
         if len(rest) == len(order):
             break
         order = rest
@@ -285,18 +293,22 @@ class FaceMesher:
 
     def find(self, rgb: np.ndarray, min_face: int = 24) -> list[Face]:
         """Every face of a photo, small ones too, largest box first: ``detect`` on the whole
-        image and on tiles (TILE_LEVELS), the detections merged (weighted NMS), then the mesh and
-        blendshapes of each as in ``measure``; a face meshed twice is kept once."""
+        image, on a copy with a border (FRAME_PAD) and on tiles (TILE_LEVELS), the detections
+        merged (weighted NMS), then the mesh and blendshapes of each as in ``measure``; a face
+        meshed twice is kept once, a face seen only cut by tile sides or lying inside a larger
+        face's head is not kept, and a face seen only on a copy with a wide plain border
+        (FRAME_WIDE_PAD) is added."""
         rgb = _as_rgb(rgb)
         if self._det is None:
             raise ByelError("FaceMesher.find needs mode='detect'")
         H, W = rgb.shape[:2]
-        boxes, kps, scores = [], [], []
+        boxes, kps, scores, cut = [], [], [], []
         pad = int(round(FRAME_PAD * max(H, W)))  # a face that fills the photo: seen with a border too
         for box, kp, score in self.detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)):
             boxes.append(box - pad)
             kps.append(kp - pad)
             scores.append(score)
+            cut.append(False)
         for level in range(TILE_LEVELS):
             t = int(round(max(H, W) / 2 ** level))
             if level and t < TILE_PER_FACE * min_face:
@@ -304,28 +316,52 @@ class FaceMesher:
             for y0 in _tile_starts(H, t):
                 for x0 in _tile_starts(W, t):
                     for box, kp, score in self.detect(rgb[y0:y0 + t, x0:x0 + t]):
+                        cut.append(_cut_by_tile(box, x0, y0, t, W, H))
                         boxes.append(box + [x0, y0, x0, y0])
                         kps.append(kp + [x0, y0])
                         scores.append(score)
-        if not boxes:
-            return []
-        meshed = []
-        for box, kp, score in _weighted_nms(np.array(boxes), np.array(kps), np.array(scores), FIND_NMS_IOU):
-            pts, presence = self.landmarks(rgb, self._face_rect(box, kp))
-            if presence >= self.min_presence:
-                meshed.append((np.r_[pts[:, :2].min(0), pts[:, :2].max(0)], box, kp, score, presence, pts))
+        meshed = self._mesh_found(rgb, boxes, kps, scores, cut)
+        # A face filling the photo can hide from all of these (the replicated border smears it)
+        # while its eyes pass for faces in the tiles: the photo once more with a wide plain
+        # border; a face seen only there is meshed too (and the fragments give way to it below).
+        pad = int(round(FRAME_WIDE_PAD * max(H, W)))
+        wide = [(b - pad, k - pad, sc) for b, k, sc in
+                self.detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT))]
+        seen = np.array([m[1] for m in meshed])
+        wide = [d for d in wide if not len(seen) or _iou(d[0], seen).max() <= FIND_NMS_IOU]
+        if wide:
+            meshed += self._mesh_found(rgb, *map(list, zip(*wide)), [False] * len(wide))
         # Largest mesh first; one mostly inside a kept one is the same face again or a part of
         # it (fine tiles can take an eye region for a small face).
         meshed.sort(key=lambda m: (m[0][2] - m[0][0]) * (m[0][3] - m[0][1]), reverse=True)
-        faces, kept = [], []
+        faces, kept, heads = [], [], []
         for lm_box, box, kp, score, presence, pts in meshed:
-            if kept and _inside(lm_box, np.array(kept)).max() > SAME_FACE:
+            if kept and (_inside(lm_box, np.array(kept)).max() > SAME_FACE
+                         or _inside(box, np.array(heads)).max() > SAME_HEAD):
                 continue
             kept.append(lm_box)
+            mid, half = (lm_box[:2] + lm_box[2:]) / 2, (lm_box[2:] - lm_box[:2]).max() * HEAD_SCALE / 2
+            heads.append(np.r_[mid - half, mid + half])
             xywh = (float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1]))
             faces.append(Face(xywh, score, presence, pts, self.blendshapes(pts), kp.astype(np.float32)))
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces[:self.max_faces] if self.max_faces is not None else faces
+
+    def _mesh_found(self, rgb, boxes, kps, scores, cut) -> list:
+        """The detections of ``find`` merged and meshed: (landmark box, box, keypoints, score,
+        presence, landmarks) of each with a face present; a merged detection whose every part
+        was cut by a tile side is not meshed (a fragment of a larger face)."""
+        if not boxes:
+            return []
+        meshed = []
+        merged = _weighted_nms(np.array(boxes), np.array(kps), np.array(scores), FIND_NMS_IOU, np.array(cut))
+        for box, kp, score, parts in merged:
+            if parts.all():
+                continue
+            pts, presence = self.landmarks(rgb, self._face_rect(box, kp))
+            if presence >= self.min_presence:
+                meshed.append((np.r_[pts[:, :2].min(0), pts[:, :2].max(0)], box, kp, score, presence, pts))
+        return meshed
 
     def measure_box(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> Face | None:
         """The face in a box another detector found (x, y, w, h px; e.g. dlib's, for faces too
@@ -345,6 +381,17 @@ class FaceMesher:
         lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
         return Face((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
                     presence, presence, pts, self.blendshapes(pts))
+
+
+def _cut_by_tile(box: np.ndarray, x0: int, y0: int, t: int, W: int, H: int) -> bool:
+    """Whether a detection (xmin, ymin, xmax, ymax in tile px) reaches within TILE_EDGE x t of a
+    side of its tile that cuts the photo (not the photo's own edge): maybe a part of a face larger
+    than the tile. A face is kept only if some detection saw it uncut (the whole photo, the padded
+    photo, a tile): on large, rotated or bowed heads, fine tiles took eyes, ears or a chin for
+    faces of their own."""
+    e = TILE_EDGE * t
+    return bool((x0 > 0 and box[0] < e) or (y0 > 0 and box[1] < e)
+                or (x0 + t < W and box[2] > t - e) or (y0 + t < H and box[3] > t - e))
 
 
 def _tile_starts(n: int, t: int) -> list[int]:
