@@ -22,6 +22,7 @@ import torch
 from byel.classes import class_names
 from byel.errors import ByelError
 from conftest import FER_SAMPLE
+from test_model_card import check_card_text
 
 pytestmark = pytest.mark.slow  # every test reads the run of benchmarks/default_model.py (a subprocess)
 
@@ -63,7 +64,8 @@ def _crops(per_class: int = 2) -> np.ndarray:
 
 
 def test_ships_the_checkpoint_and_card_only_and_writes_results(made):
-    assert sorted(p.name for p in made.ship.iterdir()) == ["MODEL_CARD.md", "model.ckpt", "model_card.json"]
+    assert sorted(p.name for p in made.ship.iterdir()) == ["MODEL_CARD.md", "confusion_matrix.png", "model.ckpt",
+                                                          "model_card.json"]
     assert made.card["command"] == "python benchmarks/default_model.py " + shlex.join(made.args)
     results = json.loads((made.res / "results.json").read_text())
     assert {k: v for k, v in results.items() if k not in ("evaluation_reports", "run")} == made.card
@@ -213,3 +215,11 @@ def test_oversized_slim_checkpoint_is_not_shipped(made, tmp_path, monkeypatch):
     with pytest.raises(ByelError, match="over the"):
         mod.write_slim(made.best, tmp_path / "model.ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_card_has_uses_named_datasets_precision_recall_and_derived_limits(made):
+    md = (made.ship / "MODEL_CARD.md").read_text()
+    check_card_text(md, made.card)
+    assert "a FER2013 sample (byel's test fixture)" in md
+    assert (made.ship / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
