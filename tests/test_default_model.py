@@ -223,3 +223,25 @@ def test_card_has_uses_named_datasets_precision_recall_and_derived_limits(made):
     assert "a FER2013 sample (byel's test fixture)" in md
     assert (made.ship / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_card_only_rewrites_the_card_from_the_shipped_checkpoint_without_changing_it(made, tmp_path):
+    import shutil
+
+    ship = tmp_path / "ship"
+    shutil.copytree(made.ship, ship)
+    (ship / "MODEL_CARD.md").unlink()
+    before = hashlib.sha256((ship / "model.ckpt").read_bytes()).hexdigest()
+    p = _run("--card-only", "--out", str(tmp_path / "run"), "--real", str(FER_SAMPLE), "--ship", str(ship),
+             "--results", str(tmp_path / "res"), "--no-progress", cache=made.root / "cache")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert hashlib.sha256((ship / "model.ckpt").read_bytes()).hexdigest() == before
+    assert not (tmp_path / "run" / "finetune").exists()  # nothing trained
+    card = json.loads((ship / "model_card.json").read_text())
+    for k in ("model", "training_data", "recipe", "command", "limits", "intended_use", "out_of_scope"):
+        assert card[k] == made.card[k], k  # the training facts kept, the rest derived alike
+    assert card["card_command"].startswith("python benchmarks/default_model.py --card-only")
+    for got, want in zip(card["evaluations"], made.card["evaluations"], strict=True):
+        assert {k: v for k, v in got.items() if k != "report"} == {k: v for k, v in want.items() if k != "report"}
+    check_card_text((ship / "MODEL_CARD.md").read_text(), card)
+    assert (tmp_path / "res" / "results.md").exists()
