@@ -36,6 +36,7 @@ from byel.export import file_sha256  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = "model.ckpt"
+CONFUSION_PNG = "confusion_matrix.png"  # beside it: the confusion matrix of the card's main score
 MAX_BYTES = 20 * 1024 * 1024  # the shipped checkpoint travels inside the package
 LEDGER = "default-model.json"  # in --out: the wall-clock of every invocation that trained
 LANDMARKER_LICENCE = "Apache License 2.0, Google LLC (byel/assets/face_landmarker/LICENSE and NOTICE.md)"
@@ -53,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--ship", help="where the shipped files go (default: byel/assets/default_model)")
     p.add_argument("--results", help="results.md and results.json (default: benchmarks/results/default_model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--card-only", action="store_true",
+                   help="no training: score the shipped --ship/model.ckpt on --real and rewrite its card and results "
+                        "(training facts from its metadata and the model_card.json there); the checkpoint is not changed")
     args = p.parse_args(argv)
     return run_guarded(lambda: run(args, argv))
 
@@ -80,6 +84,8 @@ def run(args, argv: list[str]) -> int:
     for spec in args.real:  # decoded now (then cached): a bad set fails before the training, not after
         load(spec, cfg.data.image_size, progress=cfg.trainer.progress, classes=cfg.data.classes)
     command = command_line(__file__, argv)
+    if args.card_only:
+        return card_only(args, argv, command, out, ship, results)
 
     with run_lock(out):
         summary, timing = train(cfg, out)
@@ -89,6 +95,7 @@ def run(args, argv: list[str]) -> int:
         timing["evaluate_s"] = round(time.time() - t, 1)
         shipped = write_slim(best, ship / MODEL_FILE)
         card = model_card(out, summary, shipped, evaluations, timing, command)
+        ship_confusion(evaluations, card["model"]["classes"], ship)
         write_text(ship / "model_card.json", json.dumps(card, indent=2) + "\n")
         write_text(ship / "MODEL_CARD.md", card_markdown(card))
         record = run_record(__file__, argv)  # the command, machine, versions and git commit
@@ -98,6 +105,38 @@ def run(args, argv: list[str]) -> int:
     print(card_markdown(card))
     print(f"shipped: {ship / MODEL_FILE} ({shipped['bytes'] / 1e6:.1f} MB), {ship / 'MODEL_CARD.md'}, "
           f"{ship / 'model_card.json'}\nresults: {results / 'results.md'}, {results / 'results.json'}")
+    return 0
+
+
+def card_only(args, argv: list[str], command: str, out: Path, ship: Path, results: Path) -> int:
+    """The card and results of the shipped checkpoint, re-scored on --real without training: the
+    training facts (data, recipe, time, command) from the card already there and the checkpoint's
+    metadata; the checkpoint itself is read, never written."""
+    from byel.checkpoint import load_checkpoint
+
+    ckpt, old_card = ship / MODEL_FILE, ship / "model_card.json"
+    for path in (ckpt, old_card):
+        if not path.is_file():
+            raise ByelError(f"--card-only needs the shipped {path}: it is missing")
+    before = file_sha256(ckpt)
+    meta = load_checkpoint(ckpt, kinds=("finetune",))["byel"]
+    card = json.loads(old_card.read_text())
+    t = time.time()
+    evaluations = [ev for spec in args.real for ev in evaluate_real(ckpt, spec, out, not args.no_progress)]
+    card["time"]["evaluate_s"] = round(time.time() - t, 1)
+    card["model"].update(bytes=ckpt.stat().st_size, sha256=before)
+    card["card_command"] = command
+    card.update(card_sections(meta["config"], meta, evaluations))
+    if file_sha256(ckpt) != before:  # cannot happen: nothing above writes it
+        raise ByelError(f"{ckpt} changed while its card was written")
+    ship_confusion(evaluations, meta["classes"], ship)
+    write_text(ship / "model_card.json", json.dumps(card, indent=2) + "\n")
+    write_text(ship / "MODEL_CARD.md", card_markdown(card))
+    record = run_record(__file__, argv)
+    write_text(results / "results.json", json.dumps({**card, "run": record, "evaluation_reports": evaluations},
+                                                    indent=2) + "\n")
+    write_text(results / "results.md", results_markdown(card, record))
+    print(card_markdown(card))
     return 0
 
 
@@ -317,17 +356,49 @@ def model_card(out: Path, summary: dict, shipped: dict, evaluations: list[dict],
                    "finetune_batch_size": cfg["finetune"]["batch_size"], "finetune_lr": cfg["finetune"]["lr"]},
         "command": command,
         "time": timing,
-        "evaluations": [{"data": ev["data"], "data_resolved": ev["data_resolved"], "classes": ev["classes"],
-                         "n_images": ev["n_images"], "class_counts": ev["class_counts"], "report": ev["report"],
+        **card_sections(cfg, meta, evaluations),
+    }
+
+
+def card_sections(cfg: dict, meta: dict, evaluations: list[dict]) -> dict:
+    """The card's parts read from the evaluation reports and the code: the scores, the uses and the limits."""
+    return {
+        "evaluations": [{"data": ev["data"], "dataset": dataset_name(ev), "data_resolved": ev["data_resolved"],
+                         "classes": ev["classes"], "n_images": ev["n_images"], "class_counts": ev["class_counts"],
+                         "report": ev["report"],
                          "outputs": f"all {len(ev['classes'])} of the model's outputs" if ev["classes"] == meta["classes"]
                          else "the model's six emotion outputs (neutral dropped from both heads' softmax; comparable "
                               "with a six-class model)",
-                         "chance_macro_f1": round(1 / len(ev["classes"]), 3), "rows": score_rows(ev)}
+                         "chance_macro_f1": round(1 / len(ev["classes"]), 3), "rows": score_rows(ev),
+                         "confusion_matrix": ev["confusion_matrix"],
+                         "precision_recall": precision_recall(ev["confusion_matrix"], ev["classes"]),
+                         "over_predicted": over_predicted(precision_recall(ev["confusion_matrix"], ev["classes"]))}
                         for ev in evaluations],
+        "confusion_matrix_png": CONFUSION_PNG if evaluations else None,
+        "confusion_matrix_title": (lambda ev: ev and f"{score_rows(ev)[-1]['predictor']} on {dataset_name(ev)}; rows: "
+                                   "true class, columns: predicted; counts and row share")(
+            shipped_confusion(evaluations, meta["classes"])),
         "adabn": "not part of the shipped model: no weight or BatchNorm statistic was adapted to real images; "
                  "every score is plain",
+        "intended_use": INTENDED_USE,
+        "out_of_scope": OUT_OF_SCOPE,
         "limits": limits(cfg, meta, evaluations),
     }
+
+
+def shipped_confusion(evaluations: list[dict], classes: list[str]) -> dict | None:
+    """The evaluation whose confusion picture ships: the one over all the model's classes, else the last."""
+    return next((ev for ev in evaluations if ev["classes"] == classes), evaluations[-1] if evaluations else None)
+
+
+def ship_confusion(evaluations: list[dict], classes: list[str], ship: Path) -> None:
+    import shutil
+
+    ev = shipped_confusion(evaluations, classes)
+    if ev is not None:
+        tmp = ship / f".{CONFUSION_PNG}.tmp"
+        shutil.copyfile(ev["confusion_png"], tmp)
+        tmp.replace(ship / CONFUSION_PNG)
 
 
 def limits(cfg: dict, meta: dict, evaluations: list[dict]) -> list[str]:
@@ -344,15 +415,125 @@ def limits(cfg: dict, meta: dict, evaluations: list[dict]) -> list[str]:
     for ev in evaluations:
         g = ev["tier"]["face_geometry"]
         if g:
-            out.append(f"On {Path(ev['data_resolved'].split(':', 1)[-1]).name} ({len(ev['classes'])} classes) the "
-                       f"landmarker found no face mesh on {1 - g['detection_rate']:.1%} of the faces: those are "
+            out.append(f"On {dataset_name(ev)} the landmarker found no face mesh on {1 - g['detection_rate']:.1%} of the faces: those are "
                        "classified by the pixel CNN alone (the tier A row).")
-    if meta.get("face_geometry"):
-        out.append("`byel export` writes the pixel CNN only (tier A); the face-geometry part is not exported.")
-    out.append("Faces found by `byel predict` (OpenCV Haar or dlib HOG) are cropped like FER2013 faces; "
-               "profile, occluded or very small faces are often missed or misread.")
+    out.append(export_sentence(meta))
+    out.append(detector_sentence())
+    out += bias_sentences(evaluations)
     out.append("No evaluation across age, gender or skin tone has been made.")
     return out
+
+
+def export_sentence(meta: dict) -> str:
+    """What `byel export` writes for this model's head, from byel.outputs.export_files (the
+    names of the files byel.export writes) — so the sentence follows the code."""
+    from byel.outputs import export_files
+
+    files = export_files("model", "onnx")
+    head = meta.get("head") or meta["config"]["finetune"]["head"]
+    if head == "pixels":
+        return (f"`byel export --out model` writes the pixel CNN (`{files['model'].name}`, tier A) and "
+                f"`{files['JSON'].name}`.")
+    return (f"`byel export --out model` writes the pixel CNN (`{files['model'].name}`), the {head} head's "
+            f"geometry model (`{files['geometry model'].name}`, face-geometry features → class probabilities) and "
+            f"`{files['JSON'].name}` (classes, fusion weight, how to compute the features); the MediaPipe Face "
+            "Landmarker that measures the features is not in them: a deployment runs it itself.")
+
+
+DETECTOR_MEANING = {  # what each of byel.choices.DETECTORS is (a test checks every one has a line)
+    "auto": "the landmarker where its runtime, ai-edge-litert, is installed, else OpenCV's Haar cascade, "
+            "else dlib's HOG",
+    "landmarker": "the MediaPipe Face Landmarker shipped with byel: BlazeFace, then the 478-point mesh",
+    "opencv-haar": "OpenCV's bundled Haar cascade",
+    "dlib-hog": "dlib's HOG frontal-face detector",
+}
+
+
+def default_detector() -> str:
+    """The detector `byel predict`, byel.load() and `byel serve` use unless told: byel.detect.FaceFinder's default."""
+    import inspect
+
+    from byel.detect import FaceFinder
+
+    return inspect.signature(FaceFinder).parameters["detector"].default
+
+
+def detector_sentence() -> str:
+    from byel.choices import DETECTORS
+    from byel.detect import FaceFinder
+
+    default = default_detector()
+    try:  # what the default resolved to where this card was written
+        here = f"; here it resolved to `{FaceFinder(48, detector=default).name}`"
+    except ByelError:
+        here = ""
+    others = ", ".join(f"`{d}` ({DETECTOR_MEANING[d]})" for d in DETECTORS if d != default)
+    return (f"`byel predict` finds faces with the `{default}` detector by default ({DETECTOR_MEANING[default]}{here}); "
+            f"`--detector` also takes {others}. Its crops are framed like the training faces; profile, occluded "
+            "or very small faces are often missed or misread.")
+
+
+def precision_recall(cm, classes: list[str]) -> dict:
+    """Per-class precision (the confusion matrix column-normalised: of the faces predicted c, the
+    share that are c) and recall (row-normalised: of the faces that are c, the share predicted c);
+    rows = true class, columns = predicted (byel.metrics)."""
+    out = {}
+    for i, c in enumerate(classes):
+        true, predicted = sum(cm[i]), sum(row[i] for row in cm)
+        out[c] = {"precision": round(cm[i][i] / predicted, 4) if predicted else 0.0,
+                  "recall": round(cm[i][i] / true, 4) if true else 0.0, "n_true": true, "n_predicted": predicted}
+    return out
+
+
+def over_predicted(pr: dict) -> list[str]:
+    """Classes predicted at least 1.5 times as often as they occur, with precision below recall."""
+    return [c for c, v in pr.items() if v["n_true"] and v["n_predicted"] >= 1.5 * v["n_true"]
+            and v["precision"] < v["recall"]]
+
+
+def bias_sentences(evaluations: list[dict]) -> list[str]:
+    """The known biases, in words generated from each evaluation's confusion matrix and F1."""
+    out = []
+    for ev in evaluations:
+        pr = precision_recall(ev["confusion_matrix"], ev["classes"])
+        name = dataset_name(ev)
+        over = over_predicted(pr)
+        if over:
+            out.append(f"Over-predicts {_and(over)} on {name}: " + "; ".join(
+                f"{c} predicted for {pr[c]['n_predicted']} faces, {pr[c]['n_true']} of them true (precision "
+                f"{pr[c]['precision']:.2f}, recall {pr[c]['recall']:.2f})" for c in over) + ".")
+        weak = [c for c in ev["classes"] if ev["per_class_f1"][c] < 0.25]
+        if weak:
+            out.append(f"Weak on {_and(weak)} on {name}: F1 " + ", ".join(f"{ev['per_class_f1'][c]:.3f}" for c in weak)
+                       + ", each under 0.25.")
+    return out
+
+
+def _and(xs: list[str]) -> str:
+    return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
+
+
+DATASETS = {"fer2013-publictest": "FER2013 PublicTest", "fer_sample": "a FER2013 sample (byel's test fixture)"}
+
+
+def dataset_name(ev: dict) -> str:
+    """A real set by name (the folder's name where it has none), its size and classes — no path."""
+    folder = Path(ev["data_resolved"].split(":", 1)[-1].rstrip("/")).name
+    return f"{DATASETS.get(folder, folder)} ({ev['n_images']:,} faces of {len(ev['classes'])} classes)"
+
+
+INTENDED_USE = [
+    "Research and prototyping of facial-expression recognition on images of people who consented to it.",
+    "Teaching and comparing methods: what a model trained on synthetic faces alone (plus a pretrained face-geometry "
+    "model) does on real faces.",
+]
+OUT_OF_SCOPE = [
+    "Decisions about people: hiring, grading, policing, health, credit, insurance or access to services. An expression "
+    "is not an emotion, and the scores below are far from reliable.",
+    "Covert monitoring, or any use on people who have not agreed to it.",
+    "Emotion recognition in workplaces and education institutions: the EU AI Act (Regulation (EU) 2024/1689, "
+    "Article 5(1)(f)) prohibits it there, except for medical or safety reasons.",
+]
 
 
 def _score_table(card: dict) -> list[str]:
@@ -360,8 +541,8 @@ def _score_table(card: dict) -> list[str]:
     for ev in card["evaluations"]:
         classes = ev["classes"]
         counts = ", ".join(f"{c} {ev['class_counts'].get(c, 0)}" for c in classes)
-        lines += [f"**{ev['data']}** — {ev['n_images']} faces, {len(classes)} classes ({counts}); scored: "
-                  f"{ev['outputs']}; chance macro-F1 {ev['chance_macro_f1']:.3f}. Report: `{ev['report']}`",
+        lines += [f"**{ev['dataset']}** ({counts}); scored: {ev['outputs']}; chance macro-F1 "
+                  f"{ev['chance_macro_f1']:.3f}.",
                   "",
                   "| predictor | tier | macro-F1 | accuracy | " + " | ".join(classes) + " | face mesh found |",
                   "|---|---|---|---|" + "---|" * len(classes) + "---|"]
@@ -370,6 +551,19 @@ def _score_table(card: dict) -> list[str]:
             lines.append(f"| {r['predictor']} | {r['tier']} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | "
                          + " | ".join(f"{r['per_class_f1'][c]:.2f}" for c in classes) + f" | {mesh} |")
         lines.append("")
+        if "precision_recall" in ev:
+            pr, head = ev["precision_recall"], ev["rows"][-1]["predictor"]
+            lines += [f"Per class, {head} — precision: of the faces predicted as the class, the share that are; recall: "
+                      "of the faces of the class, the share found (the confusion matrix column- and row-normalised):",
+                      "",
+                      "| | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes),
+                      "| precision | " + " | ".join(f"{pr[c]['precision']:.2f}" for c in classes) + " |",
+                      "| recall | " + " | ".join(f"{pr[c]['recall']:.2f}" for c in classes) + " |",
+                      "| predicted / true | " + " | ".join(f"{pr[c]['n_predicted']} / {pr[c]['n_true']}" for c in classes)
+                      + " |", ""]
+            if ev["over_predicted"]:
+                lines += [f"Over-predicted (predicted at least 1.5× as often as true, precision below recall): "
+                          f"{_and(ev['over_predicted'])}.", ""]
     tiers = {r["tier"]: r["tier_label"] for ev in card["evaluations"] for r in ev["rows"]}
     lines += [f"{label[0].upper()}{label[1:]}." for _, label in sorted(tiers.items())]
     return lines
@@ -392,7 +586,15 @@ def card_markdown(card: dict) -> str:
     lines = [
         "# byel default model — model card",
         "",
-        "Written by `benchmarks/default_model.py` from its run; every figure below comes from that run.",
+        "Written by `benchmarks/default_model.py` from its run; every figure below comes from that run"
+        + (f" (the scores re-measured from the shipped checkpoint by `{card['card_command']}`)"
+           if card.get("card_command") else "") + ".",
+        "",
+        "## Intended use",
+        *[f"- {x}" for x in card["intended_use"]],
+        "",
+        "## Out of scope",
+        *[f"- {x}" for x in card["out_of_scope"]],
         "",
         "## Model",
         f"- File `{m['file']}`: {m['bytes']:,} bytes, sha256 `{m['sha256']}`; {m['contents']}.",
@@ -436,6 +638,8 @@ def card_markdown(card: dict) -> str:
         "",
         *_score_table(card),
         "",
+        *([f"Confusion matrix ({card['confusion_matrix_title']}): ![confusion matrix]({card['confusion_matrix_png']})", ""]
+          if card.get("confusion_matrix_png") else []),
         f"AdaBN: {card['adabn']}.",
         "",
         "## Known limits",

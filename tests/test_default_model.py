@@ -22,6 +22,7 @@ import torch
 from byel.classes import class_names
 from byel.errors import ByelError
 from conftest import FER_SAMPLE
+from test_model_card import check_card_text
 
 pytestmark = pytest.mark.slow  # every test reads the run of benchmarks/default_model.py (a subprocess)
 
@@ -63,7 +64,8 @@ def _crops(per_class: int = 2) -> np.ndarray:
 
 
 def test_ships_the_checkpoint_and_card_only_and_writes_results(made):
-    assert sorted(p.name for p in made.ship.iterdir()) == ["MODEL_CARD.md", "model.ckpt", "model_card.json"]
+    assert sorted(p.name for p in made.ship.iterdir()) == ["MODEL_CARD.md", "confusion_matrix.png", "model.ckpt",
+                                                          "model_card.json"]
     assert made.card["command"] == "python benchmarks/default_model.py " + shlex.join(made.args)
     results = json.loads((made.res / "results.json").read_text())
     assert {k: v for k, v in results.items() if k not in ("evaluation_reports", "run")} == made.card
@@ -213,3 +215,33 @@ def test_oversized_slim_checkpoint_is_not_shipped(made, tmp_path, monkeypatch):
     with pytest.raises(ByelError, match="over the"):
         mod.write_slim(made.best, tmp_path / "model.ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_card_has_uses_named_datasets_precision_recall_and_derived_limits(made):
+    md = (made.ship / "MODEL_CARD.md").read_text()
+    check_card_text(md, made.card)
+    assert "a FER2013 sample (byel's test fixture)" in md
+    assert (made.ship / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+
+def test_card_only_rewrites_the_card_from_the_shipped_checkpoint_without_changing_it(made, tmp_path):
+    import shutil
+
+    ship = tmp_path / "ship"
+    shutil.copytree(made.ship, ship)
+    (ship / "MODEL_CARD.md").unlink()
+    before = hashlib.sha256((ship / "model.ckpt").read_bytes()).hexdigest()
+    p = _run("--card-only", "--out", str(tmp_path / "run"), "--real", str(FER_SAMPLE), "--ship", str(ship),
+             "--results", str(tmp_path / "res"), "--no-progress", cache=made.root / "cache")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert hashlib.sha256((ship / "model.ckpt").read_bytes()).hexdigest() == before
+    assert not (tmp_path / "run" / "finetune").exists()  # nothing trained
+    card = json.loads((ship / "model_card.json").read_text())
+    for k in ("model", "training_data", "recipe", "command", "limits", "intended_use", "out_of_scope"):
+        assert card[k] == made.card[k], k  # the training facts kept, the rest derived alike
+    assert card["card_command"].startswith("python benchmarks/default_model.py --card-only")
+    for got, want in zip(card["evaluations"], made.card["evaluations"], strict=True):
+        assert {k: v for k, v in got.items() if k != "report"} == {k: v for k, v in want.items() if k != "report"}
+    check_card_text((ship / "MODEL_CARD.md").read_text(), card)
+    assert (tmp_path / "res" / "results.md").exists()
