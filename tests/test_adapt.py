@@ -156,7 +156,7 @@ def test_adapted_checkpoint_round_trips(world, fer_sample, tmp_path, capsys):
 
     # predict --no-detect: the adapted model's probabilities
     faces = sorted((fer_sample / "happy").glob("*"))[:3]
-    assert main(["predict", *map(str, faces), "--checkpoint", str(adapted), "--no-detect", "--out",
+    assert main(["predict", *map(str, faces), "--checkpoint", str(adapted), "--no-detect", "--no-mirror", "--out",
                  str(tmp_path / "p.csv"), "--no-progress"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     from byel.data.sources import decode_image

@@ -115,7 +115,7 @@ def test_evaluate_and_predict_load_it(world, tmp_path):
 
     faces = sorted((FER_SAMPLE / "happy").glob("*"))[:2]
     out = tmp_path / "p.csv"
-    assert main(["predict", *map(str, faces), "--checkpoint", str(adapted), "--no-detect", "--out", str(out),
+    assert main(["predict", *map(str, faces), "--checkpoint", str(adapted), "--no-detect", "--no-mirror", "--out", str(out),
                  "--no-progress"]) == 0
     rows = list(csv.DictReader(open(out)))
     model = classifier.load(adapted)

@@ -150,7 +150,7 @@ def test_a_fused_model_classifies_with_the_mesh_measured_on_the_photo(tmp_path, 
     ck["state_dict"]["geometry.mean"] = torch.randn(1008)  # a geometry head with some opinion
     ck["state_dict"]["fusion_weight"] = torch.tensor(0.5)
     torch.save(ck, ft)
-    model = byel.load(ft)
+    model = byel.load(ft, mirror=False)  # one pass per face: compared with the classifier below
     measured = []
     real = classifier.measure_images
     for where in (classifier, features):  # the crops measured by the classifier, or for their features
