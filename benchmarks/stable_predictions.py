@@ -82,12 +82,13 @@ def clip_changes(model, clip: Path, smooth: str) -> dict:
             "one_frame_tracks": sum(len(ls) == 1 for ls in labels.values())}
 
 
-def fer_sample(model) -> dict:
-    """Histogram of predicted labels and macro-F1 on the 140 fixture faces (detect=False)."""
+def fer_sample(model, root: Path = FER) -> dict:
+    """Histogram of predicted labels and macro-F1 over the model's classes on the labelled face
+    crops under root (FER2013 folder names; detect=False): the 140 fixture faces by default."""
     from byel.metrics import scores
 
     paths, truth = [], []
-    for folder in sorted(FER.iterdir()):
+    for folder in sorted(p for p in root.iterdir() if p.name in FER_CLASSES):
         for p in sorted(folder.glob("*")):
             paths.append(str(p))
             truth.append(model.classes.index(FER_CLASSES[folder.name]))
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--real", help="also score this labelled folder of face crops (FER2013 folder names, e.g. "
+                                   "../shared/data/fer2013-publictest) with mirroring off and on")
     args = ap.parse_args(argv)
     import byel
     from byel import track
@@ -119,6 +122,8 @@ def main(argv=None) -> int:
             try:
                 out[name] = {"mirror": mirror, "smooth": smooth, "group_mirrored": mirror_changes(model),
                              "shifted_clip": clip_changes(model, clip, smooth), "fer_sample": fer_sample(crops)}
+                if args.real:
+                    out[name]["real"] = {"data": Path(args.real).name, **fer_sample(crops, Path(args.real))}
             finally:
                 track.lasting = keep_all
         for a in ("ema:0.3", "ema:0.7", "window:5"):
@@ -139,6 +144,12 @@ def main(argv=None) -> int:
     lines.append(f"| fer_sample (140 real faces): predicted classes | {hist(b)} | {hist(a)} |")
     lines.append(f"| fer_sample macro-F1 (tier B, 140 faces: noisy) | {b['fer_sample']['macro_f1']:.3f} | "
                  f"{a['fer_sample']['macro_f1']:.3f} |")
+    if args.real:
+        lines.append(f"| {b['real']['data']} ({b['real']['n']} real faces, {len(b['real']['histogram'])} classes): "
+                     "predicted classes | " + ", ".join(f"{c} {n}" for c, n in b["real"]["histogram"].items()) + " | "
+                     + ", ".join(f"{c} {n}" for c, n in a["real"]["histogram"].items()) + " |")
+        lines.append(f"| {b['real']['data']} macro-F1 / accuracy (tier B) | {b['real']['macro_f1']:.3f} / "
+                     f"{b['real']['accuracy']:.3f} | {a['real']['macro_f1']:.3f} / {a['real']['accuracy']:.3f} |")
     lines += ["", "Other smoothing on the clip (mirror on): " + "; ".join(
         f"{k[7:]}: {fmt(out[k])}" for k in out if k.startswith("smooth "))]
     (od / "stable_predictions.md").write_text("\n".join(lines) + "\n")
