@@ -27,7 +27,7 @@ import numpy as np
 
 from byel.errors import ByelError, InputTypeError
 from byel.faces.pose import Pose
-from byel.predict import CLASS_COLOURS, NO_FACE
+from byel.predict import CLASS_COLOURS, NO_FACE, columns
 from byel.track import DEFAULT_SMOOTH
 
 INPUT_HELP = "an image path, a PIL image, a uint8 numpy array (H×W, H×W×3 RGB or H×W×4), encoded image bytes, or a list of them"
@@ -99,9 +99,9 @@ class Faces(list):
         """The face with the largest box (None: no face)."""
         return max(self, key=lambda f: f.box[2] * f.box[3], default=None)
 
-    def to_frame(self):
+    def to_frame(self, face_details: bool = False, landmarks: bool = False):
         """A pandas DataFrame: one row per face (one ``no_face`` row if there is none)."""
-        return to_frame(self)
+        return to_frame(self, face_details, landmarks)
 
     def image(self) -> np.ndarray | None:
         """The image's uint8 RGB pixels (H, W, 3): the input held, or its file read again; None
@@ -141,14 +141,16 @@ class Results(list):
     """One ``Faces`` per image (``predict`` on many images) or per processed video frame
     (``results[i].annotate()`` draws one)."""
 
-    def to_frame(self):
+    def to_frame(self, face_details: bool = False, landmarks: bool = False):
         """A pandas DataFrame: one row per face, ``no_face`` rows for images without one."""
-        return to_frame(self)
+        return to_frame(self, face_details, landmarks)
 
 
-def to_frame(results):
+def to_frame(results, face_details: bool = False, landmarks: bool = False):
     """A pandas DataFrame of ``Faces`` or ``Results``, with the columns of ``byel predict``'s CSV:
-    file, frame, track, x, y, w, h, predicted, p_<class>… (frame and track empty for photos)."""
+    file, frame, track, x, y, w, h, predicted, p_<class>… (frame and track empty for photos);
+    ``face_details``: then score, yaw, pitch, roll, bs_<blendshape>…; ``landmarks``: then
+    lm_<i>_x, lm_<i>_y (as ``byel predict --face-details --landmarks``; missing: no mesh)."""
     try:
         import pandas as pd
     except ImportError:
@@ -162,14 +164,31 @@ def to_frame(results):
         head = {"file": g.source, "frame": g.frame}
         for f in g:
             rows.append({**head, "track": f.track, "x": f.box[0], "y": f.box[1], "w": f.box[2], "h": f.box[3],
-                         "predicted": f.label, **{f"p_{c}": p for c, p in f.probabilities.items()}})
+                         "predicted": f.label, **{f"p_{c}": p for c, p in f.probabilities.items()},
+                         **_detail_values(f, face_details, landmarks)})
         if not g:
             rows.append({**head, "track": None, "x": None, "y": None, "w": None, "h": None, "predicted": NO_FACE})
-    cols = ["file", "frame", "track", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in classes]]
+    cols = columns(classes, face_details, landmarks)
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("frame", "track", "x", "y", "w", "h"):  # whole numbers, missing where there is none
         frame[c] = frame[c].astype("Int64")
     return frame
+
+
+def _detail_values(f: Face, face_details: bool, landmarks: bool) -> dict:
+    """The face-details and landmark columns of one Face (byel.predict.detail_columns); none
+    where it has no measurement."""
+    d = {}
+    if face_details:
+        if f.score is not None:
+            d["score"] = f.score
+        if f.pose is not None:
+            d.update(f.pose._asdict())
+        d.update({f"bs_{b}": v for b, v in (f.blendshapes or {}).items()})
+    if landmarks and f.landmarks is not None:
+        for i, (x, y) in enumerate(f.landmarks[:, :2].tolist()):
+            d[f"lm_{i}_x"], d[f"lm_{i}_y"] = x, y
+    return d
 
 
 def _image_rgb(x, name: str) -> np.ndarray:
@@ -246,18 +265,6 @@ def _sized(pairs, keep=None):
         yield (key, (rgb.shape[1], rgb.shape[0])), rgb, bool(keep[i]) if keep is not None else False
 
 
-def _measured(mesh) -> tuple:
-    """(score, blendshapes by name, pose) of the landmarker's measurement of a face (a
-    byel.faces.Face), or Nones without one."""
-    if mesh is None:
-        return None, None, None
-    from byel.faces.mesher import BLENDSHAPES
-    from byel.faces.pose import head_pose
-
-    shapes = None if np.isnan(mesh.blendshapes).any() else dict(zip(BLENDSHAPES, map(float, mesh.blendshapes)))
-    return float(mesh.score), shapes, head_pose(mesh.landmarks)
-
-
 def draw_faces(rgb: np.ndarray, faces, classes):
     """A PIL image of ``rgb`` (same pixels and size) with each face's box in its label's colour,
     ``#number label probability`` above it (inside where there is no room) and, along the box's
@@ -326,7 +333,7 @@ class Model:
 
         out = [Face(tuple(int(v) for v in f.box), label_of(p, self.classes, uncertain),
                     {c: float(v) for c, v in zip(self.classes, p)}, f.landmarks,
-                    None if tracks is None else int(tracks[i]), *_measured(f.mesh))
+                    None if tracks is None else int(tracks[i]), *f.measured())
                for i, (f, p) in enumerate(zip(faces, probs))]
         out.sort(key=lambda f: (f.box[0], f.box[1]))
         return Faces(out, source=source, frame=frame, size=size, classes=self.classes, image=image)

@@ -61,6 +61,19 @@ class Face:
         """(478, 3) float32 mesh points: x, y in original pixels, z (MediaPipe's) at the scale of x."""
         return None if self.mesh is None else self.mesh.landmarks
 
+    def measured(self) -> tuple:
+        """(score, blendshapes by name, pose) of the landmarker's measurement of this face: the
+        face detector's confidence, MediaPipe's 52 blendshape scores (None where it gave none) and
+        the head pose (byel.faces.pose); Nones without a mesh (other detectors, no detection)."""
+        if self.mesh is None:
+            return None, None, None
+        from byel.faces.mesher import BLENDSHAPES
+        from byel.faces.pose import head_pose
+
+        m = self.mesh
+        shapes = None if np.isnan(m.blendshapes).any() else dict(zip(BLENDSHAPES, map(float, m.blendshapes)))
+        return float(m.score), shapes, head_pose(m.landmarks)
+
 
 def _haar_xml() -> str | None:
     names = ["haarcascade_frontalface_default.xml"]

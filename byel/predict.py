@@ -26,6 +26,12 @@ CSV columns (one row per detected face, largest face of an image first)::
   probabilities and ``predicted`` = ``no_face``.
 - Files that are missing, unreadable or not images/videos get no row; they are counted and
   listed in the returned dict (``missing``, ``unreadable``, ``problems``).
+- With ``face_details``, after the ``p_*`` columns: ``score`` (the face detector's confidence),
+  ``yaw, pitch, roll`` (head pose in degrees, byel.faces.pose) and ``bs_<name>`` (MediaPipe's 52
+  blendshapes, byel.faces.mesher.BLENDSHAPES); with ``landmarks``, then ``lm_<i>_x, lm_<i>_y``
+  (the 478 mesh points in image pixels). The same values as the Python API's ``Face`` (to the
+  6 decimals written; landmarks to 3); empty where the face has no mesh (the landmarker found
+  none: other detectors, ``detect=False``) and on ``no_face`` rows.
 
 Faces are found and cropped by byel.detect (``detector``: auto, landmarker, opencv-haar or
 dlib-hog; ``detect=False``: pre-cropped faces), classified by byel.classifier, and written by a
@@ -61,10 +67,46 @@ NO_FACE = "no_face"
 UNCERTAIN = "uncertain"
 
 
-def columns(classes=CLASSES) -> list[str]:
+def columns(classes=CLASSES, face_details: bool = False, landmarks: bool = False) -> list[str]:
     """CSV columns for a model's classes: the same for images and videos (``frame`` and ``track``
-    empty for images)."""
-    return ["file", "frame", "track", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in classes]]
+    empty for images); then, when asked, the face-details and landmark columns."""
+    return ["file", "frame", "track", "x", "y", "w", "h", "predicted", *[f"p_{c}" for c in classes],
+            *detail_columns(face_details, landmarks)]
+
+
+def detail_columns(face_details: bool = False, landmarks: bool = False) -> list[str]:
+    """``score, yaw, pitch, roll, bs_<blendshape>…`` (``face_details``), then ``lm_<i>_x, lm_<i>_y``
+    for the 478 mesh points (``landmarks``)."""
+    cols = []
+    if face_details:
+        from byel.faces.mesher import BLENDSHAPES
+
+        cols += ["score", *POSE, *[f"bs_{b}" for b in BLENDSHAPES]]
+    if landmarks:
+        from byel.faces.mesher import N_LANDMARKS
+
+        cols += [f"lm_{i}_{a}" for i in range(N_LANDMARKS) for a in "xy"]
+    return cols
+
+
+def detail_cells(face, face_details: bool = False, landmarks: bool = False) -> dict:
+    """The face-details and landmark cells of one byel.detect.Face, measured as the Python API
+    measures them (``Face.measured``); none (empty cells) where the face has no mesh."""
+    cells = {}
+    if face_details:
+        score, shapes, pose = face.measured()
+        if score is not None:
+            cells["score"] = f"{score:.6f}"
+        if pose is not None:
+            cells.update({k: f"{v:.6f}" for k, v in zip(POSE, pose)})
+        cells.update({f"bs_{b}": f"{v:.6f}" for b, v in (shapes or {}).items()})
+    if landmarks and face.landmarks is not None:
+        for i, (x, y) in enumerate(face.landmarks[:, :2].tolist()):
+            cells[f"lm_{i}_x"], cells[f"lm_{i}_y"] = f"{x:.3f}", f"{y:.3f}"
+    return cells
+
+
+POSE = ("yaw", "pitch", "roll")  # byel.faces.pose.Pose's fields, in its order
 
 
 COLUMNS = columns()
@@ -209,13 +251,14 @@ def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64, mirr
     yield from flush()
 
 
-def _face_rows(meta: dict, boxes: list, probs, classes, uncertain, tracks=None) -> list[dict]:
-    """CSV rows of one image or frame; one ``no_face`` row when it has no face."""
+def _face_rows(meta: dict, boxes: list, probs, classes, uncertain, tracks=None, details=None) -> list[dict]:
+    """CSV rows of one image or frame; one ``no_face`` row when it has no face. ``details``: each
+    face's extra cells (detail_cells), or None."""
     rows = []
     for i, (b, p) in enumerate(zip(boxes, probs)):
         rows.append({**meta, "track": "" if tracks is None else tracks[i],
                      "x": b[0], "y": b[1], "w": b[2], "h": b[3], "predicted": label_of(p, classes, uncertain),
-                     **{f"p_{c}": f"{v:.6f}" for c, v in zip(classes, p)}})
+                     **{f"p_{c}": f"{v:.6f}" for c, v in zip(classes, p)}, **(details[i] if details else {})})
     if not rows:
         rows.append({**meta, "track": "", "x": "", "y": "", "w": "", "h": "", "predicted": NO_FACE,
                      **{f"p_{c}": "" for c in classes}})
@@ -229,22 +272,25 @@ class PredictionWriter:
     """What ``predict`` writes: the CSV, one row per face (written under a temporary name while
     ``writing``, put in place by ``close``), and with ``annotate_dir`` each image drawn with its
     rows (same relative names; videos as ``<name>.annotated.mp4`` or ``.avi``). ``class_counts``:
-    faces per predicted label; ``annotated``: images and video frames drawn."""
+    faces per predicted label; ``annotated``: images and video frames drawn. ``face_details``,
+    ``landmarks``: the extra columns (``detail_columns``), filled from ``add``'s ``details``."""
 
     def __init__(self, out_csv: str | Path, classes, *, uncertain: float | None = None,
-                 smooth: str = DEFAULT_SMOOTH, annotate_dir: str | Path | None = None, video_stride: int = 1):
+                 smooth: str = DEFAULT_SMOOTH, annotate_dir: str | Path | None = None, video_stride: int = 1,
+                 face_details: bool = False, landmarks: bool = False):
         self.path = Path(out_csv)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.classes, self.uncertain, self.smooth = classes, uncertain, smooth
         self.ann_root = Path(annotate_dir) if annotate_dir else None
         self.video_stride = video_stride
+        self.face_details, self.landmarks = face_details, landmarks
         self.class_counts = dict.fromkeys([*classes, *([UNCERTAIN] if uncertain is not None else [])], 0)
         self.annotated = 0
         self.dropped = 0  # video faces left out: their track is seen on one frame only
         self.faces = self.no_face = 0  # rows written: faces, images or frames without one
         self._rows: csv.DictWriter | None = None
-        self._video: list = []  # (meta, boxes, probs) of the processed frames of the video being read
+        self._video: list = []  # (meta, boxes, probs, details) of the processed frames of the video being read
 
     @contextlib.contextmanager
     def writing(self):
@@ -254,21 +300,23 @@ class PredictionWriter:
         # naming: a write of the CSV that fails (a full disk) names no file
         with naming(self.path, self.tmp), \
                 open(self.tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            self._rows = csv.DictWriter(fh, columns(self.classes), extrasaction="ignore")
+            # restval "": a face without a mesh (and a no_face row) leaves the detail cells empty
+            self._rows = csv.DictWriter(fh, columns(self.classes, self.face_details, self.landmarks),
+                                        restval="", extrasaction="ignore")
             self._rows.writeheader()
             yield self
             self._end_video()
 
-    def add(self, meta: dict, boxes: list, probs, rgb: np.ndarray | None = None) -> None:
+    def add(self, meta: dict, boxes: list, probs, rgb: np.ndarray | None = None, details=None) -> None:
         """The faces (``boxes``, ``probs``) of one image or video frame; ``rgb``: the image, to
-        draw them on. A video's rows wait for its last frame: tracks and smoothing need the whole
+        draw them on; ``details``: each face's detail cells (detail_cells), or None. A video's rows wait for its last frame: tracks and smoothing need the whole
         video."""
         if self._video and self._video[0][0]["_ann"] != meta["_ann"]:
             self._end_video()
         if meta["_kind"] == "video":
-            self._video.append((meta, boxes, probs))
+            self._video.append((meta, boxes, probs, details))
             return
-        rows = _face_rows(meta, boxes, probs, self.classes, self.uncertain)
+        rows = _face_rows(meta, boxes, probs, self.classes, self.uncertain, details=details)
         self._write(rows)
         if rgb is not None:
             _write_image(self.ann_root / meta["_ann"], annotate(rgb, rows, self.classes))
@@ -296,12 +344,13 @@ class PredictionWriter:
         video = self._video
         if not video:
             return
-        ids, probs = track_and_smooth([b for _, b, _ in video], [p for _, _, p in video], self.smooth)
+        ids, probs = track_and_smooth([b for _, b, _, _ in video], [p for _, _, p, _ in video], self.smooth)
         per_frame = []
-        for (m, b, _), t, p, keep in zip(video, ids, probs, lasting(ids)):
+        for (m, b, _, d), t, p, keep in zip(video, ids, probs, lasting(ids)):
             self.dropped += len(keep) - sum(keep)
             per_frame.append(_face_rows(m, [x for x, k in zip(b, keep) if k], [x for x, k in zip(p, keep) if k],
-                                        self.classes, self.uncertain, [x for x, k in zip(t, keep) if k]))
+                                        self.classes, self.uncertain, [x for x, k in zip(t, keep) if k],
+                                        d and [x for x, k in zip(d, keep) if k]))
         for rows in per_frame:
             self._write(rows)
         if self.ann_root:
@@ -412,6 +461,8 @@ def predict(
     uncertain: float | None = None,
     smooth: str = DEFAULT_SMOOTH,
     mirror: bool = True,
+    face_details: bool = False,
+    landmarks: bool = False,
 ) -> dict:
     """Classify the faces in image files, folders (recursive) and video files; write ``out_csv``.
 
@@ -424,6 +475,8 @@ def predict(
     ``uncertain`` P: faces whose top probability is below P are labelled ``uncertain``.
     ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track); ema:0.5 unless
     told. ``mirror``: average each face's probabilities with its mirror image's (False: off).
+    ``face_details``: add the columns score, yaw, pitch, roll, bs_<blendshape>…; ``landmarks``: add
+    lm_<i>_x, lm_<i>_y (956 columns); empty for faces without the landmarker's mesh.
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.
     """
@@ -444,7 +497,7 @@ def predict(
         raise DataError(f"nothing to predict on ({what})")
     finder = FaceFinder(model.cfg.data.image_size, detect, detector, min_face)
     out = PredictionWriter(out_csv, classes, uncertain=uncertain, smooth=smooth, annotate_dir=annotate_dir,
-                           video_stride=video_stride)
+                           video_stride=video_stride, face_details=face_details, landmarks=landmarks)
 
     total = sum(1 if k == "image" else -(-video_info(p)[0] // video_stride) for k, p, _ in src.items)
     bar = tqdm(total=total, unit="img", desc="predict", disable=not progress, leave=False)
@@ -452,7 +505,9 @@ def predict(
     try:
         with out.writing():
             for meta, rgb, faces, probs in classify_stream(model, finder, frames, batch_size, mirror=mirror):
-                out.add(meta, [f.box for f in faces], probs, rgb)
+                details = ([detail_cells(f, face_details, landmarks) for f in faces]
+                           if face_details or landmarks else None)
+                out.add(meta, [f.box for f in faces], probs, rgb, details)
     except BaseException:
         out.discard()
         raise
@@ -531,15 +586,29 @@ def format_table(rows: list[dict]) -> str:
 def predictions_json(result: dict, rows: list[dict]) -> str:
     """The run as one JSON object: ``files`` (those with rows), ``faces`` (a row of the CSV each:
     file, frame and track (null for images), box [x, y, w, h] (null: no face), label and
-    probabilities by class (null: no face)) and ``summary`` (what ``predict`` returned)."""
+    probabilities by class (null: no face); where the CSV has those columns, ``score``, ``pose``
+    {yaw, pitch, roll}, ``blendshapes`` by name and ``landmarks`` [[x, y]…], null where empty) and
+    ``summary`` (what ``predict`` returned)."""
     def num(v):
         return None if v == "" else int(v)
+
+    def real(v):
+        return None if v == "" else float(v)
 
     faces = []
     for r in rows:
         found = r["predicted"] != NO_FACE
-        faces.append({"file": r["file"], "frame": num(r["frame"]), "track": num(r["track"]),
-                      "box": [int(r[k]) for k in "xywh"] if found else None, "label": r["predicted"],
-                      "probabilities": {c: float(r[f"p_{c}"]) for c in _classes_of(r)} if found else None})
+        face = {"file": r["file"], "frame": num(r["frame"]), "track": num(r["track"]),
+                "box": [int(r[k]) for k in "xywh"] if found else None, "label": r["predicted"],
+                "probabilities": {c: float(r[f"p_{c}"]) for c in _classes_of(r)} if found else None}
+        if "score" in r:
+            shapes = [k for k in r if k.startswith("bs_")]
+            face["score"] = real(r["score"])
+            face["pose"] = {k: float(r[k]) for k in POSE} if r["yaw"] != "" else None
+            face["blendshapes"] = {k[3:]: float(r[k]) for k in shapes} if shapes and r[shapes[0]] != "" else None
+        if "lm_0_x" in r:
+            xs = [k for k in r if k.startswith("lm_") and k.endswith("_x")]
+            face["landmarks"] = [[float(r[k]), float(r[k[:-1] + "y"])] for k in xs] if r["lm_0_x"] != "" else None
+        faces.append(face)
     files = list(dict.fromkeys(r["file"] for r in rows))
     return json.dumps({"files": files, "faces": faces, "summary": result}, indent=2)

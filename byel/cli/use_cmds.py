@@ -37,11 +37,18 @@ def add_predict(sub) -> None:
     pr.add_argument("--no-mirror", action="store_true",
                     help="classify each face alone (default: the mean of the face's and its mirror image's "
                          "probabilities, so a face and its mirror image get the same label)")
+    pr.add_argument("--face-details", action="store_true",
+                    help="add the columns score (face detector's confidence), yaw, pitch, roll (head pose, degrees) "
+                         "and bs_<name> (MediaPipe's 52 blendshapes), as byel.load's faces carry them; empty "
+                         "without the landmarker's mesh (other detectors, --no-detect)")
+    pr.add_argument("--landmarks", action="store_true",
+                    help="add the 478 face-mesh points as columns lm_<i>_x, lm_<i>_y (956 columns, image pixels; "
+                         "empty without the landmarker's mesh)")
     pr.add_argument("--batch-size", type=batch_int, default=64, metavar="N", help="faces per forward pass")
     pr.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true",
                     help="print the results as one JSON object (files, faces with box, label and probabilities, "
-                         "summary) instead of the table; the CSV is written as well")
+                         "and with --face-details / --landmarks those too, summary) instead of the table; the CSV is written as well")
     pr.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out file and annotated files of the same names in --annotate")
     pr.add_argument("--no-progress", action="store_true")
@@ -84,7 +91,8 @@ def cmd_predict(args) -> int:
     result = predict(args.checkpoint, args.inputs, args.out, detect=not args.no_detect, annotate_dir=args.annotate,
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                      video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
-                     uncertain=args.uncertain, smooth=args.smooth, mirror=not args.no_mirror)
+                     uncertain=args.uncertain, smooth=args.smooth, mirror=not args.no_mirror,
+                     face_details=args.face_details, landmarks=args.landmarks)
     if args.json:
         print(predictions_json(result, read_predictions(result["csv"])))
         return 0
