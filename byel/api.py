@@ -358,7 +358,7 @@ class Model:
         ema:0.5, ``"none"``: off). In a video of 4 or more processed frames, a face whose track
         is seen on one frame only is left out (a passing false detection). ``track``: faces are
         followed from frame to frame by their landmarks, the full face search running on every
-        10th frame and when a face is lost (byel.detect.FaceTracker; False: every frame searched)."""
+        30th frame and when a face is lost (byel.detect.FaceTracker; False: every frame searched)."""
         from byel.media import video_frames
         from byel.predict import check_uncertain, classify_stream
         from byel.track import lasting, parse_smooth, track_and_smooth

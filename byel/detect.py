@@ -255,20 +255,23 @@ class FaceFinder:
         return min(box[2], box[3]) >= self.min_face
 
 
-SEARCH_EVERY = 10  # FaceTracker: the full face search runs on every SEARCH_EVERY-th frame (and the first)
+SEARCH_EVERY = 30  # FaceTracker: the full face search runs on every SEARCH_EVERY-th frame (and the first)
 
 
 class FaceTracker:
     """``FaceFinder`` for the consecutive frames of one video: called frame after frame, it
     follows each face of the last frame with the landmark model alone (``FaceMesher.track``:
     MediaPipe's VIDEO mode) and runs the finder's full face search (BlazeFace on the frame, its
-    padded copies and tiles) only on the first frame, every ``every``-th frame after it and a frame
-    on which a tracked face was lost; a face the search finds that no tracked face covers is
-    added. Crops are made from the mesh as ``FaceFinder`` makes them. With a detector other than
-    the landmarker (or ``detect=False``) it is the finder, frame by frame. ``reset()`` before the
-    frames of another video. ``searches``: full searches run so far."""
+    padded copies and tiles) only on the first frame, every ``every``-th frame after it
+    (SEARCH_EVERY: about once a second of video) and a frame on which a tracked face was lost. A
+    searched face that no tracked face covers is added; on the periodic search's frames the
+    search's faces are kept (as ``FaceFinder`` finds them) and a tracked face the search missed
+    is followed on. Crops are made from the mesh as ``FaceFinder`` makes them. With a detector
+    other than the landmarker (or ``detect=False``) it is the finder, frame by frame.
+    ``reset()`` before the frames of another video. ``searches``: full searches run so far."""
 
-    def __init__(self, finder: FaceFinder, every: int = SEARCH_EVERY):
+    def __init__(self, finder: FaceFinder, every: int | None = None):
+        every = SEARCH_EVERY if every is None else every
         if every < 1:
             raise ByelError(f"the face search interval must be >= 1 frame, got {every}")
         self.finder, self.every = finder, every
@@ -282,16 +285,19 @@ class FaceTracker:
         finder, mesher = self.finder, self.finder.mesher
         if mesher is None or min(rgb.shape[:2]) < 2:
             return finder(rgb)
-        tracked = mesher.track(rgb, self._last) if self._last else []
-        faces = finder._cropped(rgb, tracked)
-        if self._frame % self.every == 0 or len(faces) < len(self._last):
-            self.searches += 1
-            held = np.array([_corners(f.box) for f in faces]).reshape(-1, 4)
-            for f in finder(rgb):
-                if not len(held) or _covered(_corners(f.box), held) <= TRACK_SAME:
-                    faces.append(f)
-                    held = np.vstack([held, _corners(f.box)])
+        periodic = self._frame % self.every == 0
         self._frame += 1
+        if periodic:  # the search's faces, then the tracked ones it missed
+            self.searches += 1
+            faces = finder(rgb)
+            missed = [m for m in self._last if not _covered_by(_corners(_mesh_box(m.landmarks)), faces)]
+            found = finder._cropped(rgb, mesher.track(rgb, missed)) if missed else []
+            faces += [f for f in found if not _covered_by(_corners(f.box), faces)]
+        else:
+            faces = finder._cropped(rgb, mesher.track(rgb, self._last)) if self._last else []
+            if len(faces) < len(self._last):  # a face lost: the search, for faces not tracked
+                self.searches += 1
+                faces += [f for f in finder(rgb) if not _covered_by(_corners(f.box), faces)]
         self._last = [f.mesh for f in faces]
         return faces
 
@@ -303,10 +309,13 @@ def _corners(box) -> np.ndarray:
     return np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]], float)
 
 
-def _covered(a: np.ndarray, held: np.ndarray) -> float:
-    """The largest share of box a inside one of ``held``, or of one of ``held`` inside a."""
+def _covered_by(a: np.ndarray, faces: list[Face]) -> bool:
+    """Whether box a (xmin, ymin, xmax, ymax) is one of the faces' (TRACK_SAME)."""
+    if not faces:
+        return False
+    held = np.array([_corners(f.box) for f in faces], float)
     iw = np.clip(np.minimum(a[2], held[:, 2]) - np.maximum(a[0], held[:, 0]), 0, None)
     ih = np.clip(np.minimum(a[3], held[:, 3]) - np.maximum(a[1], held[:, 1]), 0, None)
     inter = iw * ih
     small = np.minimum((a[2] - a[0]) * (a[3] - a[1]), (held[:, 2] - held[:, 0]) * (held[:, 3] - held[:, 1]))
-    return float((inter / np.maximum(small, 1e-9)).max())
+    return bool((inter / np.maximum(small, 1e-9)).max() > TRACK_SAME)

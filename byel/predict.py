@@ -438,7 +438,7 @@ def predict(
     ``smooth`` (videos): none | ema:A | window:K, per face track (see byel.track); ema:0.5 unless
     told. ``mirror``: average each face's probabilities with its mirror image's (False: off).
     ``track``: a video's faces are followed from frame to frame by their landmarks, the full face
-    search running on every 10th frame and when a face is lost (byel.detect.FaceTracker; False:
+    search running on every 30th frame and when a face is lost (byel.detect.FaceTracker; False:
     every frame searched).
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.

@@ -55,6 +55,7 @@ def test_tracking_finds_the_faces_of_the_search_and_searches_on_schedule(finder)
     finder.mesher.find = type(finder.mesher).find.__get__(finder.mesher)
     assert searches == [1, 1, 1, 1, 2, 2]  # frames 0 and 4 only
     assert tracker.searches == 2
+    assert [f.box for f in tracked[4]] == [f.box for f in searched[4]]  # a search frame: the search's faces
     for s, t in zip(searched, tracked):
         assert len(s) == len(t) == 5
         for face in s:

@@ -36,7 +36,7 @@ def add_predict(sub) -> None:
                          f"frames, 1 ≤ K ≤ {MAX_WINDOW}). Faces seen on one frame only of a video are left out")
     pr.add_argument("--no-track", action="store_true",
                     help="search every video frame for faces (default: follow each face from frame to frame "
-                         "by its landmarks, searching every 10th frame and when a face is lost)")
+                         "by its landmarks, searching every 30th frame and when a face is lost)")
     pr.add_argument("--no-mirror", action="store_true",
                     help="classify each face alone (default: the mean of the face's and its mirror image's "
                          "probabilities, so a face and its mirror image get the same label)")
