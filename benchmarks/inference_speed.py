@@ -321,7 +321,7 @@ def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], t
         "",
         "| clip | size | tracking | frames/s | faces/s | speed-up | runs (frames/s) |",
         "|---|---|---|---|---|---|---|",
-        *[f"| {r['clip']} | {r['width']}×{r['height']} | {f"search every {r['search_every']}th frame" if r['track'] else 'off'} | {r['frames_per_s']} | "
+        *[f"| {r['clip']} | {r['width']}×{r['height']} | {('search every %sth frame' % r['search_every']) if r['track'] else 'off'} | {r['frames_per_s']} | "
           f"{r['faces_per_s']} | {r['speedup_vs_no_track'] or ''} | {', '.join(map(str, r['runs_frames_per_s']))} |"
           for r in rows],
         "",

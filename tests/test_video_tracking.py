@@ -119,3 +119,25 @@ def test_predict_video_tracks_by_default_with_the_labels_of_the_search(tmp_path)
     # the tracked mesh is MediaPipe's tracking ROI's, not the detection ROI's: the crops differ a
     # little, and faces the (shipped) model finds ambiguous (top probability ~0.3) can flip
     assert same >= 0.6 * total
+
+
+@pytest.mark.slow
+def test_predict_cli_tracks_unless_no_track(tmp_path, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    from byel.cli import main
+    from byel.faces import FaceMesher
+    from byel.media import video_writer
+
+    frames = shifted(3)
+    video = tmp_path / "pan.avi"
+    with video_writer(video, "MJPG", 10, frames[0].shape[1::-1]) as vw:
+        for f in frames:
+            vw.write(np.ascontiguousarray(f[..., ::-1]))
+    calls, find = [], FaceMesher.find
+    monkeypatch.setattr(FaceMesher, "find", lambda self, *a, **k: calls.append(1) or find(self, *a, **k))
+    searches = {}
+    for name, extra in (("on", []), ("off", ["--no-track"])):
+        calls.clear()
+        assert main(["predict", str(video), "--out", str(tmp_path / f"{name}.csv"), "--no-progress", *extra]) == 0
+        searches[name] = len(calls)
+    assert searches == {"on": 1, "off": 3}
