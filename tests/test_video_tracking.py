@@ -141,3 +141,23 @@ def test_predict_cli_tracks_unless_no_track(tmp_path, monkeypatch):
         assert main(["predict", str(video), "--out", str(tmp_path / f"{name}.csv"), "--no-progress", *extra]) == 0
         searches[name] = len(calls)
     assert searches == {"on": 1, "off": 3}
+
+
+@pytest.mark.slow
+def test_inference_speed_tracking_benchmark_writes_its_tables(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "inference_speed.py"
+    p = subprocess.run([sys.executable, str(script), "--tracking", "--preset", "smoke", "--frames", "3",
+                        "--min-face", "64", "--repeats", "1", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    info = json.loads((tmp_path / "inference_speed_tracking.json").read_text())
+    rows = info["rows"]
+    assert [(r["clip"][0], r["search_every"]) for r in rows] == [("5", None), ("5", 10), ("5", 30),
+                                                                ("1", None), ("1", 10), ("1", 30)]
+    assert [r["faces"] for r in rows] == [15, 15, 15, 3, 3, 3] and all(r["frames_per_s"] > 0 for r in rows)
+    assert info["command"] in (tmp_path / "inference_speed_tracking.md").read_text()
