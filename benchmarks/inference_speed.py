@@ -67,6 +67,27 @@ def _read_photo() -> np.ndarray:
     return img
 
 
+def write_one_face_video(path: Path, frames: int, fps: int = 25) -> tuple[int, int]:
+    """A 640x480 MJPG .avi of one face: the fixture photo's largest face (its ~2x box) scaled to
+    ~240 px of face on a grey frame, panning ±8 px; returns (w, h)."""
+    import cv2
+
+    from byel.media import video_writer
+
+    img = _read_photo()
+    x, y, s = 15, 35, 200  # around the group photo's largest face (box 51, 60, 127 x 149 px)
+    face = cv2.resize(img[y:y + s, x:x + s], (400, 400), interpolation=cv2.INTER_LINEAR)
+    w, h = 640, 480
+    canvas = np.full((h, w, 3), 128, np.uint8)
+    canvas[40:440, 120:520] = face
+    with video_writer(path, "MJPG", fps, (w, h)) as vw:
+        for i in range(frames):
+            dx, dy = 8 * np.sin(i / 7), 4 * np.cos(i / 11)
+            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            vw.write(cv2.warpAffine(canvas, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
+    return w, h
+
+
 def split_video(path: Path, parts: int, out: Path) -> list[Path]:
     """The video cut into `parts` consecutive pieces (as MJPG files, written before timing)."""
     from byel.media import video_reader, video_writer
@@ -99,7 +120,8 @@ def untrained_checkpoint(preset: str, path: Path) -> Path:
     return path
 
 
-def _worker(ckpt: str, video: str, threads: int, stride: int, min_face: int, ready, start, results) -> None:
+def _worker(ckpt: str, video: str, threads: int, stride: int, min_face: int, ready, start, results,
+            track: bool | int = True) -> None:
     import cv2
     import torch
 
@@ -109,17 +131,24 @@ def _worker(ckpt: str, video: str, threads: int, stride: int, min_face: int, rea
 
     model = byel.load(ckpt, min_face=min_face)
     model.predict(np.ascontiguousarray(_read_photo()[..., ::-1]))  # warm-up
+    model.predict_video(video, stride=10 ** 9)  # and the video path's imports: its first frame only
+    if not isinstance(track, bool):  # track = K: the full face search on every K-th frame
+        import byel.detect
+
+        byel.detect.SEARCH_EVERY = track
     ready.put(1)
     start.wait()
     t0 = time.perf_counter()
-    res = model.predict_video(video, stride=stride)
+    res = model.predict_video(video, stride=stride, track=bool(track))
     results.put((len(res), sum(len(r) for r in res), time.perf_counter() - t0, model.finder.name))
 
 
-def measure(ckpt: Path, parts: list[Path], threads: int, stride: int, min_face: int) -> dict:
+def measure(ckpt: Path, parts: list[Path], threads: int, stride: int, min_face: int,
+            track: bool | int = True) -> dict:
     ctx = mp.get_context("spawn")
     ready, start, results = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(ckpt), str(p), threads, stride, min_face, ready, start, results))
+    procs = [ctx.Process(target=_worker,
+                         args=(str(ckpt), str(p), threads, stride, min_face, ready, start, results, track))
              for p in parts]
     for p in procs:
         p.start()
@@ -165,6 +194,10 @@ def main() -> None:
                          "dlib's detector upsamples the image by 80 / PX, its main cost")
     ap.add_argument("--repeats", type=positive_int, default=3, help="runs per worker count; the median is shown")
     ap.add_argument("--out", default="benchmarks/results", help="folder for inference_speed.{md,json}")
+    ap.add_argument("--tracking", action="store_true",
+                    help="instead: frames/s of one worker with face tracking on (--track, the default) and off "
+                         "(--no-track) on the 5-face clip and a one-face 640x480 clip, the first --min-face; "
+                         "writes OUT/inference_speed_tracking.{md,json}")
     args = ap.parse_args()
     command = command_line(__file__)
     cores = os.cpu_count() or 1
@@ -180,6 +213,8 @@ def main() -> None:
         meta = load_checkpoint(ckpt, kinds=("finetune",))["byel"]
         video = tmp / "test.avi"
         w, h = write_test_video(video, args.frames)
+        if args.tracking:
+            return tracking(args, ckpt, meta, video, (w, h), tmp, out, command, cores)
         rows = []
         for min_face, k in itertools.product(args.min_face, sorted(set(args.workers))):
             parts = split_video(video, k, tmp)
@@ -238,6 +273,61 @@ def main() -> None:
     (out / "inference_speed.md").write_text("\n".join(lines))
     print("\n".join(lines))
     print(f"written: {out / 'inference_speed.md'}, {out / 'inference_speed.json'}")
+
+
+def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], tmp: Path, out: Path, command: str,
+             cores: int) -> None:
+    """One worker, all cores: frames/s with tracking on and off, on both clips (issue #29 item 6)."""
+    import torch
+
+    one = tmp / "one_face.avi"
+    one_size = write_one_face_video(one, args.frames)
+    rows = []
+    for name, path, (w, h) in (("5 faces (group photo)", video, size), ("1 face", one, one_size)):
+        for track in (False, 10, 30):  # off; the full search every 10th, every 30th frame (the default)
+            runs = [measure(ckpt, [path], cores, args.stride, args.min_face[0], track) for _ in range(args.repeats)]
+            rates = [r["frames"] / r["seconds"] for r in runs]
+            best = runs[int(np.argsort(rates)[len(rates) // 2])]
+            rows.append({"clip": name, "width": w, "height": h, "track": bool(track),
+                         "search_every": track or None, "frames": best["frames"],
+                         "faces": best["faces"], "seconds": round(best["seconds"], 3),
+                         "frames_per_s": round(best["frames"] / best["seconds"], 1),
+                         "faces_per_s": round(best["faces"] / best["seconds"], 1),
+                         "runs_frames_per_s": [round(r, 1) for r in rates], "detector": best["detector"]})
+            off = next(r for r in rows if r["clip"] == name and not r["track"])  # measured in this run
+            rows[-1]["speedup_vs_no_track"] = round(rows[-1]["frames_per_s"] / off["frames_per_s"], 2) if track else None
+            print(f"{name}, track={track}: {rows[-1]['frames_per_s']} frames/s", flush=True)
+    info = {"command": command, "cpu_count": cores, "torch": torch.__version__,
+            "model": {"checkpoint": args.checkpoint or f"untrained {args.preset}", "backbone": meta["backbone"],
+                      "image_size": meta["image_size"]},
+            "frames": args.frames, "stride": args.stride, "min_face": args.min_face[0], "repeats": args.repeats,
+            "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "rows": rows, "run": run_record(__file__)}
+    (out / "inference_speed_tracking.json").write_text(json.dumps(info, indent=2) + "\n")
+    lines = [
+        "# Inference speed with face tracking: frames/s of `model.predict_video`, one worker",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Commit: {commit(info['run'])}",
+        "",
+        f"Model: {info['model']['checkpoint']} ({meta['backbone']}, {meta['image_size']} px input); detector: "
+        f"{rows[0]['detector']}; min face {args.min_face[0]} px; {args.frames} frames a clip, stride {args.stride}; "
+        f"one worker with {cores} threads on {cores} CPU cores, torch {torch.__version__}; median of {args.repeats} "
+        "runs; model loading excluded. Tracking: faces followed by their landmarks, the full search on every "
+        "K-th frame (K = 30 by default) and when a face is lost (byel.detect.FaceTracker); off: the full search on every frame. Clips: the "
+        "fixture group photo (5 faces) panning ±8 px, and its largest face scaled onto a grey 640×480 frame, "
+        "panning ±8 px.",
+        "",
+        "| clip | size | tracking | frames/s | faces/s | speed-up | runs (frames/s) |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r['clip']} | {r['width']}×{r['height']} | {('search every %sth frame' % r['search_every']) if r['track'] else 'off'} | {r['frames_per_s']} | "
+          f"{r['faces_per_s']} | {r['speedup_vs_no_track'] or ''} | {', '.join(map(str, r['runs_frames_per_s']))} |"
+          for r in rows],
+        "",
+    ]
+    (out / "inference_speed_tracking.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -358,12 +358,14 @@ class Model:
         return out if many else out[0]
 
     def predict_video(self, path: str | Path, *, stride: int = 1, smooth: str = DEFAULT_SMOOTH,
-                      uncertain: float | None = None) -> Results:
+                      uncertain: float | None = None, track: bool = True) -> Results:
         """One ``Faces`` per processed frame (frames 0, stride, 2·stride …), each face with its
         track id (the same face across frames, by box overlap) and its probabilities smoothed
         along the track with ``smooth`` (none | ema:A | window:K, see byel.track; default
         ema:0.5, ``"none"``: off). In a video of 4 or more processed frames, a face whose track
-        is seen on one frame only is left out (a passing false detection)."""
+        is seen on one frame only is left out (a passing false detection). ``track``: faces are
+        followed from frame to frame by their landmarks, the full face search running on every
+        30th frame and when a face is lost (byel.detect.FaceTracker; False: every frame searched)."""
         from byel.media import video_frames
         from byel.predict import check_uncertain, classify_stream
         from byel.track import lasting, parse_smooth, track_and_smooth
@@ -378,7 +380,7 @@ class Model:
         frames = []  # (frame index, size, faces, probabilities)
         items = _sized(video_frames(p, stride))
         for (k, size), _, faces, probs in classify_stream(self.net, self.finder, items, self.batch_size,
-                                                          mirror=self.mirror):
+                                                          mirror=self.mirror, video=(lambda _: p) if track else None):
             for f in faces:  # the crops are not needed any more: a long video keeps boxes and meshes only
                 f.crop = None
             frames.append((k, size, faces, probs))

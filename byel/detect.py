@@ -245,20 +245,90 @@ class FaceFinder:
 
     def __call__(self, rgb: np.ndarray) -> list[Face]:
         if self.mesher is not None:
-            from byel.faces.features import SYNTH_EYES, aligned_crop
-
             if min(rgb.shape[:2]) < 2:  # a one-pixel line of an image: no face (the mesher refuses it)
                 return []
 
-            boxes = [(_image_box(_mesh_box(f.landmarks), rgb.shape), f) for f in self.mesher.find(rgb, self.min_face)]
-            return [Face(b, aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
-                    for b, f in boxes if self.big_enough(b)]
+            return self._cropped(rgb, self.mesher.find(rgb, self.min_face))
         if self.detector is None:
             return [Face(*centre_square(rgb, self.size))]
         return [Face(b, crop_face(rgb, b, self.size, self.margin, self.shift))
                 for b in self.detector(rgb) if self.big_enough(b)]
 
+    def _cropped(self, rgb: np.ndarray, meshes: list) -> list[Face]:
+        """Landmarker faces (byel.faces.Face) as crops, the ones too small left out."""
+        from byel.faces.features import SYNTH_EYES, aligned_crop
+
+        boxes = [(_image_box(_mesh_box(f.landmarks), rgb.shape), f) for f in meshes]
+        return [Face(b, aligned_crop(rgb, f.landmarks, self.size, SYNTH_EYES), f)
+                for b, f in boxes if self.big_enough(b)]
+
     def big_enough(self, box) -> bool:
         """``min_face`` is a promise about the reported box: the detectors only aim at it (tiles,
         scales and minimum windows), and clipping to the image can shrink a box below it."""
         return min(box[2], box[3]) >= self.min_face
+
+
+SEARCH_EVERY = 30  # FaceTracker: the full face search runs on every SEARCH_EVERY-th frame (and the first)
+
+
+class FaceTracker:
+    """``FaceFinder`` for the consecutive frames of one video: called frame after frame, it
+    follows each face of the last frame with the landmark model alone (``FaceMesher.track``:
+    MediaPipe's VIDEO mode) and runs the finder's full face search (BlazeFace on the frame, its
+    padded copies and tiles) only on the first frame, every ``every``-th frame after it
+    (SEARCH_EVERY: about once a second of video) and a frame on which a tracked face was lost. A
+    searched face that no tracked face covers is added; on the periodic search's frames the
+    search's faces are kept (as ``FaceFinder`` finds them) and a tracked face the search missed
+    is followed on. Crops are made from the mesh as ``FaceFinder`` makes them. With a detector
+    other than the landmarker (or ``detect=False``) it is the finder, frame by frame.
+    ``reset()`` before the frames of another video. ``searches``: full searches run so far."""
+
+    def __init__(self, finder: FaceFinder, every: int | None = None):
+        every = SEARCH_EVERY if every is None else every
+        if every < 1:
+            raise ByelError(f"the face search interval must be >= 1 frame, got {every}")
+        self.finder, self.every = finder, every
+        self.searches = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._frame, self._last = 0, []
+
+    def __call__(self, rgb: np.ndarray) -> list[Face]:
+        finder, mesher = self.finder, self.finder.mesher
+        if mesher is None or min(rgb.shape[:2]) < 2:
+            return finder(rgb)
+        periodic = self._frame % self.every == 0
+        self._frame += 1
+        if periodic:  # the search's faces, then the tracked ones it missed
+            self.searches += 1
+            faces = finder(rgb)
+            missed = [m for m in self._last if not _covered_by(_corners(_mesh_box(m.landmarks)), faces)]
+            found = finder._cropped(rgb, mesher.track(rgb, missed)) if missed else []
+            faces += [f for f in found if not _covered_by(_corners(f.box), faces)]
+        else:
+            faces = finder._cropped(rgb, mesher.track(rgb, self._last)) if self._last else []
+            if len(faces) < len(self._last):  # a face lost: the search, for faces not tracked
+                self.searches += 1
+                faces += [f for f in finder(rgb) if not _covered_by(_corners(f.box), faces)]
+        self._last = [f.mesh for f in faces]
+        return faces
+
+
+TRACK_SAME = 0.5  # a searched face lying this much inside a tracked face's box (or it in it) is that face
+
+
+def _corners(box) -> np.ndarray:
+    return np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]], float)
+
+
+def _covered_by(a: np.ndarray, faces: list[Face]) -> bool:
+    """Whether box a (xmin, ymin, xmax, ymax) is one of the faces' (TRACK_SAME)."""
+    if not faces:
+        return False
+    held = np.array([_corners(f.box) for f in faces], float)
+    iw = np.clip(np.minimum(a[2], held[:, 2]) - np.maximum(a[0], held[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[3], held[:, 3]) - np.maximum(a[1], held[:, 1]), 0, None)
+    inter = iw * ih
+    small = np.minimum((a[2] - a[0]) * (a[3] - a[1]), (held[:, 2] - held[:, 0]) * (held[:, 3] - held[:, 1]))
+    return bool((inter / np.maximum(small, 1e-9)).max() > TRACK_SAME)

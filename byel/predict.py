@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from byel import imageio
 from byel.classes import CLASSES
 from byel.data.formats import IMAGE_EXTS, VIDEO_EXTS
-from byel.detect import FaceFinder, checked_min_face
+from byel.detect import FaceFinder, FaceTracker, checked_min_face
 from byel.errors import ByelError, DataError, InputTypeError, printable
 from byel.files import naming
 from byel.imageio import write_image
@@ -218,14 +218,17 @@ def label_of(p: np.ndarray, classes, uncertain: float | None = None) -> str:
     return UNCERTAIN if uncertain is not None and p[i] < uncertain else classes[i]
 
 
-def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64, mirror: bool = True):
+def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64, mirror: bool = True, video=None):
     """For each ``(meta, rgb, keep)`` of ``items``: ``(meta, rgb if keep else None, faces, probs)``,
     in order. Faces are found image by image and classified ``batch_size`` crops at a time across
     images (the one batching path of ``byel predict``, the Python API and ``byel serve``).
-    ``mirror``: each face's probabilities averaged with its mirror image's (byel.classifier)."""
+    ``mirror``: each face's probabilities averaged with its mirror image's (byel.classifier).
+    ``video``: None, or a function of an item's meta naming its video (None for a photo): the
+    faces of consecutive frames of one video are tracked (byel.detect.FaceTracker)."""
     from byel import classifier  # late: torch/Lightning import
 
     pending: list = []
+    tracker, current = (FaceTracker(finder), None) if video is not None else (None, None)
 
     def flush():
         crops = [f.crop for _, _, faces in pending for f in faces]
@@ -242,7 +245,11 @@ def classify_stream(model, finder: FaceFinder, items, batch_size: int = 64, mirr
 
     n = 0
     for meta, rgb, keep in items:
-        faces = finder(rgb)
+        name = video(meta) if tracker is not None else None
+        if name is not None and name != current:
+            tracker.reset()
+        current = name
+        faces = tracker(rgb) if name is not None else finder(rgb)
         pending.append((meta, rgb if keep else None, faces))
         n += len(faces)
         if n >= batch_size or len(pending) >= batch_size:
@@ -445,6 +452,11 @@ class _Frames:
                 self.src.problems.append((path, f"unreadable {kind}{why}"))
 
 
+def _video_of(meta: dict):
+    """The video a ``_Frames`` item is a frame of (None: a photo)."""
+    return meta["file"] if meta["_kind"] == "video" else None
+
+
 def predict(
     checkpoint: str | Path | None,
     inputs: list[str],
@@ -463,6 +475,7 @@ def predict(
     mirror: bool = True,
     face_details: bool = False,
     landmarks: bool = False,
+    track: bool = True,
 ) -> dict:
     """Classify the faces in image files, folders (recursive) and video files; write ``out_csv``.
 
@@ -477,6 +490,9 @@ def predict(
     told. ``mirror``: average each face's probabilities with its mirror image's (False: off).
     ``face_details``: add the columns score, yaw, pitch, roll, bs_<blendshape>…; ``landmarks``: add
     lm_<i>_x, lm_<i>_y (956 columns); empty for faces without the landmarker's mesh.
+    ``track``: a video's faces are followed from frame to frame by their landmarks, the full face
+    search running on every 30th frame and when a face is lost (byel.detect.FaceTracker; False:
+    every frame searched).
     Returns counts (images, frames, faces, no_face, missing, unreadable, ...) and the CSV path.
     Raises CheckpointError for a wrong checkpoint, DataError when no input is usable at all.
     """
@@ -504,7 +520,8 @@ def predict(
     frames = _Frames(src, video_stride, out.ann_root is not None, bar)
     try:
         with out.writing():
-            for meta, rgb, faces, probs in classify_stream(model, finder, frames, batch_size, mirror=mirror):
+            for meta, rgb, faces, probs in classify_stream(model, finder, frames, batch_size, mirror=mirror,
+                                                          video=_video_of if track else None):
                 details = ([detail_cells(f, face_details, landmarks) for f in faces]
                            if face_details or landmarks else None)
                 out.add(meta, [f.box for f in faces], probs, rgb, details)

@@ -117,9 +117,11 @@ def test_video_track_ids_are_stable_for_static_faces(tmp_path, model):
     assert [r.frame for r in res] == [0, 1, 2, 3, 4] and all(len(r) == 5 for r in res)
     first = {f.track: f.box for f in res[0]}
     assert sorted(first) == [0, 1, 2, 3, 4]
-    for r in res[1:]:  # the same face keeps its id in every frame (its box moves a few px with the JPEG noise)
+    # the same face keeps its id in every frame (its box moves a few px with the JPEG noise, and up to
+    # ~15 px on the bowed face once tracked: the mesh of MediaPipe's tracking ROI, byel.detect.FaceTracker)
+    for r in res[1:]:
         now = {f.track: f.box for f in r}
-        assert sorted(now) == sorted(first) and all(np.abs(np.subtract(now[t], first[t])).max() <= 8 for t in first)
+        assert sorted(now) == sorted(first) and all(np.abs(np.subtract(now[t], first[t])).max() <= 16 for t in first)
     df = res.to_frame()
     assert len(df) == 25 and sorted(df["track"].unique()) == [0, 1, 2, 3, 4]
     assert [r.frame for r in model.predict_video(video, stride=2)] == [0, 2, 4]

@@ -5,7 +5,6 @@ item 9, each on a picture made from the fixtures: a face filling the photo, a ro
 from __future__ import annotations
 
 import cv2
-import numpy as np
 import pytest
 
 from byel.detect import FaceFinder

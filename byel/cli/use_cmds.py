@@ -34,6 +34,9 @@ def add_predict(sub) -> None:
                     help="videos: smooth each face track's probabilities (default ema:0.5; none: off): none | "
                          "ema:A (A = weight of the newest frame, 0 < A ≤ 1) | window:K (centred mean over K "
                          f"frames, 1 ≤ K ≤ {MAX_WINDOW}). Faces seen on one frame only of a video are left out")
+    pr.add_argument("--no-track", action="store_true",
+                    help="search every video frame for faces (default: follow each face from frame to frame "
+                         "by its landmarks, searching every 30th frame and when a face is lost)")
     pr.add_argument("--no-mirror", action="store_true",
                     help="classify each face alone (default: the mean of the face's and its mirror image's "
                          "probabilities, so a face and its mirror image get the same label)")
@@ -92,7 +95,7 @@ def cmd_predict(args) -> int:
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                      video_stride=args.video_stride, detector=args.detector, min_face=args.min_face,
                      uncertain=args.uncertain, smooth=args.smooth, mirror=not args.no_mirror,
-                     face_details=args.face_details, landmarks=args.landmarks)
+                     face_details=args.face_details, landmarks=args.landmarks, track=not args.no_track)
     if args.json:
         print(predictions_json(result, read_predictions(result["csv"])))
         return 0

@@ -363,6 +363,26 @@ class FaceMesher:
                 meshed.append((np.r_[pts[:, :2].min(0), pts[:, :2].max(0)], box, kp, score, presence, pts))
         return meshed
 
+    def track(self, rgb: np.ndarray, previous: list[Face]) -> list[Face]:
+        """The faces of ``previous`` (the last video frame's) on this frame, without BlazeFace, as
+        MediaPipe's VIDEO mode tracks them: the landmark model on the ROI the previous landmarks
+        give (``_landmark_rect``: eye-line rotation, 1.5x their box), kept while its face-presence
+        score is >= ``min_presence``; a face that has run onto one kept before it (two tracks on
+        one face) is dropped. In ``previous``'s order; box and score as ``measure_box`` gives them."""
+        rgb = _as_rgb(rgb)
+        faces, kept = [], []
+        for prev in previous:
+            pts, presence = self.landmarks(rgb, self._landmark_rect(prev.landmarks))
+            if presence < self.min_presence:
+                continue
+            lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
+            if kept and _inside(np.r_[lo, hi], np.array(kept)).max() > SAME_FACE:
+                continue
+            kept.append(np.r_[lo, hi])
+            faces.append(Face((float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+                              presence, presence, pts, self.blendshapes(pts)))
+        return faces
+
     def measure_box(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> Face | None:
         """The face in a box another detector found (x, y, w, h px; e.g. dlib's, for faces too
         small for BlazeFace short range): the mesh on the box's square scaled 1.5x, refined
