@@ -43,11 +43,16 @@ PHOTO = ROOT / "tests" / "fixtures" / "photos" / "group.jpg"
 
 def write_test_video(path: Path, frames: int, fps: int = 25) -> tuple[int, int]:
     """An MJPG .avi of the fixture photo panning ±8 px (replicated border); returns (w, h)."""
+    return _write_panning(path, _read_photo(), frames, fps)
+
+
+def _write_panning(path: Path, img: np.ndarray, frames: int, fps: int) -> tuple[int, int]:
+    """img (BGR) panning ±8 px sideways and ±4 px up and down (replicated border) as an MJPG .avi;
+    returns (w, h)."""
     import cv2
 
     from byel.media import video_writer
 
-    img = _read_photo()
     h, w = img.shape[:2]
     with video_writer(path, "MJPG", fps, (w, h)) as vw:
         for i in range(frames):
@@ -72,20 +77,13 @@ def write_one_face_video(path: Path, frames: int, fps: int = 25) -> tuple[int, i
     ~240 px of face on a grey frame, panning ±8 px; returns (w, h)."""
     import cv2
 
-    from byel.media import video_writer
-
     img = _read_photo()
     x, y, s = 15, 35, 200  # around the group photo's largest face (box 51, 60, 127 x 149 px)
     face = cv2.resize(img[y:y + s, x:x + s], (400, 400), interpolation=cv2.INTER_LINEAR)
     w, h = 640, 480
     canvas = np.full((h, w, 3), 128, np.uint8)
     canvas[40:440, 120:520] = face
-    with video_writer(path, "MJPG", fps, (w, h)) as vw:
-        for i in range(frames):
-            dx, dy = 8 * np.sin(i / 7), 4 * np.cos(i / 11)
-            m = np.float32([[1, 0, dx], [0, 1, dy]])
-            vw.write(cv2.warpAffine(canvas, m, (w, h), borderMode=cv2.BORDER_REPLICATE))
-    return w, h
+    return _write_panning(path, canvas, frames, fps)
 
 
 def split_video(path: Path, parts: int, out: Path) -> list[Path]:
