@@ -12,6 +12,7 @@ import pytest
 
 from byel import imageio
 from byel.detect import FaceFinder, FaceTracker
+from byel.track import iou
 
 GROUP = Path(__file__).parent / "fixtures" / "photos" / "group.jpg"  # five faces
 
@@ -31,10 +32,14 @@ def counted(finder: FaceFinder) -> list[int]:
     return calls
 
 
-def iou(a, b) -> float:
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0, min(ax1, bx1) - max(a[0], b[0])), max(0, min(ay1, by1) - max(a[1], b[1]))
-    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+def write_clip(path, frames: list[np.ndarray]):
+    """The RGB frames as an MJPG .avi at 10 frames/s; returns path."""
+    from byel.media import video_writer
+
+    with video_writer(path, "MJPG", 10, frames[0].shape[1::-1]) as vw:
+        for f in frames:
+            vw.write(np.ascontiguousarray(f[..., ::-1]))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +98,8 @@ def test_tracker_without_the_landmarker_is_the_finder():
 def test_predict_video_tracks_by_default_with_the_labels_of_the_search(tmp_path):
     pytest.importorskip("ai_edge_litert")
     import byel
-    from byel.media import video_writer
 
-    frames = shifted(5)
-    video = tmp_path / "pan.avi"
-    with video_writer(video, "MJPG", 10, frames[0].shape[1::-1]) as vw:
-        for f in frames:
-            vw.write(np.ascontiguousarray(f[..., ::-1]))
+    video = write_clip(tmp_path / "pan.avi", shifted(5))
     model = byel.load()
     calls = counted(model.finder)
     tracked = model.predict_video(video, smooth="none")
@@ -126,13 +126,8 @@ def test_predict_cli_tracks_unless_no_track(tmp_path, monkeypatch):
     pytest.importorskip("ai_edge_litert")
     from byel.cli import main
     from byel.faces import FaceMesher
-    from byel.media import video_writer
 
-    frames = shifted(3)
-    video = tmp_path / "pan.avi"
-    with video_writer(video, "MJPG", 10, frames[0].shape[1::-1]) as vw:
-        for f in frames:
-            vw.write(np.ascontiguousarray(f[..., ::-1]))
+    video = write_clip(tmp_path / "pan.avi", shifted(3))
     calls, find = [], FaceMesher.find
     monkeypatch.setattr(FaceMesher, "find", lambda self, *a, **k: calls.append(1) or find(self, *a, **k))
     searches = {}
