@@ -63,13 +63,18 @@ def _write_panning(path: Path, img: np.ndarray, frames: int, fps: int) -> tuple[
 
 
 def _read_photo() -> np.ndarray:
-    """The fixture photo, BGR (read by Python: OpenCV cannot open a path that is not UTF-8)."""
-    import cv2
+    """The fixture photo, BGR, through byel's one image decoder."""
+    from byel import imageio
 
-    img = cv2.imdecode(np.fromfile(PHOTO, np.uint8), cv2.IMREAD_COLOR) if PHOTO.is_file() else None
-    if img is None:
+    if not PHOTO.is_file():
         raise ByelError(f"fixture photo missing: {PHOTO}")
-    return img
+    return np.ascontiguousarray(imageio.read(PHOTO)[..., ::-1])
+
+
+def median_run(runs: list[dict], count: str) -> tuple[dict, list[float]]:
+    """The run of median rate (runs[i][count] per second) and every run's rate."""
+    rates = [r[count] / r["seconds"] for r in runs]
+    return runs[int(np.argsort(rates)[len(rates) // 2])], rates
 
 
 def write_one_face_video(path: Path, frames: int, fps: int = 25) -> tuple[int, int]:
@@ -218,8 +223,7 @@ def main() -> None:
             parts = split_video(video, k, tmp)
             threads = max(1, cores // k)
             runs = [measure(ckpt, parts, threads, args.stride, min_face) for _ in range(args.repeats)]
-            rates = [r["faces"] / r["seconds"] for r in runs]
-            best = runs[int(np.argsort(rates)[len(rates) // 2])]  # the median run
+            best, rates = median_run(runs, "faces")
             rows.append({"min_face": min_face, "workers": k, "threads_per_worker": threads, "frames": best["frames"],
                          "faces": best["faces"],
                          "seconds": round(best["seconds"], 3),
@@ -284,8 +288,7 @@ def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], t
     for name, path, (w, h) in (("5 faces (group photo)", video, size), ("1 face", one, one_size)):
         for track in (False, 10, 30):  # off; the full search every 10th, every 30th frame (the default)
             runs = [measure(ckpt, [path], cores, args.stride, args.min_face[0], track) for _ in range(args.repeats)]
-            rates = [r["frames"] / r["seconds"] for r in runs]
-            best = runs[int(np.argsort(rates)[len(rates) // 2])]
+            best, rates = median_run(runs, "frames")
             rows.append({"clip": name, "width": w, "height": h, "track": bool(track),
                          "search_every": track or None, "frames": best["frames"],
                          "faces": best["faces"], "seconds": round(best["seconds"], 3),
