@@ -31,6 +31,7 @@ from common import command_line, commit, machine, run_record  # noqa: E402
 
 from byel.cli.args import Parser  # noqa: E402
 from byel.cli.guard import run_guarded  # noqa: E402
+from byel import files  # noqa: E402
 from byel.errors import ByelError  # noqa: E402
 from byel.export import file_sha256  # noqa: E402
 
@@ -95,13 +96,7 @@ def run(args, argv: list[str]) -> int:
         timing["evaluate_s"] = round(time.time() - t, 1)
         shipped = write_slim(best, ship / MODEL_FILE)
         card = model_card(out, summary, shipped, evaluations, timing, command)
-        ship_confusion(evaluations, card["model"]["classes"], ship)
-        write_text(ship / "model_card.json", json.dumps(card, indent=2) + "\n")
-        write_text(ship / "MODEL_CARD.md", card_markdown(card))
-        record = run_record(__file__, argv)  # the command, machine, versions and git commit
-        write_text(results / "results.json", json.dumps({**card, "run": record, "evaluation_reports": evaluations},
-                                                        indent=2) + "\n")
-        write_text(results / "results.md", results_markdown(card, record))
+        publish(card, evaluations, card["model"]["classes"], ship, results, argv)
     print(card_markdown(card))
     print(f"shipped: {ship / MODEL_FILE} ({shipped['bytes'] / 1e6:.1f} MB), {ship / 'MODEL_CARD.md'}, "
           f"{ship / 'model_card.json'}\nresults: {results / 'results.md'}, {results / 'results.json'}")
@@ -129,15 +124,21 @@ def card_only(args, argv: list[str], command: str, out: Path, ship: Path, result
     card.update(card_sections(meta["config"], meta, evaluations))
     if file_sha256(ckpt) != before:  # cannot happen: nothing above writes it
         raise ByelError(f"{ckpt} changed while its card was written")
-    ship_confusion(evaluations, meta["classes"], ship)
+    publish(card, evaluations, meta["classes"], ship, results, argv)
+    print(card_markdown(card))
+    return 0
+
+
+def publish(card: dict, evaluations: list[dict], classes, ship: Path, results: Path, argv) -> None:
+    """The card beside the shipped checkpoint (JSON, Markdown, confusion-matrix picture) and the
+    results files with the run record (the command, machine, versions and git commit)."""
+    ship_confusion(evaluations, classes, ship)
     write_text(ship / "model_card.json", json.dumps(card, indent=2) + "\n")
     write_text(ship / "MODEL_CARD.md", card_markdown(card))
     record = run_record(__file__, argv)
     write_text(results / "results.json", json.dumps({**card, "run": record, "evaluation_reports": evaluations},
                                                     indent=2) + "\n")
     write_text(results / "results.md", results_markdown(card, record))
-    print(card_markdown(card))
-    return 0
 
 
 # --------------------------------------------------------------------------- training
@@ -298,10 +299,9 @@ def write_slim(best: Path, path: Path) -> dict:
 
 
 def write_text(path: Path, text: str) -> None:
+    """byel's atomic text write (byel.files), into a folder made first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    files.write_text(path, text)
 
 
 # --------------------------------------------------------------------------- the card
