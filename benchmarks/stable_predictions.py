@@ -17,7 +17,6 @@ Writes OUT/stable_predictions.md and .json with the exact command.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -101,12 +100,18 @@ def fer_sample(model, root: Path = FER) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from byel.cli.args import Parser
+    from byel.errors import ByelError
+
+    ap = Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--real", help="also score this labelled folder of face crops (FER2013 folder names, e.g. "
                                    "../shared/data/fer2013-publictest) with mirroring off and on")
     args = ap.parse_args(argv)
+    if args.real and not any((Path(args.real) / name).is_dir() for name in FER_CLASSES):
+        raise ByelError(f"--real {args.real}: not a folder of labelled face crops (class folders "
+                        f"{', '.join(sorted(FER_CLASSES))})")
     import byel
     from byel import track
 
@@ -158,4 +163,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from byel.cli.guard import run_guarded
+
+    raise SystemExit(run_guarded(main))
