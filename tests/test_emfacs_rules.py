@@ -12,7 +12,8 @@ import pytest
 
 from byel.classes import CLASSES
 from byel.faces.mesher import BLENDSHAPES
-from byel.faces.rules import AU_BLENDSHAPES, AUS, PROTOTYPES, au_intensities, predict, probabilities, prototype_scores
+from byel.faces.rules import (AU_BLENDSHAPES, AUS, PROTOTYPES, au_intensities, predict, probabilities, prototype_scores,
+                              rest_level)
 
 ROOT = Path(__file__).resolve().parents[1]
 FER_SAMPLE = ROOT / "tests" / "fixtures" / "fer_sample"
@@ -70,6 +71,20 @@ def test_faces_without_a_mesh_are_misses_with_chance_probabilities():
         prototype_scores(np.zeros((2, 51)))
 
 
+def test_the_rest_level_is_taken_away_and_clipped_at_zero():
+    resting = np.stack([face(eyeSquintLeft=0.55, eyeSquintRight=0.55, browInnerUp=0.1),
+                        face(eyeSquintLeft=0.65, eyeSquintRight=0.65, browInnerUp=0.1), np.full(len(BLENDSHAPES), np.nan)])
+    rest = rest_level(resting)  # the median over the faces with a mesh
+    assert rest[AUS.index(7)] == pytest.approx(0.6) and rest[AUS.index(1)] == pytest.approx(0.1)
+    # a sad face whose resting squint outscores its frown as anger, until the rest is taken away
+    b = face(eyeSquintLeft=0.6, eyeSquintRight=0.6, browInnerUp=0.3, browDownLeft=0.15, browDownRight=0.15,
+             mouthFrownLeft=0.15, mouthFrownRight=0.15, eyeWideLeft=0.1, eyeWideRight=0.1)
+    assert CLASSES[predict(b)[0]] == "anger" and CLASSES[predict(b, rest)[0]] == "sadness"
+    assert prototype_scores(b, rest)[0, CLASSES.index("sadness")] == pytest.approx((0.2 + 0.15 + 0.15) / 3)
+    assert prototype_scores(b, rest).min() >= 0
+    assert np.isnan(prototype_scores(np.full((1, len(BLENDSHAPES)), np.nan), rest)).all()
+
+
 def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "emfacs_rules.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
@@ -78,7 +93,7 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_the_benchmark_scores_the_fixture_faces(tmp_path):
     p = _bench("--real", str(FER_SAMPLE), "--synthetic", "procedural", "--synthetic-per-class", "2", "--size", "64",
-               "--workers", "1", "--out", "bench", "--results", str(tmp_path / "res"), cwd=tmp_path)
+               "--rest-faces", "3", "--workers", "1", "--out", "bench", "--results", str(tmp_path / "res"), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads((tmp_path / "res.json").read_text())
     assert r["n_real"] == 120 and r["skipped"] == {"neutral": 20}  # the six classes, 20 faces each
@@ -88,22 +103,26 @@ def test_the_benchmark_scores_the_fixture_faces(tmp_path):
     assert r["mesh_found"]["n"] == r["n_with_mesh"] > 60
     assert r["misses_as_errors"]["accuracy"] == pytest.approx(np.trace(cm[:, :6]) / 120, abs=1e-4)
     assert r["misses_as_errors"]["macro_f1"] <= r["mesh_found"]["macro_f1"]
+    rest = r["rest"]  # the second row: less the AUs read on procedural neutral faces
+    assert rest["backend"] == "procedural" and rest["n"] == 3 and set(rest["level"]) == {str(a) for a in AUS}
+    assert np.array(rest["misses_as_errors"]["confusion_matrix"])[:, 6].sum() == 120 - r["n_with_mesh"]
     (s,) = r["synthetic"]
     assert s["backend"] == "procedural" and s["n"] == 12 and set(s["au"]) == {str(a) for a in AUS}
     md = (tmp_path / "res.md").read_text()
     assert "Command: `python benchmarks/emfacs_rules.py --real " in md
     assert "| EMFACS rules, faces with a mesh |" in md and "tier B" in md
     # the same input gives the same figures: nothing random
-    p2 = _bench("--real", str(FER_SAMPLE), "--synthetic-per-class", "0", "--workers", "1",
+    p2 = _bench("--real", str(FER_SAMPLE), "--synthetic-per-class", "0", "--rest", "none", "--workers", "1",
                 "--results", str(tmp_path / "again"), cwd=tmp_path)
     assert p2.returncode == 0, p2.stderr[-2000:]
     again = json.loads((tmp_path / "again.json").read_text())
-    assert again["misses_as_errors"] == r["misses_as_errors"] and again["synthetic"] == []
+    assert again["misses_as_errors"] == r["misses_as_errors"] and again["synthetic"] == [] and "rest" not in again
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["--real", "nowhere"],
-                                  ["--real", str(FER_SAMPLE), "--synthetic", "mesh"]])  # mesh without --sources
+                                  ["--real", str(FER_SAMPLE), "--synthetic", "mesh"],  # mesh without --sources
+                                  ["--real", str(FER_SAMPLE), "--rest", "warp"]])
 def test_the_benchmark_answers_bad_input_with_one_line(tmp_path, args):
     p = _bench(*args, cwd=tmp_path)
     assert p.returncode == 2

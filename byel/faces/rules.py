@@ -8,6 +8,11 @@ score in [0, 1] whatever the prototype's size and lets a partly shown expression
 (a minimum would zero it for one missing AU). The prediction is the arg-max; the probabilities
 are the scores normalised to sum to 1 (no temperature to choose).
 
+Some blendshapes do not rest at 0 on a face showing nothing (eyeSquint reads about 0.3 on a
+neutral face), which favours the prototypes holding them. ``rest``, optional, takes that away:
+the AU intensities a face with no AU reads (``rest_level`` of synthetic neutral faces, never of
+a labelled real face), subtracted from every face's and clipped at 0.
+
     from byel.faces import measure_images
     from byel.faces.rules import probabilities, predict
     meshes = measure_images(crops)
@@ -91,24 +96,38 @@ def au_intensities(blendshapes) -> np.ndarray:
     return _blendshapes(blendshapes) @ _READ.T
 
 
-def prototype_scores(blendshapes) -> np.ndarray:
+def rest_level(blendshapes) -> np.ndarray:
+    """(len(AUS),) the median AU intensities of faces showing no action unit (e.g. `byel generate`'s
+    neutral faces), over those with a mesh: the ``rest`` of the functions below."""
+    au = au_intensities(blendshapes)
+    au = au[np.isfinite(au).all(1)]
+    if not len(au):
+        raise ValueError("no face with a mesh to measure the rest level on")
+    return np.median(au, 0)
+
+
+def prototype_scores(blendshapes, rest=None) -> np.ndarray:
     """(N, 6) scores in [0, 1] of the six emotions in byel.classes.CLASSES order: the mean of each
-    EMFACS prototype's AU intensities; NaN rows where no mesh was found."""
-    return au_intensities(blendshapes) @ _COMBINE.T
+    EMFACS prototype's AU intensities (less ``rest``, clipped at 0, when given); NaN rows where no
+    mesh was found."""
+    au = au_intensities(blendshapes)
+    if rest is not None:
+        au = np.maximum(au - np.asarray(rest, np.float64), 0, where=np.isfinite(au), out=au)
+    return au @ _COMBINE.T
 
 
-def probabilities(blendshapes) -> np.ndarray:
+def probabilities(blendshapes, rest=None) -> np.ndarray:
     """(N, 6) prototype scores normalised to sum to 1 (CLASSES order); a face without a mesh (or
     with every score 0) gets chance, 1/6 each."""
-    s = prototype_scores(blendshapes)
+    s = prototype_scores(blendshapes, rest)
     total = s.sum(1, keepdims=True)
     ok = np.isfinite(total) & (total > 0)
     return np.where(ok, s / np.where(ok, total, 1), 1 / len(CLASSES))
 
 
-def predict(blendshapes) -> np.ndarray:
+def predict(blendshapes, rest=None) -> np.ndarray:
     """(N,) int64: index in CLASSES of the best-scoring prototype; -1 where no mesh was found."""
-    s = prototype_scores(blendshapes)
+    s = prototype_scores(blendshapes, rest)
     found = np.isfinite(s).all(1)
     return np.where(found, np.nan_to_num(s, nan=-1.0).argmax(1), -1).astype(np.int64)
 
