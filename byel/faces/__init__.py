@@ -7,6 +7,7 @@ TFLite runtime: find faces, measure 478 landmarks and 52 blendshapes, turn them 
     meshes = measure_images(crops, workers=2)     # N face crops -> one mesh (or none) each, cached
     feats, found = geometry_features(meshes)      # (N, 1008) blendshapes + eye-aligned landmarks
     head = fit_geometry_head(feats, labels)       # a torch module: features -> 6 class logits
+    byel.faces.rules.predict(meshes.blendshapes)  # no learning: the six EMFACS prototypes' rules
 
 Results that use it are "with a pretrained face-geometry model": Google trained it on real faces
 (for geometry; it knows no expression class).
