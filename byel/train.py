@@ -469,6 +469,12 @@ def finetune(
             log.info("fitting the %s head's face-geometry part on %d synthetic faces", cfg.finetune.head, len(labels))
             head = fit(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
             model.geometry.load_state_dict(head.state_dict())
+            if cfg.finetune.no_mesh == "activations":  # the faces without a mesh: the activation head
+                from byel.faces.head import fit_activations
+
+                log.info("fitting the activation head (faces without a mesh) on %d synthetic faces", len(labels))
+                head = fit_activations(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
+                model.activation_head.load_state_dict(head.state_dict())
         dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
         trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",
