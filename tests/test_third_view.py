@@ -127,3 +127,24 @@ def test_the_activation_head_scores_the_faces_without_a_mesh(tmp_path, crops):
     got = classifier.face_probs(loaded, crops)
     np.testing.assert_allclose(got[1], 0.5 * pixels[1] + 0.5 * geo.probs[1], rtol=1e-5)
     assert geo.record()["no_mesh"] == classifier.BY_ACTIVATIONS and geo.record()["n_activations"] == 1
+
+
+def test_finetune_fits_the_activation_head_end_to_end(tmp_path, crops):
+    """`byel finetune --head fused --set finetune.no_mesh=activations` on a tiny procedural set:
+    the checkpoint holds a fitted activation head and its config records the choice."""
+    from byel.cli import main
+    from byel.synth.generate import generate
+
+    faces = tmp_path / "faces"
+    generate(faces, per_class=6, size=96, seed=0, workers=1, progress=False)
+    out = tmp_path / "ft"
+    assert main(["finetune", "--data", str(faces), "--out", str(out), "--head", "fused", "--preset", "smoke",
+                 "--no-progress", "--logger", "none", "--set", "data.image_size=96",
+                 "--set", "finetune.no_mesh=activations"]) == 0
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False)
+    assert ckpt["byel"]["config"]["finetune"]["no_mesh"] == "activations"
+    assert ckpt["state_dict"]["activation_head.linear.weight"].shape == (6, N_ACTIVATIONS)
+    assert ckpt["state_dict"]["activation_head.linear.weight"].abs().sum() > 0  # fitted, not the zeros of a new head
+    assert "n_activations" in ckpt["byel"]["fusion"]
+    geo = classifier.measure(classifier.load(out / "checkpoints" / "best.ckpt"), crops, cache=False)
+    assert np.isfinite(geo.probs).all() and geo.activations.tolist() == [False, True]
