@@ -448,13 +448,18 @@ def validate(cfg: Config) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"invalid {key} {value!r}; choose one of: {', '.join(valid)}")
-    if cfg.finetune.no_mesh != "pixels" and cfg.finetune.head == "pixels":
-        raise ConfigError(f"finetune.no_mesh={cfg.finetune.no_mesh} needs a face-geometry head: "
-                          "add finetune.head=fused (or geometry)")
     METHODS.check(cfg.method.name)
     BACKBONES.check(cfg.model.backbone)
     if cfg.trainer.logger in ("tensorboard", "both") and not _tensorboard_installed():
         raise ConfigError(f"trainer.logger={cfg.trainer.logger} needs TensorBoard: pip install 'byel[tensorboard]'")
+
+
+def check_no_mesh(cfg: Config) -> None:
+    """finetune.no_mesh other than pixels only with a face-geometry head (it would change nothing
+    else). Checked once the whole config is known (the command line's --head comes after --set)."""
+    if cfg.finetune.no_mesh != "pixels" and cfg.finetune.head == "pixels":
+        raise ConfigError(f"finetune.no_mesh={cfg.finetune.no_mesh} needs a face-geometry head: "
+                          "add --head fused (finetune.head=fused) or geometry")
 
 
 def _tensorboard_installed() -> bool:

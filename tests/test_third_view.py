@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from byel import classifier, imageio
-from byel.config import load_config
+from byel.config import check_no_mesh, load_config
 from byel.errors import ByelError, ConfigError
 from byel.faces import geometry_features, measure_images
 from byel.faces.activations import (ACTIVATION_SHAPE, ACTIVATION_TENSOR, N_ACTIVATIONS, ActivationReader,
@@ -66,10 +66,20 @@ def test_bad_bundle_and_a_model_without_the_map_are_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_no_mesh_activations_needs_a_geometry_head():
+def test_no_mesh_activations_needs_a_geometry_head(tmp_path, capsys):
+    from byel.cli import main
+
     with pytest.raises(ConfigError, match="finetune.no_mesh=activations needs a face-geometry head"):
-        load_config("smoke", {"finetune.no_mesh": "activations"})
-    assert load_config("smoke", {"finetune.head": "fused", "finetune.no_mesh": "activations"}).finetune.no_mesh == "activations"
+        check_no_mesh(load_config("smoke", {"finetune.no_mesh": "activations"}))
+    check_no_mesh(load_config("smoke", {"finetune.head": "fused", "finetune.no_mesh": "activations"}))
+    with pytest.raises(ConfigError):
+        load_config("smoke", {"finetune.no_mesh": "pixel"})  # not one of NO_MESH
+    # on the command line, refused before any work, in one line
+    code = main(["finetune", "--data", str(FER_SAMPLE), "--out", str(tmp_path / "ft"), "--preset", "smoke",
+                 "--set", "finetune.no_mesh=activations"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.count("\n") == 0 and "needs a face-geometry head" in err
+    assert not (tmp_path / "ft").exists()
 
 
 def test_the_shipped_fused_model_predicts_exactly_as_before(crops):
