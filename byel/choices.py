@@ -112,6 +112,10 @@ ADAPT_WITH_SYNTHETIC = ("self-train", "co-train")  # they mix in a labelled synt
 # Fine-tuned classifier heads: pixels (the CNN: tier A) | geometry | fused (+ the face-geometry
 # head on MediaPipe's landmarker: tier B).
 HEADS = ("pixels", "geometry", "fused")
+# What classifies a face without a mesh in a geometry | fused model (``finetune.no_mesh``): the
+# pixel CNN (as always), or a head on the landmark model's activation map (byel.faces.activations:
+# tier B), which every face has.
+NO_MESH = ("pixels", "activations")
 
 # Face detectors of `byel predict` / the API / `byel serve`.
 DETECTORS = ("auto", "landmarker", "opencv-haar", "dlib-hog")

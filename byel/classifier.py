@@ -21,6 +21,12 @@ The pixel CNN and the geometry head as one predictor (``finetune.head``, byel.co
 - ``fused``: p = (1 - w) p_cnn + w p_geo where a mesh is found, p_cnn elsewhere, with w chosen
   on the grid 0, 0.1, …, 1 by macro-F1 on the *synthetic* held-out split (never real labels).
 
+With ``finetune.no_mesh activations`` (opt-in; recorded in the checkpoint's config) a third view
+scores the faces without a mesh: a head on the landmark model's own 4 x 4 x 128 activation map
+(byel.faces.activations; every face has one), fitted as the geometry head is, stands in for the
+geometry head there (p_geo is its probabilities, the same weight w). Its map is read only for the
+faces without a mesh. A model without it (every older checkpoint) predicts exactly as before.
+
 Face crops are measured as ``measure_images`` measures them (detect mode, framed), the same for
 training, evaluation and prediction on crops; faces that ``byel predict`` finds in photos with
 the landmarker keep the mesh measured on the photo (``measure(meshes=...)``). Scores made with
@@ -42,6 +48,7 @@ from byel.checkpoint import atomic_torch_save, backbone_state, load_checkpoint, 
 from byel.config import from_dict
 from byel.data.augment import EvalTransform
 from byel.errors import ByelError
+from byel.faces.activations import activation_features
 from byel.faces.batch import Meshes, measure_crop, measure_images
 from byel.faces.features import features, geometry_features
 from byel.landmarker import LANDMARKER, SHA256
@@ -133,6 +140,20 @@ def uses_geometry(model) -> bool:
     return getattr(model, "geometry", None) is not None
 
 
+def uses_activations(model) -> bool:
+    """Whether a fine-tuned model classifies faces without a mesh with its activation head."""
+    return getattr(model, "activation_head", None) is not None
+
+
+BY_PIXELS = "classified by the pixel CNN"
+BY_ACTIVATIONS = "classified by the activation head (the landmark model's 4x4x128 map)"
+
+
+def no_mesh_view(model) -> str:
+    """What classifies a model's faces without a mesh, in words (the reports' ``no_mesh``)."""
+    return BY_ACTIVATIONS if uses_activations(model) else BY_PIXELS
+
+
 def fuse(pixel_probs: np.ndarray, geometry_probs: np.ndarray, weight: float) -> np.ndarray:
     """(1 - w) p_cnn + w p_geo where the geometry row is finite (a mesh), p_cnn elsewhere."""
     p = np.asarray(pixel_probs, np.float64)
@@ -157,8 +178,9 @@ class Geometry:
 
     head: str  # geometry | fused
     weight: float
-    probs: np.ndarray  # (N, C); NaN rows where no mesh was found
-    found: np.ndarray  # bool (N,)
+    probs: np.ndarray  # (N, C); NaN rows where no mesh was found (unless activations scored them)
+    found: np.ndarray  # bool (N,): a mesh
+    activations: np.ndarray | None = None  # bool (N,): scored by the activation head (no mesh); None: not used
 
     def fuse(self, pixel_probs: np.ndarray) -> np.ndarray:
         return fuse(pixel_probs, self.probs, self.weight)
@@ -166,10 +188,14 @@ class Geometry:
     def record(self) -> dict:
         """What reports say about it (the tier B block's ``face_geometry``)."""
         n = len(self.found)
-        return {"head": self.head, "model": LANDMARKER, "sha256": SHA256, "fusion_weight": self.weight,
-                "n_images": n, "n_mesh": int(self.found.sum()),
-                "detection_rate": round(float(self.found.mean()), 4) if n else 0.0,
-                "no_mesh": "classified by the pixel CNN"}
+        out = {"head": self.head, "model": LANDMARKER, "sha256": SHA256, "fusion_weight": self.weight,
+               "n_images": n, "n_mesh": int(self.found.sum()),
+               "detection_rate": round(float(self.found.mean()), 4) if n else 0.0,
+               "no_mesh": BY_PIXELS}
+        if self.activations is not None:
+            out["no_mesh"] = BY_ACTIVATIONS
+            out["n_activations"] = int(self.activations.sum())
+        return out
 
 
 def measure(model, images: np.ndarray, key: str | None = None, progress: bool = False,
@@ -190,7 +216,15 @@ def measure(model, images: np.ndarray, key: str | None = None, progress: bool = 
                 a[todo] = sub[name]
         feats, found = geometry_features(known)
     probs = model.geometry.cpu().probs(feats)
-    return Geometry(model.head_kind, round(float(model.fusion_weight), 6), probs, found)  # the float32 buffer
+    weight = round(float(model.fusion_weight), 6)  # the float32 buffer
+    if not uses_activations(model):
+        return Geometry(model.head_kind, weight, probs, found)
+    missing = np.flatnonzero(~found)  # the third view: only the faces without a mesh are read
+    if len(missing):
+        acts, _ = activation_features(np.asarray(images)[missing], key=key and f"{key}:no-mesh",
+                                      progress=progress, cache=cache)
+        probs[missing] = model.activation_head.cpu().probs(acts)
+    return Geometry(model.head_kind, weight, probs, found, ~found)
 
 
 def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size: int = 256,
@@ -242,6 +276,8 @@ def store_weight(checkpoint, images: np.ndarray, labels: np.ndarray, key: str | 
         weight = 1.0
     record = {"weight": weight, "chosen_on": "synthetic held-out split", "macro_f1_by_weight": {f"{w:.1f}": round(f, 6) for w, f in grid.items()},
               "n_images": int(len(labels)), "n_mesh": int(geo.found.sum())}
+    if geo.activations is not None:  # the faces without a mesh took part through the activation head
+        record["n_activations"] = int(geo.activations.sum())
     ckpt = read_checkpoint(checkpoint)
     ckpt["state_dict"]["fusion_weight"] = torch.tensor(weight)
     ckpt["byel"]["fusion"] = record

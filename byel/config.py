@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from byel.choices import BACKBONES, BACKENDS, HEADS, METHODS
+from byel.choices import BACKBONES, BACKENDS, HEADS, METHODS, NO_MESH
 from byel.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -103,6 +103,9 @@ class FinetuneConfig:
     # one of HEADS: pixels (the CNN: tier A) | geometry | fused (+ the face-geometry head,
     # byel.classifier: tier B)
     head: str = "pixels"
+    # one of NO_MESH, with head geometry | fused: what classifies a face without a mesh — pixels (the
+    # CNN) | activations (a head on the landmark model's activation map, fitted as the geometry head)
+    no_mesh: str = "pixels"
 
 
 @dataclass
@@ -434,6 +437,7 @@ def validate(cfg: Config) -> None:
         "optim.lr_scaling": (cfg.optim.lr_scaling, ["none", "linear"]),
         "finetune.optimizer": (cfg.finetune.optimizer, list(OPTIMIZERS)),
         "finetune.head": (cfg.finetune.head, list(HEADS)),
+        "finetune.no_mesh": (cfg.finetune.no_mesh, list(NO_MESH)),
         "trainer.logger": (cfg.trainer.logger, ["csv", "tensorboard", "both", "none"]),
         "trainer.accelerator": (cfg.trainer.accelerator, list(ACCELERATORS)),
         "trainer.precision": (str(cfg.trainer.precision), list(PRECISIONS)),
@@ -448,6 +452,14 @@ def validate(cfg: Config) -> None:
     BACKBONES.check(cfg.model.backbone)
     if cfg.trainer.logger in ("tensorboard", "both") and not _tensorboard_installed():
         raise ConfigError(f"trainer.logger={cfg.trainer.logger} needs TensorBoard: pip install 'byel[tensorboard]'")
+
+
+def check_no_mesh(cfg: Config) -> None:
+    """finetune.no_mesh other than pixels only with a face-geometry head (it would change nothing
+    else). Checked once the whole config is known (the command line's --head comes after --set)."""
+    if cfg.finetune.no_mesh != "pixels" and cfg.finetune.head == "pixels":
+        raise ConfigError(f"finetune.no_mesh={cfg.finetune.no_mesh} needs a face-geometry head: "
+                          "add --head fused (finetune.head=fused) or geometry")
 
 
 def _tensorboard_installed() -> bool:

@@ -169,7 +169,8 @@ def format_result(result: dict) -> str:
     g = result.get("tier", {}).get("face_geometry")
     if g:
         lines.append(f"  {g['head']} head: a face mesh on {g['n_mesh']} of {g['n_images']} faces ({g['detection_rate']:.1%}), "
-                     f"fusion weight {g['fusion_weight']:.1f}; faces without one are classified by the pixel CNN")
+                     f"fusion weight {g['fusion_weight']:.1f}; faces without one are "
+                     f"{g.get('no_mesh', 'classified by the pixel CNN')}")
     n = len(result.get("classes") or range(6))
     lines.append(f"  chance macro-F1 ≈ {1 / n:.3f} ({n} classes)")
     return "\n".join(lines)

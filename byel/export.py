@@ -230,6 +230,9 @@ def geometry_record(model, file: str, diff: float) -> dict:
         "fusion_weight": weight,
         "fusion": "p = (1 - w) * p_pixels + w * p_geometry for a face with a mesh; p = p_pixels for a face "
                   f"without one (w = fusion_weight = {weight})",
+        **({"no_mesh": "this model's activation head (finetune.no_mesh activations: the landmark model's "
+                       "4x4x128 map, byel.faces.activations) is not exported: here a face without a mesh gets "
+                       "p_pixels"} if getattr(model, "activation_head", None) is not None else {}),
         "parity_max_abs_diff": diff,
         "needs": "a face mesh from MediaPipe's Face Landmarker v2 (the file below: MediaPipe's own FaceLandmarker "
                  "with blendshapes on, or byel's byel.faces.FaceMesher); the exported files cannot compute the "

@@ -213,7 +213,7 @@ def submit(
         # a geometry or fused model: the face geometry its predictions used (tier B), else None
         "face_geometry": None if not classifier.uses_geometry(model) else {
             "head": model.head_kind, "fusion_weight": round(float(model.fusion_weight), 6), "model": LANDMARKER,
-            "n_frames": n_measured, "n_mesh": n_mesh, "no_mesh": "classified by the pixel CNN"},
+            "n_frames": n_measured, "n_mesh": n_mesh, "no_mesh": classifier.no_mesh_view(model)},
     }
 
 

@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from byel.checkpoint import atomic_torch_save, backbone_state, load_checkpoint, read_checkpoint, remove_stale_temporaries
 from byel.checks import check_run_folder, global_rank, run_in, run_lock
 from byel.classes import NUM_CLASSES, class_names
-from byel.config import Config
+from byel.config import Config, check_no_mesh
 from byel.data.datamodule import ArrayDataModule
 from byel.data.split import save_split, stratified_split
 from byel.errors import ByelError, CheckpointError, ConfigError, DataError, Interrupted
@@ -437,6 +437,7 @@ def finetune(
     (their ImageSets' `real_uses`), added to those the stage-1 checkpoint carries. `split`: as for
     `pretrain` (the record of the split that gave `images` and `val`)."""
     quiet_lightning()
+    check_no_mesh(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -469,6 +470,12 @@ def finetune(
             log.info("fitting the %s head's face-geometry part on %d synthetic faces", cfg.finetune.head, len(labels))
             head = fit(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
             model.geometry.load_state_dict(head.state_dict())
+            if cfg.finetune.no_mesh == "activations":  # the faces without a mesh: the activation head
+                from byel.faces.head import fit_activations
+
+                log.info("fitting the activation head (faces without a mesh) on %d synthetic faces", len(labels))
+                head = fit_activations(images, labels, "finetune-train", cfg.trainer.progress, n_classes=cfg.data.classes)
+                model.activation_head.load_state_dict(head.state_dict())
         dm = ArrayDataModule((images, labels), val, batch_size=min(cfg.finetune.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced)
         trainer = build_trainer(cfg, out_dir, cfg.finetune.epochs, monitor="val/macro_f1",

@@ -79,9 +79,10 @@ def resolve_config(args):
     if getattr(args, "no_progress", False):
         overrides["trainer.progress"] = False
     cfg = load_config(args.preset, args.overrides)  # --set first, shortcuts win
-    from byel.config import set_value, validate
+    from byel.config import check_no_mesh, set_value, validate
 
     for key, value in overrides.items():
         set_value(cfg, key, value)
     validate(cfg)
+    check_no_mesh(cfg)
     return cfg

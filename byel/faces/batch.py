@@ -101,7 +101,7 @@ def measure_images(images: np.ndarray, *, mode: str = "detect", frame: bool | No
     opts = {"mode": mode, "frame": [PAD, SIDE] if frame else None, "model": SHA256, **mesher_options}
     opts.pop("max_faces", None)
     family = "faces-" + cache_store.digest("faces", opts, key or "")
-    content = _content_hash(images, opts)
+    content = content_hash(images, opts)
     if cache:
         hit = cache_store.read(family, content)
         if hit is not None and len(hit[0].get("found", ())) == n:
@@ -109,32 +109,52 @@ def measure_images(images: np.ndarray, *, mode: str = "detect", frame: bool | No
             return Meshes(a["found"].astype(bool), a["boxes"], a["landmarks"], a["blendshapes"],
                           a["presence"], {**meta, "cached": True})
     out = Meshes.empty(n)
-    local = threading.local()
-
-    def work(lo: int, hi: int) -> int:
-        if not hasattr(local, "mesher"):
-            local.mesher = FaceMesher(mode, max_faces=1, **mesher_options)
-        for i in range(lo, hi):
-            _measure_one(local.mesher, np.asarray(images[i]), frame, out, i)
-        return hi - lo
-
-    workers = workers or io_workers()
-    chunks = [(lo, min(lo + _CHUNK, n)) for lo in range(0, n, _CHUNK)]
     t0 = time.perf_counter()
-    with tqdm(total=n, desc="face meshes", unit="img", disable=not progress) as bar:
-        if workers == 1 or len(chunks) <= 1:
-            for c in chunks:
-                bar.update(work(*c))
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                for done in pool.map(lambda c: work(*c), chunks):
-                    bar.update(done)
+    workers = in_threads(n, lambda: FaceMesher(mode, max_faces=1, **mesher_options),
+                         lambda mesher, i: _measure_one(mesher, np.asarray(images[i]), frame, out, i),
+                         workers, "face meshes", progress)
     seconds = time.perf_counter() - t0
     out.meta = {"options": opts, "workers": workers, "seconds": round(seconds, 2),
                 "faces_per_s": round(n / seconds, 1) if seconds > 0 else None, "cached": False}
     if cache and n:
         cache_store.write(family, content, out.arrays(), out.meta)
     return out
+
+
+def in_threads(n: int, make, work, workers: int = 0, desc: str = "", progress: bool = False) -> int:
+    """``work(tool, i)`` for i in 0..n-1 in a pool of ``workers`` threads (0: one per core, at most
+    8), each with its own ``tool = make()`` (a TFLite model is not thread-safe), in chunks of
+    _CHUNK images. Returns the number of workers used."""
+    local = threading.local()
+
+    def chunk(lo: int, hi: int) -> int:
+        if not hasattr(local, "tool"):
+            local.tool = make()
+        for i in range(lo, hi):
+            work(local.tool, i)
+        return hi - lo
+
+    workers = workers or io_workers()
+    chunks = [(lo, min(lo + _CHUNK, n)) for lo in range(0, n, _CHUNK)]
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress) as bar:
+        if workers == 1 or len(chunks) <= 1:
+            for c in chunks:
+                bar.update(chunk(*c))
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for done in pool.map(lambda c: chunk(*c), chunks):
+                    bar.update(done)
+    return workers
+
+
+def content_hash(images, opts: dict) -> str:
+    """A short hash of the images' pixels and shapes and of ``opts``: their cache key."""
+    h = hashlib.sha1(repr(sorted(opts.items(), key=str)).encode())
+    for img in images:
+        a = np.ascontiguousarray(img)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def measure_crop(mesher: FaceMesher, img: np.ndarray, frame: bool = True) -> Face | None:
@@ -167,12 +187,3 @@ def _measure_one(mesher: FaceMesher, img: np.ndarray, frame: bool, out: Meshes, 
     out.boxes[i] = f.box
     out.blendshapes[i] = f.blendshapes
     out.presence[i] = f.presence
-
-
-def _content_hash(images, opts: dict) -> str:
-    h = hashlib.sha1(repr(sorted(opts.items(), key=str)).encode())
-    for img in images:
-        a = np.ascontiguousarray(img)
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]

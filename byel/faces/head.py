@@ -11,6 +11,7 @@ from torch import nn
 
 from byel.classes import NUM_CLASSES
 from byel.errors import DataError
+from byel.faces.activations import activation_features
 from byel.faces.features import N_FEATURES, features
 
 
@@ -93,3 +94,14 @@ def fit(images: np.ndarray, labels: np.ndarray, key: str | None = None, progress
     except ValueError as e:  # too few faces with a mesh
         raise DataError(f"cannot fit the face-geometry head: {e} (a mesh was found on {int(found.sum())} "
                         f"of {len(found)} synthetic faces; faces of 96 px or more help)") from None
+
+
+def fit_activations(images: np.ndarray, labels: np.ndarray, key: str | None = None, progress: bool = False,
+                    n_classes: int = 6) -> GeometryHead:
+    """A head on the landmark model's activation map (byel.faces.activations; every face has one,
+    mesh or not), fitted as the geometry head is, on all the labelled synthetic faces."""
+    feats, _ = activation_features(images, key=key, progress=progress)
+    try:
+        return fit_geometry_head(feats, labels, n_classes=n_classes)
+    except ValueError as e:
+        raise DataError(f"cannot fit the activation head: {e}") from None

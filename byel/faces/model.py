@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import sys
+import warnings
 import zipfile
 from contextlib import contextmanager
 from functools import lru_cache
@@ -40,15 +41,21 @@ def read_models(path: str | Path | None = None) -> dict[str, bytes]:
         return {name: z.read(name) for name in MEMBERS}
 
 
-def interpreter(content: bytes, threads: int = 1):
-    """A TFLite interpreter (ai-edge-litert) over a model held in memory, tensors allocated."""
+def interpreter(content: bytes, threads: int = 1, preserve_all_tensors: bool = False):
+    """A TFLite interpreter (ai-edge-litert) over a model held in memory, tensors allocated.
+    ``preserve_all_tensors``: keep every intermediate tensor readable after ``invoke`` (TFLite's
+    ``experimental_preserve_all_tensors``; more memory, and about 1.4x the time of the landmark
+    model: byel.faces.activations uses it, nothing else)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise ByelError("face geometry needs Google's TFLite runtime: pip install ai-edge-litert "
                         "(wheels for Linux, Windows and Apple-silicon macOS; none for Intel macOS)") from None
-    with _native_stderr_hidden():
-        it = Interpreter(model_content=content, num_threads=threads)
+    with _native_stderr_hidden(), warnings.catch_warnings():
+        # its "intended for debugging purposes only" warning: byel reads one tensor on purpose
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        it = Interpreter(model_content=content, num_threads=threads,
+                         **({"experimental_preserve_all_tensors": True} if preserve_all_tensors else {}))
         it.allocate_tensors()
     return it
 

@@ -45,11 +45,19 @@ class Classifier(nn.Module):
         # training and never by the optimiser, and the fusion weight chosen after it
         self.head_kind = self.cfg.finetune.head
         self.fusion: dict = {}  # how the weight was chosen (checkpoint metadata)
+        # finetune.no_mesh activations: a head on the landmark model's activation map stands in
+        # for the geometry head on faces without a mesh (fitted like it; absent otherwise, so
+        # older checkpoints keep their state_dict and their predictions)
+        self.no_mesh = self.cfg.finetune.no_mesh if self.head_kind != "pixels" else "pixels"
         if self.head_kind != "pixels":
             from byel.faces import GeometryHead
 
             self.geometry = GeometryHead(n_classes=n).requires_grad_(False)
             self.register_buffer("fusion_weight", torch.tensor(1.0))
+        if self.no_mesh == "activations":
+            from byel.faces.activations import N_ACTIVATIONS
+
+            self.activation_head = GeometryHead(N_ACTIVATIONS, n_classes=n).requires_grad_(False)
 
     @property
     def device(self) -> torch.device:
