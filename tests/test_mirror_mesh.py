@@ -90,3 +90,18 @@ def test_a_face_and_its_mirror_image_get_the_same_probabilities(group):
                 for i, f in enumerate(meshes)]
     np.testing.assert_allclose(classifier.face_probs(model, classifier.mirrored(crops), mirrored, mirror=True),
                                classifier.face_probs(model, crops, meshes, mirror=True), atol=1e-3)
+
+
+def test_prediction_runs_a_folded_copy_remade_when_the_weights_change(group):
+    """byel.classifier predicts with the batch norms folded (byel.models.backbones.folded_copy):
+    the probabilities of the model itself, also after its weights changed in place."""
+    import torch
+
+    model = classifier.load()
+    crops = np.stack([f.crop for f in group])
+    for step in range(2):
+        with torch.inference_mode():
+            want = model.predict_images(torch.from_numpy(crops)).numpy()
+        np.testing.assert_allclose(classifier.predict_probs(model, crops), want, atol=1e-5)
+        with torch.no_grad():
+            model.head[-1].bias[0] += 5.0  # an in-place change, as a training step or AdaBN makes
