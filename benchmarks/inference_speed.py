@@ -7,8 +7,9 @@ detector sees a new image every frame).
     python benchmarks/inference_speed.py --workers 1 2 [--checkpoint CKPT] [--preset cpu-demo]
 
 With K workers the video is cut into K consecutive parts, one per process; each process loads
-the model, warms up on one frame, then all start together and the wall time until the last one
-finishes is measured (model loading excluded). Each worker uses cores // K torch and OpenCV
+the model, warms up on the photo and on the first and last frame of its part (the video and
+tracking path's first-use imports), then all start together and the wall time until the last one
+finishes is measured (model loading and warm-up excluded). Each worker uses cores // K torch and OpenCV
 threads. Without --checkpoint an untrained model of --preset is timed (the weights do not change
 the speed). Writes OUT/inference_speed.md and OUT/inference_speed.json with the exact command.
 Run it on an otherwise idle machine: other load on the cores lowers the figures.
@@ -134,7 +135,11 @@ def _worker(ckpt: str, video: str, threads: int, stride: int, min_face: int, rea
 
     model = byel.load(ckpt, min_face=min_face)
     model.predict(np.ascontiguousarray(_read_photo()[..., ::-1]))  # warm-up
-    model.predict_video(video, stride=10 ** 9)  # and the video path's imports: its first frame only
+    from byel.media import video_info
+
+    # and the video path's imports: its first and last frame (two frames: the tracking of faces
+    # across frames too, whose first use imports SciPy's assignment, about a second)
+    model.predict_video(video, stride=max(1, video_info(video)[0] - 1))
     if not isinstance(track, bool):  # track = K: the full face search on every K-th frame
         import byel.detect
 
@@ -315,7 +320,10 @@ def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], t
         f"Model: {info['model']['checkpoint']} ({meta['backbone']}, {meta['image_size']} px input); detector: "
         f"{rows[0]['detector']}; min face {args.min_face[0]} px; {args.frames} frames a clip, stride {args.stride}; "
         f"one worker with {cores} threads on {cores} CPU cores, torch {torch.__version__}; median of {args.repeats} "
-        "runs; model loading excluded. Tracking: faces followed by their landmarks, the full search on every "
+        "runs; model loading and warm-up (the photo, the clip's first and last frame) excluded"
+        + (f"; 1-minute load average at the end {info['load_average_at_end'][0]:.1f}" if info["load_average_at_end"] else "")
+        + ". Test-time mirroring on (the default; the mirrored face's mesh derived from the face's own, "
+        "byel.faces.mirror). Tracking: faces followed by their landmarks, the full search on every "
         "K-th frame (K = 30 by default) and when a face is lost (byel.detect.FaceTracker); off: the full search on every frame. Clips: the "
         "fixture group photo (5 faces) panning ±8 px, and its largest face scaled onto a grey 640×480 frame, "
         "panning ±8 px.",

@@ -67,3 +67,22 @@ def test_lars_scales_weight_step_by_trust_ratio():
     opt.step()
     # weight: step = lr · η‖w‖/‖g‖ · g = 0.5·6/2 = 1.5 per entry; bias (1-D) is not adapted: 1
     assert torch.allclose(w, torch.full((2, 2), 1.5)) and torch.allclose(b, torch.zeros(2))
+
+
+@pytest.mark.parametrize("name,size", [("smallnet", 32), ("resnet18", 32), ("resnet50", 64)])
+def test_folded_copy_computes_the_same_without_batch_norms(name, size):
+    from byel.models.backbones import folded_copy
+
+    torch.manual_seed(0)
+    net = create_backbone(name, small_input=True)
+    net.train()(torch.randn(8, 3, size, size))  # batch-norm statistics that are not the identity
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)  # (zero-initialised last BNs would hide a wrong fold)
+    net.eval()
+    fast = folded_copy(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-4, rtol=1e-4)

@@ -66,11 +66,10 @@ def _fields(b: bytes):
 
 
 @lru_cache(maxsize=1)
-def canonical_face() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(landmark ids (33,), weights (33,), their canonical points (33, 3): x right, y up, z towards
-    the viewer, in cm) from the bundle's GeometryPipelineMetadata (canonical_mesh = 1: Mesh3d with
-    vertex_buffer = 3, 5 floats a vertex, x y z u v; procrustes_landmark_basis = 2: landmark_id = 1,
-    weight = 2)."""
+def _metadata() -> tuple[np.ndarray, list[tuple[int, float]]]:
+    """(canonical mesh vertices (468, 3), procrustes basis [(landmark id, weight)]) parsed from the
+    bundle's GeometryPipelineMetadata (canonical_mesh = 1: Mesh3d with vertex_buffer = 3, 5 floats
+    a vertex, x y z u v; procrustes_landmark_basis = 2: landmark_id = 1, weight = 2)."""
     read_models()  # a missing or damaged bundle: one ByelError naming it
     with zipfile.ZipFile(model_path()) as z:
         meta = z.read(METADATA)
@@ -81,7 +80,20 @@ def canonical_face() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         elif f == 2:
             d = dict(_fields(v))
             basis.append((d.get(1, 0), float(np.frombuffer(d[2], "<f4")[0])))
-    vertices = np.array(floats, np.float64).reshape(-1, 5)[:, :3]
+    return np.array(floats, np.float64).reshape(-1, 5)[:, :3], basis
+
+
+def canonical_mesh() -> np.ndarray:
+    """The canonical face's 468 vertices (x right, y up, z towards the viewer, in cm; symmetric
+    about x = 0): the mesh's points without the 10 iris points."""
+    return _metadata()[0].copy()
+
+
+@lru_cache(maxsize=1)
+def canonical_face() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(landmark ids (33,), weights (33,), their canonical points (33, 3): x right, y up, z towards
+    the viewer, in cm): the points MediaPipe fits the canonical face with."""
+    vertices, basis = _metadata()
     ids = np.array([i for i, _ in basis])
     return ids, np.array([w for _, w in basis]), vertices[ids]
 
