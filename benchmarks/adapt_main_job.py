@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs", default=DEFAULTS["runs"], help="the main job's runs (s<seed> below it)")
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["adabn", "self-train"])
+    p.add_argument("--data", help="the unlabelled images every method adapts on (default: --real's own, "
+                                  "transductive), e.g. ../shared/data/fer2013-train-unlabelled")
     p.add_argument("--out", default=DEFAULTS["out"])
     args = p.parse_args(argv)
     return run_guarded(lambda: run(args, argv))
@@ -65,6 +67,17 @@ def _scores(ev: dict) -> dict:
     return row
 
 
+def _demo_adapted(src: Path, method: str, data: str) -> bool:
+    """Whether the demo in `src` (`byel demo --unlabelled DATA`) adapted its fine-tuned model with
+    `method` on `data`'s images (its adapt/adapt.json: the same method and data folder)."""
+    try:
+        record = json.loads((src / "adapt" / "adapt.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (record.get("method") == method and (src / "adapt" / "checkpoints/adapted.ckpt").is_file()
+            and record.get("data_resolved", "").split(":", 1)[-1] == str(Path(data.split(":", 1)[-1]).resolve()))
+
+
 def run(args, argv: list[str] | None = None) -> int:
     if not Path(args.real.split(":", 1)[-1]).exists():
         raise ByelError(f"--real {args.real}: not found")
@@ -74,6 +87,9 @@ def run(args, argv: list[str] | None = None) -> int:
             if not (runs / f"s{seed}" / need).exists():
                 raise ByelError(f"{runs / f's{seed}' / need} not found: run benchmarks/main_job.py "
                                 f"--seeds {seed} --runs {runs} first")
+    if args.data and not Path(args.data.split(":", 1)[-1]).exists():
+        raise ByelError(f"--data {args.data}: not found")
+    data = args.data or args.real
     rows = []
     for seed in args.seeds:
         src = runs / f"s{seed}"
@@ -81,14 +97,18 @@ def run(args, argv: list[str] | None = None) -> int:
         for method in ["none", *args.methods]:
             out = runs / "adapt" / f"{method}-s{seed}"
             ckpt = best if method == "none" else out / "checkpoints/adapted.ckpt"
+            made = out  # the folder of the adaptation's adapt.json
+            if method != "none" and not ckpt.exists() and _demo_adapted(src, method, data):
+                made = src / "adapt"  # `byel demo --unlabelled DATA` ran this very adaptation: reused
+                ckpt = made / "checkpoints/adapted.ckpt"
             if not ckpt.exists():
-                _byel("adapt", "--checkpoint", str(best), "--data", args.real, "--method", method, "--out", str(out),
+                _byel("adapt", "--checkpoint", str(best), "--data", data, "--method", method, "--out", str(out),
                       "--overwrite", *(["--synthetic", str(src / "synthetic")] if method in SYNTHETIC else []))
             if not (out / "eval.json").exists():  # every row scored by the same `byel evaluate`
                 _byel("evaluate", "--checkpoint", str(ckpt), "--data", args.real, "--report", str(out / "eval.json"))
             row = {"seed": seed, "method": method, **_scores(json.loads((out / "eval.json").read_text()))}
             if method != "none":
-                record = json.loads((out / "adapt.json").read_text())
+                record = json.loads((made / "adapt.json").read_text())
                 row.update(n_adapt_images=record.get("n_images"), adapt_s=record.get("seconds"))
             rows.append(row)
     table = write(rows, args, run_record(__file__, argv))
@@ -102,12 +122,15 @@ def write(rows: list[dict], args, record: dict) -> str:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
-               + " --methods " + " ".join(args.methods)
+               + " --methods " + " ".join(args.methods) + (f" --data {args.data}" if args.data else "")
                + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
     parts = [(part, name) for part, name in PARTS if f"{part}_macro_f1" in rows[0]]
     lines = [f"Command: `{command}`  ", f"Machine: {machine(record)}  ", f"Commit: {commit(record)}  ",
-             f"Real faces: {args.real}; every adaptation reads all of its images without labels (transductive: "
-             "the scored images are among them); chance macro-F1 0.167; adaptation minutes per run.", "",
+             (f"Real faces: {args.real}; every adaptation reads all of its images without labels (transductive: "
+              "the scored images are among them)" if not args.data else
+              f"Real faces: {args.real}; every adaptation reads the images of {args.data} without labels (n = "
+              f"{rows[-1].get('n_adapt_images')}; the tier column says whether any scored image is among them)")
+             + "; chance macro-F1 0.167; adaptation minutes per run.", "",
              "| adaptation | macro-F1 | tier |" + "".join(f" {name} | tier |" for _, name in parts)
              + " macro-F1 per seed | minutes | runs |",
              "|---|---|---|" + "---|---|" * len(parts) + "---|---|---|"]

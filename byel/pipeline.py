@@ -44,14 +44,17 @@ def run_demo(
     resume: bool = False,
     overwrite: bool = False,
     unlabelled: str | None = None,
+    adapt: str | None = None,
 ) -> dict:
     """`resume`: reuse finished stages, continue an interrupted one — with the demo's own settings
     only: any other (a config key but where it runs and what it shows, byel.train.RESUME_FREE; or
     an option: backend, sources, per_class, real, adapt_bn, unlabelled) is refused in one line
     naming each, before anything is written. Without it a folder that holds a demo is refused
     unless `overwrite`. Every input (real faces, sources) is checked before the first step, and
-    the folder is locked for the run. `unlabelled`: a spec of unlabelled real images for stage 1's
-    BYOL term (byel.train.pretrain)."""
+    the folder is locked for the run. `unlabelled`: a spec of unlabelled real images, used twice
+    (tier C): in stage 1's BYOL term (byel.train.pretrain), then by a label-free adaptation of the
+    fine-tuned model (`adapt`: a byel.adapt method; default `demo_adaptation`'s choice, "none" to
+    skip it), whose checkpoint is evaluated beside the fine-tuned one."""
     from byel.checks import check_run_folder, run_lock
     from byel.data.sources import load
     from byel.errors import DataError
@@ -63,7 +66,8 @@ def run_demo(
         check_run_folder(out, resume=resume, overwrite=overwrite, markers=DEMO_MARKERS)
         # Inputs that would otherwise fail only after all the training (decoded here, then cached):
         options = {"--backend": backend, "--per-class": per_class, "--sources": None, "--real": None,
-                   "--adapt-bn": bool(adapt_bn), "--unlabelled": None}  # as resolved: specs and paths absolute
+                   "--adapt-bn": bool(adapt_bn), "--unlabelled": None,  # as resolved: specs and paths absolute
+                   "--adapt": demo_adaptation(adapt, unlabelled, cfg.finetune.head)}
         if real:
             options["--real"] = load(real, cfg.data.image_size, progress=cfg.trainer.progress,
                                      classes=cfg.data.classes).spec
@@ -86,7 +90,30 @@ def run_demo(
         settings = {"config": cfg.to_dict(), "options": options}
         if resume:
             check_demo_settings(out, cfg, options)
-        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled, settings)
+        return _run_demo(cfg, out, real, backend, sources, adapt_bn, per_class, resume, unlabelled,
+                         options["--adapt"], settings)
+
+
+def demo_adaptation(adapt: str | None, unlabelled: str | None, head: str) -> str | None:
+    """The adaptation the demo runs on its unlabelled images after fine-tuning, or None. By default
+    (`adapt` None) with unlabelled images: co-training for a model with a face-geometry head (its
+    pixel CNN learns from the geometry view's confident faces and back: tier B+C), self-training
+    otherwise (tier C); "none": no adaptation. A choice that cannot run is refused in one line
+    before any work."""
+    from byel.adapt import method as adapt_method
+    from byel.errors import ConfigError
+
+    if adapt == "none":
+        return None
+    if adapt and not unlabelled:
+        raise ConfigError(f"--adapt {adapt} adapts on unlabelled real images: give --unlabelled DIR")
+    if not unlabelled:
+        return None
+    adapt = adapt or ("co-train" if head in ("fused", "geometry") else "self-train")
+    adapt_method(adapt)  # an unknown name: one line
+    if adapt == "co-train" and head == "pixels":
+        raise ConfigError("--adapt co-train needs a face-geometry head: add --head fused (or choose --adapt self-train)")
+    return adapt
 
 
 def recorded_settings(out: Path) -> dict | None:
@@ -136,7 +163,7 @@ def check_demo_settings(out: Path, cfg: Config, options: dict) -> None:
 
 
 def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_class, resume: bool,
-              unlabelled: str | None, settings: dict) -> dict:
+              unlabelled: str | None, adapt: str | None, settings: dict) -> dict:
     """The four steps. `resume`: reuse the synthetic faces and continue each stage from its
     checkpoint; a stage without one starts over (the folder and settings were checked by run_demo;
     the stages' checkpoints are checked here, before anything is written)."""
@@ -149,7 +176,8 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     out.mkdir(parents=True, exist_ok=True)
     times, t0 = {}, time.time()
     progress = cfg.trainer.progress
-    steps = iter(("1/4", "2/4", "3/4"))
+    n_steps = 5 if adapt else 4
+    steps = iter(f"{i}/{n_steps}" for i in range(1, n_steps))
 
     def say(msg: str) -> None:
         _say(f"{next(steps)} {msg}")
@@ -183,13 +211,23 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
     if global_rank() != 0:  # under DDP every rank runs this script; one reports
         return {}
 
+    adaptation = None
+    if adapt:
+        t = time.time()
+        fit = dataclasses.replace(data, images=data.images[tr], labels=data.labels[tr],
+                                  paths=[data.paths[i] for i in tr], spec=f"{data.spec} (training split)")
+        adaptation = _demo_adaptation(best, unl, fit, adapt, out / "adapt", resume, say, progress)
+        times["adapt_s"] = time.time() - t
+
     t = time.time()
-    result = None
+    result = adapted_result = None
     if real:
-        _say(f"4/4 evaluating on real faces: {real}")
+        _say(f"{n_steps}/{n_steps} evaluating on real faces: {real}")
         result = evaluate(best, real, out / "eval" / "real.json", adapt_bn=adapt_bn or None, progress=progress)
+        if adaptation and "checkpoint" in adaptation:
+            adapted_result = evaluate(adaptation["checkpoint"], real, out / "eval" / "real-adapted.json", progress=progress)
     else:
-        _say("4/4 no --real folder given: skipping the evaluation on real faces")
+        _say(f"{n_steps}/{n_steps} no --real folder given: skipping the evaluation on real faces")
     times["evaluate_s"] = time.time() - t
     times["total_s"] = time.time() - t0
 
@@ -204,28 +242,72 @@ def _run_demo(cfg: Config, out: Path, real, backend, sources, adapt_bn, per_clas
         "evaluation": result,
         "seconds": {k: round(v, 1) for k, v in times.items()},
     }
+    if adaptation:
+        summary["adaptation"] = {**{k: adaptation[k] for k in ("method", "data", "n_images", "checkpoint", "report",
+                                                               "collapsed") if k in adaptation},
+                                 "evaluation": adapted_result}
     _write_json(out / "report.json", summary)
     lines = ["", "byel demo — report", "=================="]
     if result:
         lines.append(format_result(result))
         if adapt_bn:
             lines.append("  (AdaBN uses the real images without labels; reported separately from the plain score)")
+    if adaptation:
+        lines.append(f"after {adaptation['method']} on {adaptation['n_images']} unlabelled real images "
+                     f"({adaptation['data']}):")
+        lines.append(format_result(adapted_result) if adapted_result else
+                     f"  stopped: {adaptation['collapsed']}" if "collapsed" in adaptation else
+                     f"  adapted model: {adaptation['checkpoint']} (no --real folder to score it on)")
     lines += [
         f"time: {times['total_s'] / 60:.1f} min (generate {times['generate_s']:.0f} s, pre-train {times['pretrain_s']:.0f} s, "
-        f"fine-tune {times['finetune_s']:.0f} s, evaluate {times['evaluate_s']:.0f} s)",
+        f"fine-tune {times['finetune_s']:.0f} s, "
+        + (f"{adapt} {times['adapt_s']:.0f} s, " if adapt else "") + f"evaluate {times['evaluate_s']:.0f} s)",
         "artefacts:",
         f"  synthetic faces      {synth}  (preview: {summary['preview']})",
         f"  held-out split       {split_file}  ({split['n_held_out']} images, fraction {split['fraction']}, "
         f"seed {split['seed']}, by {split['grouped_by']}; in neither training stage)",
         f"  pre-train checkpoint {pre_last}",
         f"  fine-tuned model     {best}",
+        *([f"  adapted model        {adaptation['checkpoint']}  ({adaptation['method']}; {adaptation['report']})"]
+          if adaptation and "checkpoint" in adaptation else []),
         f"  training logs        {out / 'pretrain' / 'logs'}, {out / 'finetune' / 'logs'}",
     ]
     if result:
         lines += [f"  evaluation report    {result['report']}", f"  confusion matrix     {result['confusion_png']}"]
+    if adapted_result:
+        lines += [f"  adapted model's      {adapted_result['report']}"]
     lines.append(f"  this summary         {out / 'report.json'}")
     print("\n".join(lines))
     return summary
+
+
+def _demo_adaptation(best: Path, unlabelled, synthetic, method: str, out: Path, resume: bool,
+                     say: Callable[[str], None], progress: bool) -> dict:
+    """Adapt the fine-tuned model `best` on the unlabelled ImageSet with `method` (byel.adapt.run,
+    its default options; self-train and co-train mix in `synthetic`, the training split) into
+    OUT/checkpoints/adapted.ckpt; `resume` reuses an adaptation of this very checkpoint. Returns
+    its report; one whose predictions collapsed returns {"method", "collapsed": why}."""
+    from byel.adapt.common import CollapseError
+    from byel.adapt.run import adapt_checkpoint
+
+    done = out / "adapt.json"
+    if resume and done.is_file():
+        try:
+            report = json.loads(done.read_text())
+        except (OSError, ValueError):
+            report = {}
+        ckpt = Path(report.get("checkpoint", ""))
+        if (report.get("method") == method and report.get("source_checkpoint") == str(best) and ckpt.is_file()
+                and ckpt.stat().st_mtime >= best.stat().st_mtime):
+            say(f"reusing the {method} adaptation in {out}")
+            return {**report, "report": str(done)}
+    say(f"{method} on {len(unlabelled)} unlabelled real images ({unlabelled.spec}), "
+        f"mixed with the {len(synthetic)} synthetic training faces")
+    try:
+        return adapt_checkpoint(best, unlabelled, method, out, synthetic=synthetic, progress=progress)
+    except CollapseError as e:  # the fine-tuned model is still evaluated; the report says why none is adapted
+        _say(f"{method} stopped: {e}")
+        return {"method": method, "data": unlabelled.spec, "n_images": len(unlabelled), "collapsed": str(e)}
 
 
 def synthetic_data(out: Path, gen: GenerateConfig, *, size: int, seed: int, classes: int = NUM_CLASSES,

@@ -133,3 +133,24 @@ def test_adapt_main_job_table_comes_from_the_evaluation_reports(tmp_path):
     again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "byel adapt" not in again.stderr and "byel evaluate" not in again.stderr
     assert json.loads((tmp_path / "res" / "results.json").read_text()) == res
+
+
+@pytest.mark.slow
+def test_adapt_main_job_on_a_pool_reuses_the_demos_own_adaptation(tmp_path):
+    """`--data POOL`: every method adapts on the pool's images (not the scored ones); a demo run with
+    `--unlabelled POOL` already holds its self-training, which is reused, not run again."""
+    runs, pool = tmp_path / "runs", FER_SAMPLE / "angry"  # 20 real faces as the unlabelled pool
+    assert _run("--real", str(FER_SAMPLE), "--seeds", "0", "--runs", str(runs), "--out", str(tmp_path / "mj"),
+                "--", "--preset", "smoke", "--unlabelled", str(pool), cwd=tmp_path).returncode == 0
+    assert json.loads((runs / "s0" / "adapt" / "adapt.json").read_text())["method"] == "self-train"
+    script = str(ROOT / "benchmarks" / "adapt_main_job.py")
+    p = subprocess.run([sys.executable, script, "--real", str(FER_SAMPLE), "--seeds", "0", "--runs", str(runs),
+                        "--methods", "self-train", "adabn", "--data", str(pool), "--out", str(tmp_path / "res")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stderr.count("-m byel adapt ") == 1  # adabn only: the demo's self-training is reused
+    res = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert [(r["method"], r.get("n_adapt_images")) for r in res["runs"]] == [("none", None), ("self-train", 20),
+                                                                              ("adabn", 20)]
+    assert all(r["tier"] == "C" for r in res["runs"])  # the pool was in stage 1 already: every row is C
+    assert f"--data {pool}" in res["command"] and "n = 20" in (tmp_path / "res" / "results.md").read_text()

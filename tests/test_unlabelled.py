@@ -117,12 +117,63 @@ def test_supervised_refuses_unlabelled(tmp_path, synth_dir, fer_sample, capsys):
 
 
 @pytest.mark.slow
-def test_demo_passes_unlabelled_through(tmp_path, fer_sample):
+def test_demo_passes_unlabelled_through(tmp_path, fer_sample, capsys):
+    """demo --unlabelled: the images reach stage 1's BYOL term, then a self-training of the
+    pixels-only model (the default without a geometry head) whose model is scored beside the
+    fine-tuned one; both say tier C; --resume reuses the adaptation."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--unlabelled", str(fer_sample), *TINY]) == 0
+    argv = ["demo", "--out", str(out), "--unlabelled", str(fer_sample), "--real", str(fer_sample), *TINY]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
     meta = torch.load(out / "pretrain" / "checkpoints" / "last.ckpt", weights_only=True)["byel"]
     assert meta["unlabelled"]["n_images"] == 140
     assert torch.load(out / "finetune" / "checkpoints" / "best.ckpt", weights_only=True)["byel"]["unlabelled"]["n_images"] == 140
+    report = json.loads((out / "report.json").read_text())
+    ada = report["adaptation"]
+    assert ada["method"] == "self-train" and ada["n_images"] == 140
+    adapted = torch.load(ada["checkpoint"], weights_only=True)["byel"]
+    assert [a["method"] for a in adapted["adaptations"]] == ["self-train"]
+    assert adapted["adaptations"][0]["n_images"] == 140 and "training split" in adapted["adaptations"][0]["synthetic"]
+    split = json.loads((out / "pretrain" / "split.json").read_text())
+    assert adapted["adaptations"][0]["n_synthetic"] == split["n_train"]  # the held-out faces stay out
+    assert report["evaluation"]["tier"]["name"] == "C" and ada["evaluation"]["tier"]["name"] == "C"
+    assert (out / "eval" / "real-adapted.json").is_file()
+    assert "after self-train on 140 unlabelled real images" in printed and "5/5" not in printed
+    before = (out / "adapt" / "checkpoints" / "adapted.ckpt").stat().st_mtime_ns
+    assert main([*argv, "--resume"]) == 0
+    assert "reusing the self-train adaptation" in capsys.readouterr().err
+    assert (out / "adapt" / "checkpoints" / "adapted.ckpt").stat().st_mtime_ns == before
+    # another adaptation is another demo: refused on resume, naming the option
+    assert main([*argv, "--resume", "--adapt", "none"]) == 2
+    assert "--adapt 'self-train' → None" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--adapt", "self-train"], "--adapt self-train adapts on unlabelled real images: give --unlabelled DIR"),
+    (["--unlabelled", "FER", "--adapt", "co-train"], "--adapt co-train needs a face-geometry head"),
+    (["--unlabelled", "FER", "--adapt", "magic"], "argument --adapt: invalid choice: 'magic'"),
+])
+def test_demo_adaptation_refused_in_one_line_before_any_work(tmp_path, fer_sample, capsys, extra, message):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), *[str(fer_sample) if a == "FER" else a for a in extra], *TINY]
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own refusal
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and not (out / "synthetic").exists()
+
+
+def test_demo_adaptation_choice():
+    from byel.pipeline import demo_adaptation
+
+    assert demo_adaptation(None, None, "fused") is None
+    assert demo_adaptation(None, "DIR", "fused") == "co-train"
+    assert demo_adaptation(None, "DIR", "geometry") == "co-train"
+    assert demo_adaptation(None, "DIR", "pixels") == "self-train"
+    assert demo_adaptation("none", "DIR", "fused") is None
+    assert demo_adaptation("adabn", "DIR", "pixels") == "adabn"
 
 
 @pytest.mark.slow

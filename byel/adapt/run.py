@@ -54,10 +54,12 @@ def adapt_model(model: Classifier, images: np.ndarray, name: str, opts: Options 
     return monitor.adapted.eval(), {"method": name, "options": opts.record(), **monitor.extra, "rounds": monitor.rounds}
 
 
-def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Path, opts: Options | None = None,
-                     synthetic: str | None = None, device: str = "cpu", progress: bool = True) -> dict:
+def adapt_checkpoint(checkpoint: str | Path, data, name: str, out: str | Path, opts: Options | None = None,
+                     synthetic=None, device: str = "cpu", progress: bool = True) -> dict:
     """Adapt a fine-tuned checkpoint on the unlabelled images of `data`; write
-    OUT/checkpoints/adapted.ckpt and OUT/adapt.json. Returns the report."""
+    OUT/checkpoints/adapted.ckpt and OUT/adapt.json. Returns the report. `data` and `synthetic`:
+    a data spec, or an ImageSet already loaded at the model's size (byel.data.sources.load; the
+    demo passes its own, `synthetic` its training split)."""
     from byel.data.sources import load  # late: keeps `import byel.adapt` light
 
     method_fn(name)  # an unknown method: one line before anything loads
@@ -72,14 +74,19 @@ def adapt_checkpoint(checkpoint: str | Path, data: str, name: str, out: str | Pa
         check_head(model)
     if name in SYNTHETIC and synthetic is None:
         raise DataError(f"{name} mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
-    unl = load(data, size, unlabelled=True, progress=progress)
-    syn = load(synthetic, size, progress=progress, classes=len(model.classes)) if name in SYNTHETIC else None
+    unl = load(data, size, unlabelled=True, progress=progress) if isinstance(data, str) else data
+    syn = None
+    if name in SYNTHETIC:
+        syn = load(synthetic, size, progress=progress, classes=len(model.classes)) if isinstance(synthetic, str) else synthetic
+    for what, s in (("unlabelled", unl), ("synthetic", syn)):
+        if s is not None and s.images.shape[1:3] != (size, size):
+            raise DataError(f"the {what} images are {s.images.shape[2]}x{s.images.shape[1]} px; the model takes {size} px")
     say(f"{name} on {len(unl)} unlabelled images of {unl.spec}"
         + (f", with {len(syn)} labelled synthetic images of {syn.spec}" if syn is not None else ""))
     t0 = time.time()
     adapted, record = adapt_model(model, unl.images, name, opts, (syn.images, syn.labels) if syn is not None else None,
                                   progress)
-    record = {**record, "data": data, "data_resolved": unl.spec, "n_images": int(len(unl)),
+    record = {**record, "data": data if isinstance(data, str) else unl.spec, "data_resolved": unl.spec, "n_images": int(len(unl)),
               **({"synthetic": syn.spec, "n_synthetic": int(len(syn))} if syn is not None else {}),
               "source_checkpoint": str(checkpoint), "byel_version": __version__, "seconds": round(time.time() - t0, 1)}
     meta = {**src["byel"], "adaptations": [*src["byel"].get("adaptations", []), {**record, "fingerprint": fingerprint(unl.images)}]}

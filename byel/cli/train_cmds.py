@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from byel.choices import BACKENDS
+from byel.choices import ADAPT_METHODS, BACKENDS
 from byel.cli.args import positive_int
 from byel.cli.settings import config_args, resolve_config
 from byel.config import HEADS
@@ -60,7 +60,12 @@ def add_demo(sub) -> None:
                          "images without their labels; with SPEC, on the unlabelled images of SPEC instead")
     de.add_argument("--resume", action="store_true", help="reuse finished stages and resume an interrupted one")
     de.add_argument("--overwrite", action="store_true", help="replace the demo already in OUT (refused without it)")
-    de.add_argument("--unlabelled", metavar="SPEC", help=UNLABELLED_HELP)
+    de.add_argument("--unlabelled", metavar="SPEC",
+                    help="unlabelled real images (a folder: every image below it, or any data spec; labels never "
+                         "read), used twice (tier C): in stage 1's BYOL term, then by --adapt after fine-tuning")
+    de.add_argument("--adapt", metavar="METHOD", choices=[*ADAPT_METHODS, "none"],
+                    help="with --unlabelled: the adaptation after fine-tuning (default: co-train with --head fused "
+                         "or geometry, else self-train; none: skip it); its model is scored beside the fine-tuned one")
     de.add_argument("--head", choices=HEADS, help=HEAD_HELP)
     config_args(de, "pretrain.epochs")
     de.set_defaults(func=cmd_demo, writes={"out": "demo"}, reads=("real", "sources", "adapt_bn", "unlabelled"))
@@ -155,5 +160,5 @@ def cmd_demo(args) -> int:
     cfg = resolve_config(args)
     run_demo(cfg, out=Path(args.out), real=args.real, backend=args.backend, sources=args.sources,
              adapt_bn=args.adapt_bn, per_class=args.per_class, resume=args.resume, overwrite=args.overwrite,
-             unlabelled=args.unlabelled)
+             unlabelled=args.unlabelled, adapt=args.adapt)
     return 0
