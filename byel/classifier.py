@@ -21,6 +21,13 @@ The pixel CNN and the geometry head as one predictor (``finetune.head``, byel.co
 - ``fused``: p = (1 - w) p_cnn + w p_geo where a mesh is found, p_cnn elsewhere, with w chosen
   on the grid 0, 0.1, …, 1 by macro-F1 on the *synthetic* held-out split (never real labels).
 
+A class-prior correction (``byel adapt --method prior``, byel.adapt.prior; opt-in, tier C): a
+checkpoint whose adaptations record a ``log_prior_ratio`` r (one number a class) has its final
+probabilities re-weighted, p'(c|x) ∝ p(c|x)·exp(r_c), after fusion and mirror averaging: in
+``face_probs``, in ``Geometry.fuse`` and, for a pixels-only model, in ``predict_probs`` (whose
+output is then the final one; a geometry model's ``predict_probs`` stays the pixel CNN's own).
+A checkpoint without one gives the very same numbers as before.
+
 Face crops are measured as ``measure_images`` measures them (detect mode, framed), the same for
 training, evaluation and prediction on crops; faces that ``byel predict`` finds in photos with
 the landmarker keep the mesh measured on the photo (``measure(meshes=...)``). Scores made with
@@ -105,12 +112,48 @@ def mirrored(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
 
 
-@torch.inference_mode()
+# --------------------------------------------------------------------------- class-prior correction
+
+
+def prior_log_ratio(model) -> np.ndarray | None:
+    """The class-prior correction a model's checkpoint carries: the sum of its adaptations'
+    ``log_prior_ratio`` (log π'_c/π_c, one a class; byel.adapt.prior), float64 (C,); None when
+    it has none (every checkpoint made before, or without, ``byel adapt --method prior``)."""
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    ratios = [a["log_prior_ratio"] for a in meta.get("adaptations", []) if a.get("log_prior_ratio") is not None]
+    if not ratios:
+        return None
+    r = np.sum(np.asarray(ratios, np.float64), axis=0)
+    if r.shape != (len(model.classes),) or not np.isfinite(r).all():
+        raise ByelError(f"the checkpoint's class-prior correction has {r.size} number(s) for {len(model.classes)} "
+                        "classes; adapt this checkpoint again with byel adapt --method prior")
+    return r
+
+
+def apply_prior(probs: np.ndarray, log_ratio: np.ndarray | None) -> np.ndarray:
+    """p'(c|x) = p(c|x)·exp(r_c) / Σ_k p(k|x)·exp(r_k), float32 (N, C); `probs` itself (the
+    same array) when `log_ratio` is None."""
+    if log_ratio is None:
+        return probs
+    p = np.asarray(probs, np.float64) * np.exp(np.asarray(log_ratio, np.float64))
+    total = p.sum(1, keepdims=True)
+    return (p / np.where(total > 0, total, 1.0)).astype(np.float32)
+
+
 def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 256, progress: bool = False,
                   mirror: bool = False) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
     eval() and inference_mode. ``mirror``: the mean of the images' and their mirror images'
-    probabilities."""
+    probabilities. A pixels-only model's class-prior correction, if its checkpoint has one, is
+    applied last (a geometry model's is applied after fusion: ``Geometry.fuse``)."""
+    probs = _pixel_probs(model, images, batch_size, progress, mirror)
+    return probs if uses_geometry(model) else apply_prior(probs, prior_log_ratio(model))
+
+
+@torch.inference_mode()
+def _pixel_probs(model: Classifier, images: np.ndarray, batch_size: int = 256, progress: bool = False,
+                 mirror: bool = False) -> np.ndarray:
+    """The pixel CNN's probabilities, no class-prior correction."""
     if mirror:
         return (_probs(model, images, batch_size, progress) + _probs(model, mirrored(images), batch_size, progress)) / 2
     return _probs(model, images, batch_size, progress)
@@ -159,9 +202,11 @@ class Geometry:
     weight: float
     probs: np.ndarray  # (N, C); NaN rows where no mesh was found
     found: np.ndarray  # bool (N,)
+    log_prior_ratio: np.ndarray | None = None  # the model's class-prior correction (prior_log_ratio)
 
     def fuse(self, pixel_probs: np.ndarray) -> np.ndarray:
-        return fuse(pixel_probs, self.probs, self.weight)
+        """The model's prediction: fused, then its class-prior correction if it has one."""
+        return apply_prior(fuse(pixel_probs, self.probs, self.weight), self.log_prior_ratio)
 
     def record(self) -> dict:
         """What reports say about it (the tier B block's ``face_geometry``)."""
@@ -190,7 +235,8 @@ def measure(model, images: np.ndarray, key: str | None = None, progress: bool = 
                 a[todo] = sub[name]
         feats, found = geometry_features(known)
     probs = model.geometry.cpu().probs(feats)
-    return Geometry(model.head_kind, round(float(model.fusion_weight), 6), probs, found)  # the float32 buffer
+    return Geometry(model.head_kind, round(float(model.fusion_weight), 6), probs, found,  # the float32 buffer
+                    prior_log_ratio(model))
 
 
 def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size: int = 256,
@@ -198,20 +244,24 @@ def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size:
     """The model's prediction (N, C) for uint8 face crops (N, H, W, 3): the pixel CNN's
     probabilities, fused with the geometry head's where the model has one (``meshes``: per crop
     its face measured, or None, as for ``measure``). ``mirror``: the mean of this and the same
-    prediction for the mirrored crops (their meshes measured on the mirrored crops)."""
+    prediction for the mirrored crops (their meshes measured on the mirrored crops). The model's
+    class-prior correction, if its checkpoint has one, is applied last (prior_log_ratio)."""
     crops = np.asarray(crops)
     if not len(crops):
         return np.zeros((0, len(model.classes)), np.float32)
-    probs = predict_probs(model, crops, batch_size)
+    probs = _fused(model, crops, meshes, batch_size)
+    if mirror:
+        flipped = mirrored(crops)
+        other = _fused(model, flipped, _measure_crops(flipped) if uses_geometry(model) else None, batch_size)
+        probs = ((np.asarray(probs, np.float64) + other) / 2).astype(np.float32)
+    return apply_prior(probs, prior_log_ratio(model))
+
+
+def _fused(model, crops: np.ndarray, meshes: list | None, batch_size: int) -> np.ndarray:
+    """face_probs without mirroring and without the class-prior correction."""
+    probs = _pixel_probs(model, crops, batch_size)
     geo = measure(model, crops, cache=False, meshes=meshes)
-    probs = probs if geo is None else geo.fuse(probs)
-    if not mirror:
-        return probs
-    flipped = mirrored(crops)
-    other = predict_probs(model, flipped, batch_size)
-    geo = measure(model, flipped, cache=False, meshes=_measure_crops(flipped)) if uses_geometry(model) else None
-    other = other if geo is None else geo.fuse(other)
-    return ((np.asarray(probs, np.float64) + other) / 2).astype(np.float32)
+    return probs if geo is None else fuse(probs, geo.probs, geo.weight)
 
 
 _MESHER: dict = {}  # the landmarker measuring mirrored crops, made once (making one takes about a second)
