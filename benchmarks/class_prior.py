@@ -54,7 +54,7 @@ def subset_folder(src: Path, n: int, seed: int, dest: Path) -> list[str]:
     chosen = [files[i] for i in sorted(np.random.default_rng(seed).choice(len(files), n, replace=False))]
     dest.mkdir(parents=True, exist_ok=True)
     for name in chosen:
-        os.symlink(src / name, dest / name)
+        os.symlink(src.resolve() / name, dest / name)
     return chosen
 
 
