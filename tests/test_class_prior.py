@@ -157,3 +157,26 @@ def test_prior_on_an_empty_folder_is_one_line(adapted, tmp_path, capsys):
     assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines() if "error:" in line]
     assert err.count("byel: error: ") == 1 and "Traceback" not in err
     assert not (tmp_path / "out" / "checkpoints" / "adapted.ckpt").exists()
+
+
+def test_no_label_is_read_and_export_says_the_correction(adapted, fer_sample, tmp_path):
+    """The same faces without their class folders give the same correction; an export's JSON
+    carries it (the exported files output the uncorrected probabilities)."""
+    import shutil
+
+    from byel.export import export
+
+    src, ckpt, _ = adapted
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, p in enumerate(sorted(q for q in fer_sample.rglob("*") if q.is_file())):
+        shutil.copy(p, flat / f"{i:03d}{p.suffix}")
+    assert main(["adapt", "--checkpoint", str(src), "--data", str(flat), "--method", "prior",
+                 "--out", str(tmp_path / "flat-out"), "--no-progress"]) == 0
+    ours = torch.load(tmp_path / "flat-out" / "checkpoints" / "adapted.ckpt", weights_only=True)["byel"]["adaptations"][0]
+    ref = torch.load(ckpt, weights_only=True)["byel"]["adaptations"][0]
+    np.testing.assert_allclose(ours["log_prior_ratio"], ref["log_prior_ratio"], atol=1e-5)
+    out = export(ckpt, tmp_path / "model.pt")
+    block = json.loads(open(out["json"]).read())["class_prior"]
+    np.testing.assert_allclose(block["log_prior_ratio"], ref["log_prior_ratio"], atol=1e-6)
+    assert "class_prior" not in json.loads(open(export(src, tmp_path / "old.pt")["json"]).read())
