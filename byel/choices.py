@@ -106,8 +106,11 @@ ADAPT_METHODS = Registry("unknown adaptation method", {
     "shot-im": "byel.adapt.shot_im:adapt",
     "self-train": "byel.adapt.self_train:adapt",
     "co-train": "byel.adapt.co_train:adapt",
+    "prior": ("byel.adapt.prior:adapt", dict(estimate="balance")),
+    "prior-em": ("byel.adapt.prior:adapt", dict(estimate="em")),
 })
 ADAPT_WITH_SYNTHETIC = ("self-train", "co-train")  # they mix in a labelled synthetic set (--synthetic)
+ADAPT_OUTPUTS_ONLY = ("prior", "prior-em")  # a class-prior correction of the outputs: no weight, no AdaBN round
 
 # Fine-tuned classifier heads: pixels (the CNN: tier A) | geometry | fused (+ the face-geometry
 # head on MediaPipe's landmarker: tier B).

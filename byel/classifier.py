@@ -28,6 +28,13 @@ scores the faces without a mesh: a head on the landmark model's own 4 x 4 x 128 
 geometry head there (p_geo is its probabilities, the same weight w). Its map is read only for the
 faces without a mesh. A model without it (every older checkpoint) predicts exactly as before.
 
+A class-prior correction (``byel adapt --method prior``, byel.adapt.prior; opt-in, tier C): a
+checkpoint whose adaptations record a ``log_prior_ratio`` r (one number a class) has its final
+probabilities re-weighted, p'(c|x) ∝ p(c|x)·exp(r_c), after fusion and mirror averaging: in
+``face_probs``, in ``Geometry.fuse`` and, for a pixels-only model, in ``predict_probs`` (whose
+output is then the final one; a geometry model's ``predict_probs`` stays the pixel CNN's own).
+A checkpoint without one gives the very same numbers as before.
+
 Face crops are measured as ``measure_images`` measures them (detect mode, framed), the same for
 training, evaluation and prediction on crops; faces that ``byel predict`` finds in photos with
 the landmarker keep the mesh measured on the photo (``measure(meshes=...)``). Scores made with
@@ -114,12 +121,48 @@ def mirrored(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
 
 
-@torch.inference_mode()
+# --------------------------------------------------------------------------- class-prior correction
+
+
+def prior_log_ratio(model) -> np.ndarray | None:
+    """The class-prior correction a model's checkpoint carries: the sum of its adaptations'
+    ``log_prior_ratio`` (log π'_c/π_c, one a class; byel.adapt.prior), float64 (C,); None when
+    it has none (every checkpoint made before, or without, ``byel adapt --method prior``)."""
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    ratios = [a["log_prior_ratio"] for a in meta.get("adaptations", []) if a.get("log_prior_ratio") is not None]
+    if not ratios:
+        return None
+    r = np.sum(np.asarray(ratios, np.float64), axis=0)
+    if r.shape != (len(model.classes),) or not np.isfinite(r).all():
+        raise ByelError(f"the checkpoint's class-prior correction has {r.size} number(s) for {len(model.classes)} "
+                        "classes; adapt this checkpoint again with byel adapt --method prior")
+    return r
+
+
+def apply_prior(probs: np.ndarray, log_ratio: np.ndarray | None) -> np.ndarray:
+    """p'(c|x) = p(c|x)·exp(r_c) / Σ_k p(k|x)·exp(r_k), float32 (N, C); `probs` itself (the
+    same array) when `log_ratio` is None."""
+    if log_ratio is None:
+        return probs
+    p = np.asarray(probs, np.float64) * np.exp(np.asarray(log_ratio, np.float64))
+    total = p.sum(1, keepdims=True)
+    return (p / np.where(total > 0, total, 1.0)).astype(np.float32)
+
+
 def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 256, progress: bool = False,
                   mirror: bool = False) -> np.ndarray:
     """Class probabilities (N, C) for uint8 images (N, H, W, 3), C = len(model.classes), under
     eval() and inference_mode. ``mirror``: the mean of the images' and their mirror images'
-    probabilities."""
+    probabilities. A pixels-only model's class-prior correction, if its checkpoint has one, is
+    applied last (a geometry model's is applied after fusion: ``Geometry.fuse``)."""
+    probs = _pixel_probs(model, images, batch_size, progress, mirror)
+    return probs if uses_geometry(model) else apply_prior(probs, prior_log_ratio(model))
+
+
+@torch.inference_mode()
+def _pixel_probs(model: Classifier, images: np.ndarray, batch_size: int = 256, progress: bool = False,
+                 mirror: bool = False) -> np.ndarray:
+    """The pixel CNN's probabilities, no class-prior correction."""
     if mirror:
         return (_probs(model, images, batch_size, progress) + _probs(model, mirrored(images), batch_size, progress)) / 2
     return _probs(model, images, batch_size, progress)
@@ -200,9 +243,11 @@ class Geometry:
     probs: np.ndarray  # (N, C); NaN rows where no mesh was found (unless activations scored them)
     found: np.ndarray  # bool (N,): a mesh
     activations: np.ndarray | None = None  # bool (N,): scored by the activation head (no mesh); None: not used
+    log_prior_ratio: np.ndarray | None = None  # the model's class-prior correction (prior_log_ratio)
 
     def fuse(self, pixel_probs: np.ndarray) -> np.ndarray:
-        return fuse(pixel_probs, self.probs, self.weight)
+        """The model's prediction: fused, then its class-prior correction if it has one."""
+        return apply_prior(fuse(pixel_probs, self.probs, self.weight), self.log_prior_ratio)
 
     def record(self) -> dict:
         """What reports say about it (the tier B block's ``face_geometry``)."""
@@ -247,14 +292,15 @@ def _geometry(model, meshes: Meshes, images: np.ndarray, key: str | None = None,
     feats, found = geometry_features(meshes)
     probs = model.geometry.cpu().probs(feats)
     weight = round(float(model.fusion_weight), 6)  # the float32 buffer
+    prior = prior_log_ratio(model)
     if not uses_activations(model):
-        return Geometry(model.head_kind, weight, probs, found)
+        return Geometry(model.head_kind, weight, probs, found, log_prior_ratio=prior)
     missing = np.flatnonzero(~found)  # the third view: only the faces without a mesh are read
     if len(missing):
         acts, _ = activation_features(np.asarray(images)[missing], key=key and f"{key}:no-mesh",
                                       progress=progress, cache=cache)
         probs[missing] = model.activation_head.cpu().probs(acts)
-    return Geometry(model.head_kind, weight, probs, found, ~found)
+    return Geometry(model.head_kind, weight, probs, found, ~found, prior)
 
 
 def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size: int = 256,
@@ -265,21 +311,25 @@ def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size:
     prediction for the mirrored crops; the pixel CNN sees the crops and their mirror images in
     one pass, and a mirrored face's mesh is its face's mesh mirrored (byel.faces.mirror: the
     landmarks mirrored and renumbered left for right, the blendshapes of those landmarks), not
-    measured again."""
+    measured again. The model's class-prior correction, if its checkpoint has one, is applied
+    last (prior_log_ratio)."""
     crops = np.asarray(crops)
     n = len(crops)
     if not n:
         return np.zeros((0, len(model.classes)), np.float32)
-    pixels = predict_probs(model, np.concatenate([crops, mirrored(crops)]) if mirror else crops, batch_size)
+    pixels = _pixel_probs(model, np.concatenate([crops, mirrored(crops)]) if mirror else crops, batch_size)
     if uses_geometry(model):
         known = _meshes(crops, None, False, False, meshes)
-        probs = _geometry(model, known, crops).fuse(pixels[:n])
-        other = _geometry(model, _mirror_meshes(known), mirrored(crops)).fuse(pixels[n:]) if mirror else None
+        geo = _geometry(model, known, crops)
+        probs = fuse(pixels[:n], geo.probs, geo.weight)
+        if mirror:
+            geo = _geometry(model, _mirror_meshes(known), mirrored(crops))
+            other = fuse(pixels[n:], geo.probs, geo.weight)
     else:
         probs, other = pixels[:n], pixels[n:] if mirror else None
-    if not mirror:
-        return probs
-    return ((np.asarray(probs, np.float64) + other) / 2).astype(np.float32)
+    if mirror:
+        probs = ((np.asarray(probs, np.float64) + other) / 2).astype(np.float32)
+    return apply_prior(probs, prior_log_ratio(model))
 
 
 _MIRROR: dict = {}  # the blendshape model for mirrored faces, made once

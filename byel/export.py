@@ -163,6 +163,13 @@ def export(checkpoint: str | Path, out_path: str | Path, fmt: str = "torchscript
         meta["onnx_opset"] = ONNX_OPSET
     if geo:
         meta["geometry"] = geometry_record(model, geo[0].name, geo[1])
+    ratio = classifier.prior_log_ratio(model)
+    if ratio is not None:  # byel adapt --method prior: not inside the exported files
+        meta["class_prior"] = {
+            "log_prior_ratio": [round(float(v), 6) for v in ratio],
+            "apply": "p'[c] = p[c] * exp(log_prior_ratio[c]) / sum_k p[k] * exp(log_prior_ratio[k]), on the final "
+                     "probabilities (after the fusion with the geometry model, and after averaging a face with its "
+                     "mirror image); the exported files output p, without it"}
     if geo is None:  # the geometry model of an earlier export replaced here is not this model's
         files["geometry model"].unlink(missing_ok=True)
     json_path = files["JSON"]

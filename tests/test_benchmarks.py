@@ -75,6 +75,7 @@ def test_generator_transfer_trains_and_scores_with_the_chosen_normalisation(tmp_
     ("generate_speed.py", ["--repeats", "0", "--sizes", "16"]),
     ("stable_predictions.py", ["--real", "nowhere"]),  # missing folder
     ("third_view.py", ["--real", "nowhere", "--seeds", "0"]),  # missing folder
+    ("class_prior.py", ["--real", "nowhere"]),  # missing folder
 ])
 def test_benchmarks_answer_bad_input_with_one_line(tmp_path, script, args):
     p = _run(script, *args, cwd=tmp_path)
@@ -88,6 +89,7 @@ def test_benchmarks_answer_bad_input_with_one_line(tmp_path, script, args):
     ("generate_speed.py", ["--bogus"]),
     ("stable_predictions.py", ["--bogus"]),
     ("third_view.py", ["--real", "x", "--pad", "5"]),  # out of range
+    ("class_prior.py", ["--bogus"]),
 ])
 def test_benchmarks_answer_a_wrong_option_with_one_line(tmp_path, script, args):
     p = _run(script, *args, cwd=tmp_path)

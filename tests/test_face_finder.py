@@ -179,3 +179,24 @@ def test_predict_prints_no_tflite_log_line(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "XNNPACK" not in p.stderr + p.stdout and "TensorFlow" not in p.stderr + p.stdout
     assert len(read_rows(out)[1]) == 5
+
+
+def test_stderr_survives_interpreters_made_in_threads():
+    """TFLite's log line is hidden from fd 2 while an interpreter is made; made in several threads
+    at once (as measure_images does), stderr must come back afterwards (it stayed /dev/null when
+    two threads each saved the other's)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, threading\n"
+            "from byel.faces.model import interpreter, read_models\n"
+            "content = read_models()['face_detector.tflite']\n"
+            "for _ in range(5):\n"
+            "    barrier = threading.Barrier(8)\n"
+            "    ts = [threading.Thread(target=lambda: (barrier.wait(), interpreter(content))) for _ in range(8)]\n"
+            "    [t.start() for t in ts]\n"
+            "    [t.join() for t in ts]\n"
+            "print('stderr still shown', file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "stderr still shown" in p.stderr

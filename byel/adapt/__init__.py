@@ -10,19 +10,26 @@ One short module per method, behind the registry below:
 - `self-train`  rounds of class-balanced confident pseudo-labels, mixed with the synthetic labelled set
 - `co-train`    a geometry or fused head's two views (pixel CNN, face-geometry head) label their
                 confident faces for each other, in rounds (Blum & Mitchell 1998); tier B+C
+- `prior`       a class-prior correction of the outputs, no weight touched: the predictions on the
+                images balanced to the training prior (byel.adapt.prior)
+- `prior-em`    the same with Saerens et al.'s EM estimate of the images' class prior
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from byel.choices import ADAPT_METHODS as METHODS
+from byel.choices import ADAPT_OUTPUTS_ONLY as OUTPUTS_ONLY  # they change no weight: no AdaBN round
 from byel.choices import ADAPT_WITH_SYNTHETIC as SYNTHETIC  # they mix in a labelled synthetic set (--synthetic)
 
 
 def method(name: str):
-    """The `adapt(model, images, opts, monitor)` function of the method called `name`."""
-    return METHODS.get(name)
+    """The `adapt(model, images, opts, monitor)` function of the method called `name` (with its
+    variant's options, e.g. prior-em's estimate)."""
+    fn, options = METHODS.get(name), METHODS.options(name)
+    return functools.partial(fn, **options) if options else fn
 
 
 def __getattr__(name: str):
@@ -32,4 +39,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]
+__all__ = ["METHODS", "OUTPUTS_ONLY", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]

@@ -51,6 +51,7 @@ DEFAULTS = {
     "shot-im": dict(epochs=2, lr=1e-4, optimizer="adam", batch_size=64),
     "self-train": dict(epochs=1, rounds=2, lr=1e-4, optimizer="adam", batch_size=128, share=0.5),
     "co-train": dict(epochs=1, rounds=2, lr=1e-4, optimizer="adam", batch_size=128, share=0.5),
+    "prior": {}, "prior-em": {},  # nothing to train (byel.adapt.prior)
 }
 
 
@@ -113,10 +114,16 @@ class Monitor:
     def round(self, model: nn.Module, what: str = "round", **extra) -> nn.Module:
         self.adapted = adapt_batchnorm(model, self.images, progress=self.progress)
         self.probs = predict_probs(self.adapted, self.images)
-        hist = histogram(self.probs.argmax(1), self.probs.shape[1])
+        self.record(self.probs, "AdaBN (BatchNorm statistics only)" if not self.rounds else what, **extra)
+        return self.adapted
+
+    def record(self, probs: np.ndarray, what: str, check: bool = True, **extra) -> dict:
+        """One round's record of class probabilities on the images: said, kept, and (`check`)
+        checked for a collapse (a method that changes no weight, byel.adapt.prior, records its
+        rounds so; the model's own predictions before it are not its collapse)."""
+        hist = histogram(probs.argmax(1), probs.shape[1])
         i = len(self.rounds)
-        record = {"round": i, "what": "AdaBN (BatchNorm statistics only)" if i == 0 else what,
-                  "mean_entropy": float(entropy(torch.from_numpy(self.probs)).mean()),
+        record = {"round": i, "what": what, "mean_entropy": float(entropy(torch.from_numpy(probs)).mean()),
                   **extra, "histogram": hist}
         self.rounds.append(record)
         parts = [f"{k} {v:.4g}" for k, v in extra.items() if isinstance(v, float)]
@@ -124,12 +131,13 @@ class Monitor:
             say(f"{self.name} {record['what']}: " + ", ".join(parts + [f"mean entropy {record['mean_entropy']:.3f}"])
                 + "; predicted " + " ".join(f"{c} {n}" for c, n in hist.items()))
         top = max(hist, key=hist.get)
-        if hist[top] > self.opts.max_class_share * len(self.images):
+        if check and hist[top] > self.opts.max_class_share * len(self.images):
             raise CollapseError(
                 f"{self.name} stopped: the predictions collapsed onto one class ({top}: {hist[top]} of "
                 f"{len(self.images)} images after {record['what']}; limit {self.opts.max_class_share:g}, "
-                "--max-class-share); no checkpoint written — try a lower --lr or fewer --epochs")
-        return self.adapted
+                "--max-class-share); no checkpoint written — "
+                + ("try --method prior" if self.name == "prior-em" else "try a lower --lr or fewer --epochs"))
+        return record
 
 
 def steps_of(n: int, batch_size: int, epochs: int) -> int:

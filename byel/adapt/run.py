@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from byel import __version__
-from byel.adapt import SYNTHETIC
+from byel.adapt import OUTPUTS_ONLY, SYNTHETIC
 from byel.adapt import method as method_fn
 from byel.adapt.common import Monitor, Options, say
 from byel.checkpoint import atomic_torch_save, load_checkpoint
@@ -49,7 +49,8 @@ def adapt_model(model: Classifier, images: np.ndarray, name: str, opts: Options 
     monitor = Monitor(name, images, opts, progress, verbose)
     with torch.random.fork_rng(devices=[]):  # a seeded run, whatever the caller drew before
         torch.manual_seed(opts.seed)
-        monitor.round(work)  # round 0: AdaBN
+        if name not in OUTPUTS_ONLY:
+            monitor.round(work)  # round 0: AdaBN
         fn(work, images, opts, monitor, **({"synthetic": synthetic} if name in SYNTHETIC else {}))
     return monitor.adapted.eval(), {"method": name, "options": opts.record(), **monitor.extra, "rounds": monitor.rounds}
 
@@ -106,9 +107,14 @@ def adapt_checkpoint(checkpoint: str | Path, data, name: str, out: str | Path, o
 
 def format_report(r: dict) -> str:
     last = r["rounds"][-1]
+    prior = "log_prior_ratio" in r
     return "\n".join([
-        f"{r['method']} on {r['n_images']} unlabelled images ({r['data']}), {len(r['rounds']) - 1} round(s) after AdaBN, "
-        f"{r['seconds']:.0f} s",
+        f"{r['method']} on {r['n_images']} unlabelled images ({r['data']}), "
+        + ("a class-prior correction, no weight changed" if prior else f"{len(r['rounds']) - 1} round(s) after AdaBN")
+        + f", {r['seconds']:.0f} s",
+        *(["  predicted classes before: " + " ".join(f"{c} {n}" for c, n in r["rounds"][0]["histogram"].items()),
+           "  log prior ratio: " + " ".join(f"{c} {v:+.2f}" for c, v in zip(last["histogram"], r["log_prior_ratio"]))]
+          if prior else []),
         "  predicted classes, last round: " + " ".join(f"{c} {n}" for c, n in last["histogram"].items()),
         *(["  geometry view, last round: " + " ".join(f"{c} {n}" for c, n in last["geometry_histogram"].items())
            + f" on {last['n_mesh']} faces with a mesh; the views agree on {last['agreement']:.0%}"]

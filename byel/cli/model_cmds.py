@@ -30,7 +30,7 @@ def add_evaluate(sub) -> None:
 def add_adapt(sub) -> None:
     """`byel adapt`."""
     ad = sub.add_parser("adapt", help="adapt a fine-tuned model to unlabelled real faces (AdaBN, TENT, SHOT-IM, "
-                                      "self-training, co-training) → an adapted fine-tuned checkpoint")
+                                      "self-training, co-training, class-prior correction) → an adapted fine-tuned checkpoint")
     ad.add_argument("--checkpoint", required=True, help="a fine-tuned checkpoint")
     ad.add_argument("--data", required=True, help="unlabelled real images: a folder (every image below it) or any "
                                                   "data spec; labels, if any, are never read")
@@ -39,7 +39,10 @@ def add_adapt(sub) -> None:
                          "minimisation; shot-im: backbone by information maximisation, classifier frozen; "
                          "self-train: rounds of class-balanced pseudo-labels mixed with --synthetic; co-train (a "
                          "geometry or fused head): the pixel CNN and the face-geometry head pseudo-label faces for "
-                         "each other, in rounds, mixed with --synthetic (tier B+C)")
+                         "each other, in rounds, mixed with --synthetic (tier B+C); prior: no weight changed, the "
+                         "outputs re-weighted per class so that the predictions on the images are balanced as "
+                         "the training data was (a class-prior correction); prior-em: the same with Saerens et "
+                         "al.'s EM estimate of the images' class mix (amplifies a biased model's bias)")
     ad.add_argument("--out", required=True, help="folder: checkpoints/adapted.ckpt and adapt.json")
     ad.add_argument("--synthetic", metavar="SPEC", help="self-train, co-train: the labelled synthetic set to mix in")
     ad.add_argument("--epochs", type=epochs_int, metavar="N", help="passes over the images (self-train: per round; "

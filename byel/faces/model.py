@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import sys
+import threading
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -60,21 +61,27 @@ def interpreter(content: bytes, threads: int = 1, preserve_all_tensors: bool = F
     return it
 
 
+_STDERR_LOCK = threading.Lock()  # one hider at a time: interpreters are made in several threads
+
+
 @contextmanager
 def _native_stderr_hidden():
     """TFLite's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on file
-    descriptor 2 for every interpreter, into every `byel predict`; Python errors still raise."""
+    descriptor 2 for every interpreter, into every `byel predict`; Python errors still raise.
+    Serialised: two threads hiding at once would each save the other's /dev/null, and stderr
+    would stay silenced for the rest of the process."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), fd)
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
