@@ -7,6 +7,7 @@ folder is on sys.path; a script a test imports puts it there first."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -50,3 +51,20 @@ def mean_std(values: list[float]) -> str:
     """"0.312 ± 0.014" (sample std, ddof 1) over several values; the value alone for one."""
     v = np.asarray(values, float)
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def publish(script: str, r: dict, path: str | Path, markdown) -> str:
+    """Give the results `r` of a benchmark run their command and run record (`script`: the
+    benchmark's __file__), write PATH.json and PATH.md (`markdown(r, command)`, byel.files.write_text:
+    whole files or none) and return the markdown."""
+    from byel.files import write_text
+
+    command = command_line(script)
+    r["command"] = command
+    r["run"] = run_record(script)  # the command, machine, versions and git commit
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out.with_suffix(".json"), json.dumps(r, indent=2) + "\n")
+    md = markdown(r, command)
+    write_text(out.with_suffix(".md"), md)
+    return md

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
-from common import command_line, commit, machine, run_record  # noqa: E402
+from common import commit, machine, publish  # noqa: E402
 
 from byel.classes import CLASSES  # noqa: E402
 from byel.cli.args import Parser, nonneg_int, positive_int, seed_int, size_int  # noqa: E402
@@ -46,7 +45,6 @@ from byel.data.sources import load  # noqa: E402
 from byel.errors import ConfigError  # noqa: E402
 from byel.faces import measure_images  # noqa: E402
 from byel.faces.rules import AUS, PROTOTYPES, au_intensities, mapping_table, predict, prototype_scores, rest_level  # noqa: E402
-from byel.files import write_text  # noqa: E402
 from byel.metrics import confusion_matrix, per_class_f1  # noqa: E402
 from byel.synth.generate import generate  # noqa: E402
 
@@ -287,16 +285,7 @@ def main() -> None:
         raise ConfigError("--synthetic mesh or warp needs --sources DIR (neutral faces); or leave them out")
     if args.rest in FROM_REAL and not args.sources:
         raise ConfigError(f"--rest {args.rest} needs --sources DIR (neutral faces); or use --rest procedural")
-    command = command_line(__file__)
-    r = run(args)
-    r["command"] = command
-    r["run"] = run_record(__file__)  # the command, machine, versions and git commit
-    out = Path(args.results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out.with_suffix(".json"), json.dumps(r, indent=2) + "\n")
-    md = markdown(r, command)
-    write_text(out.with_suffix(".md"), md)
-    print(md)
+    print(publish(__file__, run(args), args.results, markdown))
 
 
 if __name__ == "__main__":

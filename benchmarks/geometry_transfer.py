@@ -21,7 +21,6 @@ neutral faces (--sources): the label names that folder and how many of its faces
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
-from common import command_line, commit, run_record  # noqa: E402
+from common import commit, publish  # noqa: E402
 
 from byel.classes import CLASSES  # noqa: E402
 from byel.cli.args import Bounded, Parser, nonneg_int, positive_int, seed_int, size_int  # noqa: E402
@@ -231,16 +230,7 @@ def main() -> None:
             raise ConfigError(f"--{name}-per-class needs --sources DIR (neutral faces); or pass --{name}-per-class 0")
     if args.warp_per_class + args.mesh_per_class + args.procedural_per_class <= 0:
         raise ConfigError("nothing to train on: --warp-per-class, --mesh-per-class and --procedural-per-class are all 0")
-    command = command_line(__file__)
-    r = run(args)
-    r["command"] = command
-    r["run"] = run_record(__file__)  # the command, machine, versions and git commit
-    out = Path(args.results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(r, indent=2) + "\n")
-    md = markdown(r, command)
-    out.with_suffix(".md").write_text(md)
-    print(md)
+    print(publish(__file__, run(args), args.results, markdown))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ scores. Writes RESULTS.json and RESULTS.md (default benchmarks/results/third_vie
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
-from common import command_line, machine, mean_std, run_record  # noqa: E402
+from common import machine, mean_std, publish  # noqa: E402
 from geometry_transfer import TIER, f1s  # noqa: E402
 
 from byel.classes import CLASSES  # noqa: E402
@@ -38,7 +37,6 @@ from byel.data.sources import load  # noqa: E402
 from byel.faces import geometry_features, measure_images  # noqa: E402
 from byel.faces.activations import ACTIVATION_PAD, ACTIVATION_SHAPE, N_ACTIVATIONS, activation_features  # noqa: E402
 from byel.faces.head import fit_geometry_head  # noqa: E402
-from byel.files import write_text  # noqa: E402
 from byel.synth.generate import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,16 +191,7 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "third_view"),
                     help="writes RESULTS.json and RESULTS.md")
     args = ap.parse_args()
-    command = command_line(__file__)
-    r = run(args)
-    r["command"] = command
-    r["run"] = run_record(__file__)
-    out = Path(args.results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out.with_suffix(".json"), json.dumps(r, indent=2) + "\n")
-    md = markdown(r, command)
-    write_text(out.with_suffix(".md"), md)
-    print(md)
+    print(publish(__file__, run(args), args.results, markdown))
 
 
 if __name__ == "__main__":
