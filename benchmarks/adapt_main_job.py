@@ -129,7 +129,8 @@ def write(rows: list[dict], args, record: dict) -> str:
              (f"Real faces: {args.real}; every adaptation reads all of its images without labels (transductive: "
               "the scored images are among them)" if not args.data else
               f"Real faces: {args.real}; every adaptation reads the images of {args.data} without labels (n = "
-              f"{rows[-1].get('n_adapt_images')}; the tier column says whether any scored image is among them)")
+              f"{rows[-1].get('n_adapt_images')}; each evaluation report checks image by image whether any scored image "
+              "is among them)")
              + "; chance macro-F1 0.167; adaptation minutes per run.", "",
              "| adaptation | macro-F1 | tier |" + "".join(f" {name} | tier |" for _, name in parts)
              + " macro-F1 per seed | minutes | runs |",
