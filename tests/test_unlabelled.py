@@ -119,7 +119,7 @@ def test_supervised_refuses_unlabelled(tmp_path, synth_dir, fer_sample, capsys):
 @pytest.mark.slow
 def test_demo_passes_unlabelled_through(tmp_path, fer_sample, capsys):
     """demo --unlabelled: the images reach stage 1's BYOL term, then a self-training of the
-    pixels-only model (the default without a geometry head) whose model is scored beside the
+    model (the default adaptation) whose model is scored beside the
     fine-tuned one; both say tier C; --resume reuses the adaptation."""
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--unlabelled", str(fer_sample), "--real", str(fer_sample), *TINY]
@@ -169,9 +169,9 @@ def test_demo_adaptation_choice():
     from byel.pipeline import demo_adaptation
 
     assert demo_adaptation(None, None, "fused") is None
-    assert demo_adaptation(None, "DIR", "fused") == "co-train"
-    assert demo_adaptation(None, "DIR", "geometry") == "co-train"
+    assert demo_adaptation(None, "DIR", "fused") == "self-train"
     assert demo_adaptation(None, "DIR", "pixels") == "self-train"
+    assert demo_adaptation("co-train", "DIR", "geometry") == "co-train"
     assert demo_adaptation("none", "DIR", "fused") is None
     assert demo_adaptation("adabn", "DIR", "pixels") == "adabn"
 
