@@ -317,13 +317,14 @@ def face_probs(model, crops: np.ndarray, meshes: list | None = None, batch_size:
     n = len(crops)
     if not n:
         return np.zeros((0, len(model.classes)), np.float32)
-    pixels = _pixel_probs(model, np.concatenate([crops, mirrored(crops)]) if mirror else crops, batch_size)
+    flipped = mirrored(crops) if mirror else None
+    pixels = _pixel_probs(model, np.concatenate([crops, flipped]) if mirror else crops, batch_size)
     if uses_geometry(model):
         known = _meshes(crops, None, False, False, meshes)
         geo = _geometry(model, known, crops)
         probs = fuse(pixels[:n], geo.probs, geo.weight)
         if mirror:
-            geo = _geometry(model, _mirror_meshes(known), mirrored(crops))
+            geo = _geometry(model, _mirror_meshes(known), flipped)
             other = fuse(pixels[n:], geo.probs, geo.weight)
     else:
         probs, other = pixels[:n], pixels[n:] if mirror else None
