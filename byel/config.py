@@ -90,6 +90,10 @@ class DataConfig:
 @dataclass
 class PretrainConfig:
     epochs: int = 100
+    # With unlabelled real images (--unlabelled): how many of them beside each labelled image in a
+    # step (the unlabelled batch is this many labelled batches). The steps stay those of a run
+    # without them; a larger ratio shows the real pool more often in the same steps.
+    unlabelled_ratio: int = 1
 
 
 @dataclass
@@ -155,11 +159,13 @@ class Config:
 
     def digest(self) -> str:
         """Short hash of the resolved config, recorded in reports (and the identity of an
-        ablation run). data.classes counts only when not 6, so a 6-class config keeps the digest
-        it had before the key existed."""
+        ablation run). data.classes counts only when not 6 and pretrain.unlabelled_ratio only when
+        not 1, so a config keeps the digest it had before those keys existed."""
         d = self.to_dict()
         if d["data"]["classes"] == 6:
             del d["data"]["classes"]
+        if d["pretrain"]["unlabelled_ratio"] == 1:
+            del d["pretrain"]["unlabelled_ratio"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def save(self, path: str | Path) -> None:
@@ -388,7 +394,7 @@ KEY_BOUNDS: dict[str, tuple[float, float]] = {
     "data.image_size": (16, LIMITS["image_size"]), "data.batch_size": (2, LIMITS["batch_size"]),
     "data.num_workers": (0, LIMITS["workers"]), "data.val_fraction": (0, 1),
     "data.classes": (6, 7),  # byel.classes.CLASS_COUNTS
-    "pretrain.epochs": (1, LIMITS["epochs"]),
+    "pretrain.epochs": (1, LIMITS["epochs"]), "pretrain.unlabelled_ratio": (1, 64),
     "finetune.epochs": (1, LIMITS["epochs"]),  # 0 epochs would write no checkpoint
     "finetune.lr": (0, LIMITS["lr"]), "finetune.weight_decay": (0, 1),
     "finetune.dropout": (0, 0.999), "finetune.batch_size": (2, LIMITS["batch_size"]),

@@ -382,7 +382,8 @@ def pretrain(cfg: Config, images: np.ndarray, labels: np.ndarray, out_dir: str |
             model.set_heldout(*val)
         dm = ArrayDataModule((images, labels), batch_size=min(cfg.data.batch_size, len(labels)),
                              num_workers=cfg.data.num_workers, balanced=cfg.data.balanced,
-                             unlabelled=None if unlabelled is None else unlabelled.images, seed=cfg.seed)
+                             unlabelled=None if unlabelled is None else unlabelled.images,
+                             unlabelled_ratio=cfg.pretrain.unlabelled_ratio, seed=cfg.seed)
         trainer = build_trainer(cfg, out_dir, cfg.pretrain.epochs, callbacks=[SaveSchedules(out_dir), *(callbacks or [])])
         _check_shares(len(labels), trainer, "the pre-training set")
         if split is not None:

@@ -82,6 +82,7 @@ def test_six_class_configs_keep_their_digest():
     six, seven = load_config("smoke"), load_config("smoke", {"data.classes": 7})
     d = six.to_dict()
     assert d["data"].pop("classes") == 6
+    assert d["pretrain"].pop("unlabelled_ratio") == 1  # the same rule (tests/test_unlabelled.py)
     assert six.digest() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
     assert seven.digest() != six.digest()
 

@@ -226,3 +226,37 @@ def test_cycled_sampler_reshuffles_each_epoch_without_the_global_stream():
     assert list(s) == first  # the same epoch, the same order (a resumed run continues alike)
     s.set_epoch(1)
     assert list(s) != first
+
+
+@pytest.mark.parametrize("ratio", [1, 3])
+def test_unlabelled_ratio_sets_the_real_batch_not_the_steps(ratio):
+    """pretrain.unlabelled_ratio = r: each step gets r × the labelled batch of unlabelled images
+    (the pool seen r times as often), in the same number of steps with the same labelled batches."""
+    import numpy as np
+
+    from byel.data.datamodule import ArrayDataModule
+
+    rng = np.random.default_rng(0)
+    labelled = (rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), np.arange(40) % 6)
+    pool = rng.integers(0, 256, (50, 8, 8, 3), dtype=np.uint8)
+    plain = ArrayDataModule(labelled, batch_size=8)
+    dm = ArrayDataModule(labelled, batch_size=8, unlabelled=pool, unlabelled_ratio=ratio)
+    torch.manual_seed(0)
+    steps = [batch for batch, _, _ in dm.train_dataloader()]  # CombinedLoader: (batch, index, loader)
+    torch.manual_seed(0)
+    alone = list(iter(plain.train_dataloader()))
+    assert len(steps) == len(alone) == 5
+    for step, lab in zip(steps, alone):
+        assert len(step["unlabelled"][0]) == 8 * ratio
+        assert torch.equal(step["labelled"][0], lab[0])
+    drawn = torch.cat([s["unlabelled"][0].reshape(len(s["unlabelled"][0]), -1) for s in steps])
+    assert len(torch.unique(drawn, dim=0)) == min(50, 40 * ratio)  # whole passes before any repeat
+
+
+def test_unlabelled_ratio_is_a_checked_option_that_keeps_old_digests():
+    from byel.errors import ConfigError
+
+    assert load_config("smoke", ["pretrain.unlabelled_ratio=1"]).digest() == load_config("smoke").digest()
+    assert load_config("smoke", ["pretrain.unlabelled_ratio=4"]).digest() != load_config("smoke").digest()
+    with pytest.raises(ConfigError, match="unlabelled_ratio"):
+        load_config("smoke", ["pretrain.unlabelled_ratio=0"])

@@ -71,15 +71,17 @@ class ArrayDataModule(L.LightningDataModule):
         drop_last: bool = True,
         unlabelled: np.ndarray | None = None,
         seed: int = 0,
+        unlabelled_ratio: int = 1,
     ):
         """`unlabelled`: uint8 images without labels, served beside the labelled training batches
-        (see train_dataloader)."""
+        (see train_dataloader), `unlabelled_ratio` of them per labelled image."""
         super().__init__()
         self.train_set = ArrayDataset(*train)
         self.unlabelled_set = None if unlabelled is None else ArrayDataset(unlabelled, np.full(len(unlabelled), -1))
         self.val_set = ArrayDataset(*val) if val is not None else None
         self.batch_size, self.num_workers = batch_size, num_workers
         self.balanced, self.drop_last, self.seed = balanced, drop_last, seed
+        self.unlabelled_ratio = unlabelled_ratio
 
     def _loader(self, dataset, shuffle: bool, sampler=None, drop_last: bool = False, generator=None,
                 batch_size: int | None = None) -> DataLoader:
@@ -109,16 +111,17 @@ class ArrayDataModule(L.LightningDataModule):
                                 batch_size=batch_size)
         if self.unlabelled_set is None:
             return labelled
-        # Each step also gets a batch of unlabelled images, as many as the labelled batch: the
-        # unlabelled loader is exactly as long as the labelled one (reshuffled passes, repeated
+        # Each step also gets a batch of unlabelled images, unlabelled_ratio × the labelled batch:
+        # the unlabelled loader is exactly as long as the labelled one (reshuffled passes, repeated
         # as needed), so the number of steps and the labelled data are those of a run without it.
         from lightning.pytorch.utilities import CombinedLoader
 
-        n = len(labelled) * batch_size
+        u_batch = batch_size * self.unlabelled_ratio
+        n = len(labelled) * u_batch
         # its own generator too: a DataLoader draws its workers' base seed when iterated
         unlabelled = self._loader(self.unlabelled_set, shuffle=False, drop_last=True,
                                   sampler=CycledSampler(len(self.unlabelled_set), n, self.seed),
-                                  generator=torch.Generator().manual_seed(self.seed), batch_size=batch_size)
+                                  generator=torch.Generator().manual_seed(self.seed), batch_size=u_batch)
         return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
 
     def val_dataloader(self):
