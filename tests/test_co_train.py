@@ -91,9 +91,10 @@ def test_record_rounds_and_tier(world):
         assert sum(x["geometry_histogram"].values()) == x["n_mesh"] == g["n_mesh"]
         assert 0 <= x["agreement"] <= 1
     for x in r["rounds"][1:]:
-        for view in ("pixel_pseudo", "geometry_pseudo"):  # class-balanced: at most k a class
-            assert 0 < x[view]["n"] == sum(x[view]["histogram"].values())
-            assert max(x[view]["histogram"].values()) <= x["k_per_class"]
+        assert set(x["learned"]) == {"pixels", "geometry"} and r["views"] == ["pixels", "geometry"]
+        for view, got in x["learned"].items():  # class-balanced: at most k a class
+            assert 0 < got["n"] == sum(got["histogram"].values())
+            assert max(got["histogram"].values()) <= got["k_per_class"] == x["k_per_class"]
         assert x["pseudo_agreement"]["n_same"] <= x["pseudo_agreement"]["n_both"]
     assert r["rounds"][2]["k_per_class"] >= r["rounds"][1]["k_per_class"]
     meta = _state(world["root"] / "true")["byel"]
@@ -184,3 +185,51 @@ def test_collapse_guard_stops_with_one_line(world, tmp_path, capsys, view, key):
                               "--max-class-share", "0.99"])
     assert "collapsed onto one class (anger:" in err and view in err
     assert not (out / "checkpoints" / "adapted.ckpt").exists()
+
+
+@pytest.fixture(scope="module")
+def third(world, tmp_path_factory):
+    """The same synthetic faces fine-tuned with the activation head (finetune.no_mesh=activations),
+    co-trained with its three views (the default) and with two (--views 2)."""
+    root = tmp_path_factory.mktemp("co-train-3")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BYEL_CACHE_DIR", str(world["root"] / "cache"))
+        ft = root / "ft"
+        assert main(["finetune", "--data", str(world["synth"]), "--out", str(ft), "--head", "fused", *TINY,
+                     "--set", "finetune.no_mesh=activations"]) == 0
+        third = {"root": root, "ckpt": ft / "checkpoints" / "best.ckpt", "synth": world["synth"]}
+        for name, more in (("three", []), ("two", ["--views", "2"])):
+            assert _adapt(third, world["csvs"]["true"], root / name, *more) == 0
+    return third
+
+
+def test_three_views_each_learn_from_the_other_two(third):
+    src = torch.load(third["ckpt"], weights_only=True)["state_dict"]
+    r = json.loads((third["root"] / "three" / "adapt.json").read_text())
+    assert r["views"] == ["pixels", "geometry", "activations"] and r["tier"]["name"] == "B+C"
+    n, n_mesh = r["n_images"], r["face_geometry"]["n_mesh"]
+    for x in r["rounds"]:
+        assert sum(x["activations_histogram"].values()) == n  # the activation view reads every face
+    for x in r["rounds"][1:]:
+        got = x["learned"]
+        assert set(got) == {"pixels", "geometry", "activations"}
+        # the pixel CNN and the activation head learn any face (another view reads each); the
+        # geometry head only faces with a mesh
+        assert got["pixels"]["k_per_class"] == got["activations"]["k_per_class"] >= got["geometry"]["k_per_class"]
+        assert got["geometry"]["n"] <= n_mesh and got["pixels"]["n"] <= n
+        for rec in got.values():
+            assert 0 < rec["n"] == sum(rec["histogram"].values()) and max(rec["histogram"].values()) <= rec["k_per_class"]
+    three = _state(third["root"] / "three")["state_dict"]
+    two = _state(third["root"] / "two")["state_dict"]
+    assert not torch.equal(three["activation_head.linear.weight"], src["activation_head.linear.weight"])
+    # two views: the activation head stays as fine-tuned; its record names the two views
+    assert torch.equal(two["activation_head.linear.weight"], src["activation_head.linear.weight"])
+    assert json.loads((third["root"] / "two" / "adapt.json").read_text())["views"] == ["pixels", "geometry"]
+
+
+def test_three_views_on_a_model_without_the_third_is_one_line(world, tmp_path, capsys):
+    err = _one_error(capsys, ["adapt", "--checkpoint", str(world["ckpt"]), "--data", str(world["csvs"]["true"]),
+                              "--method", "co-train", "--out", str(tmp_path / "a"), "--synthetic", str(world["synth"]),
+                              "--views", "3", "--no-progress"])
+    assert "--views 3 needs a model with an activation head" in err and "finetune.no_mesh=activations" in err
+    assert not (tmp_path / "a").exists()

@@ -33,6 +33,7 @@ class Options:
     batch_size: int | None = None
     share: float | None = None  # self-train, co-train: pseudo-labelled fraction of the images in the last round
     max_class_share: float = 0.9  # collapse: one class predicted for more than this fraction
+    views: int | None = None  # co-train: 2 (pixels, geometry) or 3 (+ activations); None: all the model has
     seed: int | None = None  # None: 0 (byel adapt: the checkpoint's seed)
 
     def resolved(self, method: str) -> Options:

@@ -55,6 +55,10 @@ def add_adapt(sub) -> None:
     ad.add_argument("--share", type=prob_float, metavar="X",
                     help="self-train, co-train: fraction of the images (co-train: of those with a face mesh) "
                          "pseudo-labelled in the last round, 0 < X ≤ 1 (default 0.5)")
+    ad.add_argument("--views", type=int, choices=(2, 3),
+                    help="co-train: 2 = the pixel CNN and the geometry head; 3 = + the activation head (a model "
+                         "fine-tuned with --set finetune.no_mesh=activations), each view learning from the other "
+                         "two (default: every view the model has)")
     ad.add_argument("--max-class-share", type=prob_float, default=0.9, metavar="X",
                     help="stop if more than this fraction of the images is predicted as one class (collapse)")
     ad.add_argument("--seed", type=seed_int, help="default: the checkpoint's")
@@ -128,7 +132,8 @@ def cmd_adapt(args) -> int:
     from byel.adapt.run import adapt_checkpoint, format_report
 
     opts = Options(epochs=args.epochs, rounds=args.rounds, lr=args.lr, optimizer=args.optimizer,
-                   batch_size=args.batch_size, share=args.share, max_class_share=args.max_class_share, seed=args.seed)
+                   batch_size=args.batch_size, share=args.share, max_class_share=args.max_class_share, seed=args.seed,
+                   views=args.views)
     r = adapt_checkpoint(args.checkpoint, args.data, args.method, args.out, opts, synthetic=args.synthetic,
                          device=args.device, progress=not args.no_progress)
     print(format_report(r))
