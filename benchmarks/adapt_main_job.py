@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["adabn", "self-train"])
     p.add_argument("--data", help="the unlabelled images every method adapts on (default: --real's own, "
                                   "transductive), e.g. ../shared/data/fer2013-train-unlabelled")
+    p.add_argument("--views", type=int, nargs="+", choices=(2, 3),
+                   help="co-train: one row per number of views (byel adapt --views; 3 needs models fine-tuned "
+                        "with --set finetune.no_mesh=activations); default: every view the model has")
     p.add_argument("--out", default=DEFAULTS["out"])
     args = p.parse_args(argv)
     return run_guarded(lambda: run(args, argv))
@@ -78,6 +81,18 @@ def _demo_adapted(src: Path, method: str, data: str) -> bool:
             and record.get("data_resolved", "").split(":", 1)[-1] == str(Path(data.split(":", 1)[-1]).resolve()))
 
 
+def variants(args) -> list[tuple[str, str, list[str]]]:
+    """(row name and folder stem, byel adapt method, its extra options) of each adaptation asked for:
+    co-train once per --views value."""
+    out = []
+    for method in args.methods:
+        if method == "co-train" and args.views:
+            out += [(f"co-train-{v}-views", method, ["--views", str(v)]) for v in args.views]
+        else:
+            out.append((method, method, []))
+    return out
+
+
 def run(args, argv: list[str] | None = None) -> int:
     if not Path(args.real.split(":", 1)[-1]).exists():
         raise ByelError(f"--real {args.real}: not found")
@@ -94,19 +109,19 @@ def run(args, argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         src = runs / f"s{seed}"
         best = src / "finetune/checkpoints/best.ckpt"
-        for method in ["none", *args.methods]:
-            out = runs / "adapt" / f"{method}-s{seed}"
+        for name, method, more in [("none", "none", []), *variants(args)]:
+            out = runs / "adapt" / f"{name}-s{seed}"
             ckpt = best if method == "none" else out / "checkpoints/adapted.ckpt"
             made = out  # the folder of the adaptation's adapt.json
-            if method != "none" and not ckpt.exists() and _demo_adapted(src, method, data):
+            if method != "none" and not more and not ckpt.exists() and _demo_adapted(src, method, data):
                 made = src / "adapt"  # `byel demo --unlabelled DATA` ran this very adaptation: reused
                 ckpt = made / "checkpoints/adapted.ckpt"
             if not ckpt.exists():
                 _byel("adapt", "--checkpoint", str(best), "--data", data, "--method", method, "--out", str(out),
-                      "--overwrite", *(["--synthetic", str(src / "synthetic")] if method in SYNTHETIC else []))
+                      "--overwrite", *(["--synthetic", str(src / "synthetic")] if method in SYNTHETIC else []), *more)
             if not (out / "eval.json").exists():  # every row scored by the same `byel evaluate`
                 _byel("evaluate", "--checkpoint", str(ckpt), "--data", args.real, "--report", str(out / "eval.json"))
-            row = {"seed": seed, "method": method, **_scores(json.loads((out / "eval.json").read_text()))}
+            row = {"seed": seed, "method": name, **_scores(json.loads((out / "eval.json").read_text()))}
             if method != "none":
                 record = json.loads((made / "adapt.json").read_text())
                 row.update(n_adapt_images=record.get("n_images"), adapt_s=record.get("seconds"))
@@ -123,6 +138,7 @@ def write(rows: list[dict], args, record: dict) -> str:
     out.mkdir(parents=True, exist_ok=True)
     command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
                + " --methods " + " ".join(args.methods) + (f" --data {args.data}" if args.data else "")
+               + (" --views " + " ".join(map(str, args.views)) if args.views else "")
                + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
     parts = [(part, name) for part, name in PARTS if f"{part}_macro_f1" in rows[0]]
     lines = [f"Command: `{command}`  ", f"Machine: {machine(record)}  ", f"Commit: {commit(record)}  ",
@@ -135,7 +151,7 @@ def write(rows: list[dict], args, record: dict) -> str:
              "| adaptation | macro-F1 | tier |" + "".join(f" {name} | tier |" for _, name in parts)
              + " macro-F1 per seed | minutes | runs |",
              "|---|---|---|" + "---|---|" * len(parts) + "---|---|---|"]
-    for method in ["none", *args.methods]:
+    for method in ["none", *(name for name, _, _ in variants(args))]:
         mine = [r for r in rows if r["method"] == method]
         keys = ["tier", *(f"{part}_tier" for part, _ in parts)]
         tiers = {tuple(r.get(k) for k in keys) for r in mine}
@@ -152,9 +168,11 @@ def write(rows: list[dict], args, record: dict) -> str:
 
     used = dict.fromkeys(r[k] for r in rows for k in r if k == "tier" or k.endswith("_tier"))
     lines += ["", " ".join(f"{LABELS[t].replace('tier ', 'Tier ', 1)}." for t in used)]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(record), "run": record,
-                                                  "real": args.real, "runs": rows}, indent=2))
+    from byel.files import write_text
+
+    write_text(out / "results.md", "\n".join(lines) + "\n")  # whole files or none
+    write_text(out / "results.json", json.dumps({"command": command, "machine": machine(record), "run": record,
+                                                 "real": args.real, "runs": rows}, indent=2))
     return "\n".join(lines)
 
 

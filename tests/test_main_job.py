@@ -154,3 +154,19 @@ def test_adapt_main_job_on_a_pool_reuses_the_demos_own_adaptation(tmp_path):
                                                                               ("adabn", 20)]
     assert all(r["tier"] == "C" for r in res["runs"])  # the pool was in stage 1 already: every row is C
     assert f"--data {pool}" in res["command"] and "n = 20" in (tmp_path / "res" / "results.md").read_text()
+
+
+def test_adapt_main_job_views_give_one_co_train_row_each():
+    """--views 2 3: co-train once per number of views, each in its own folder and row; the other
+    methods (and co-train without --views) keep their names."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adapt_main_job", ROOT / "benchmarks" / "adapt_main_job.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = argparse.Namespace(methods=["self-train", "co-train"], views=[2, 3])
+    assert mod.variants(args) == [("self-train", "self-train", []), ("co-train-2-views", "co-train", ["--views", "2"]),
+                                  ("co-train-3-views", "co-train", ["--views", "3"])]
+    args.views = None
+    assert mod.variants(args) == [("self-train", "self-train", []), ("co-train", "co-train", [])]
