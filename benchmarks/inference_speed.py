@@ -252,14 +252,8 @@ def main() -> None:
                       "made_from": "tests/fixtures/photos/group.jpg (5 faces), panning ±8 px"},
             "repeats": args.repeats, "rows": rows,
             "run": run_record(__file__)}  # the command, machine, versions and git commit
-    (out / "inference_speed.json").write_text(json.dumps(info, indent=2) + "\n")
     lines = [
-        "# Inference speed: faces/s of `model.predict_video`, detection included",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Commit: {commit(info['run'])}",
-        "",
+        *_header("Inference speed: faces/s of `model.predict_video`, detection included", command, info["run"]),
         f"Model: {info['model']['checkpoint']} ({meta['backbone']}, {meta['image_size']} px input); "
         f"detector: {rows[0]['detector']}; video: {w}×{h}, {args.frames} frames of the fixture group photo "
         f"(5 faces a frame), stride {args.stride}; {cores} CPU cores, torch {torch.__version__}; median of "
@@ -277,9 +271,22 @@ def main() -> None:
           f"{r['speedup_vs_fewest_workers']} | {', '.join(map(str, r['runs_faces_per_s']))} |" for r in rows],
         "",
     ]
-    (out / "inference_speed.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    _write(out / "inference_speed", info, lines)
     print(f"written: {out / 'inference_speed.md'}, {out / 'inference_speed.json'}")
+
+
+def _header(title: str, command: str, run: dict) -> list[str]:
+    """The first lines of either table: its title, the command behind it and the commit."""
+    return [f"# {title}", "", f"Command: `{command}`", "", f"Commit: {commit(run)}", ""]
+
+
+def _write(path: Path, info: dict, lines: list[str]) -> None:
+    """PATH.json and PATH.md, each whole or not at all (byel.files.write_text), and the table on stdout."""
+    from byel.files import write_text
+
+    write_text(path.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
+    write_text(path.with_suffix(".md"), "\n".join(lines))
+    print("\n".join(lines))
 
 
 def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], tmp: Path, out: Path, command: str,
@@ -309,14 +316,9 @@ def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], t
             "frames": args.frames, "stride": args.stride, "min_face": args.min_face[0], "repeats": args.repeats,
             "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "rows": rows, "run": run_record(__file__)}
-    (out / "inference_speed_tracking.json").write_text(json.dumps(info, indent=2) + "\n")
     lines = [
-        "# Inference speed with face tracking: frames/s of `model.predict_video`, one worker",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Commit: {commit(info['run'])}",
-        "",
+        *_header("Inference speed with face tracking: frames/s of `model.predict_video`, one worker", command,
+                 info["run"]),
         f"Model: {info['model']['checkpoint']} ({meta['backbone']}, {meta['image_size']} px input); detector: "
         f"{rows[0]['detector']}; min face {args.min_face[0]} px; {args.frames} frames a clip, stride {args.stride}; "
         f"one worker with {cores} threads on {cores} CPU cores, torch {torch.__version__}; median of {args.repeats} "
@@ -335,8 +337,7 @@ def tracking(args, ckpt: Path, meta: dict, video: Path, size: tuple[int, int], t
           for r in rows],
         "",
     ]
-    (out / "inference_speed_tracking.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    _write(out / "inference_speed_tracking", info, lines)
 
 
 if __name__ == "__main__":
