@@ -123,6 +123,8 @@ def run_ablation(
             for with_unl in ([False, True] if unl is not None and method != "supervised" else [False]):
                 cfg: Config = load_config(preset, overrides)
                 cfg.method.name, cfg.seed, cfg.trainer.progress = method, seed, False
+                if not with_unl:  # the ratio means nothing without unlabelled images: one identity at any ratio
+                    cfg.pretrain.unlabelled_ratio = 1
                 digest = cfg.digest()  # the run's identity: everything but the progress display
                 cfg.trainer.progress = progress
                 run_id = digest if data_id is None else _digest(digest, data_id)

@@ -260,3 +260,24 @@ def test_unlabelled_ratio_is_a_checked_option_that_keeps_old_digests():
     assert load_config("smoke", ["pretrain.unlabelled_ratio=4"]).digest() != load_config("smoke").digest()
     with pytest.raises(ConfigError, match="unlabelled_ratio"):
         load_config("smoke", ["pretrain.unlabelled_ratio=0"])
+
+
+def test_ablation_ratio_sweep_reuses_the_runs_without_a_pool(tmp_path, fer_sample, monkeypatch):
+    """--set pretrain.unlabelled_ratio=N changes only the runs that have unlabelled images: a
+    second ablation at another ratio trains the pool run again and reuses the others."""
+    import byel.train
+
+    out = tmp_path / "abl"
+    argv = ["benchmark", "ablation", "--out", str(out), "--eval", str(fer_sample), "--preset", "smoke", "--seeds", "1",
+            "--methods", "supervised", "byel", "--set", "generate.per_class=8", "--no-progress",
+            "--unlabelled", str(fer_sample)]
+    assert main(argv) == 0
+    first = json.loads((out / "results.json").read_text())
+    trained = []
+    real = byel.train.pretrain
+    monkeypatch.setattr(byel.train, "pretrain", lambda *a, **k: trained.append(k.get("unlabelled")) or real(*a, **k))
+    assert main([*argv, "--set", "pretrain.unlabelled_ratio=2"]) == 0
+    assert len(trained) == 1 and trained[0] is not None  # the pool run only
+    results = json.loads((out / "results.json").read_text())
+    assert [r["run_id"] for r in results[:3]] == [r["run_id"] for r in first] and len(results) == 4
+    assert results[3]["unlabelled"] and results[3]["run_id"] != first[2]["run_id"]
