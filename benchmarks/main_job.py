@@ -72,17 +72,19 @@ def run(args, argv: list[str] | None = None) -> int:
                "tier": ev.get("tier", {}).get("name", "A"), "adabn_tier": ev["adabn"].get("tier", {}).get("name", "C")}
         if "pixels_only" in ev:  # a geometry or fused head: its parts alone too, each with its own tiers
             geo = ev["tier"]["face_geometry"]
-            row.update(head=geo["head"], mesh_rate=geo["detection_rate"])
+            row.update(head=geo["head"], mesh_rate=geo["detection_rate"],
+                       no_mesh=geo.get("no_mesh", "classified by the pixel CNN"))
             for view in VIEWS:
                 if view in ev:
                     row[view] = {"macro_f1": ev[view]["macro_f1"], "tier": ev[view]["tier"]["name"],
                                  "adabn_macro_f1": ev["adabn"][view]["macro_f1"],
                                  "adabn_tier": ev["adabn"][view]["tier"]["name"]}
         rows.append(row)
-    kinds = {(r["tier"], r["adabn_tier"], *((v, r[v]["tier"], r[v]["adabn_tier"]) for v in VIEWS if v in r))
-             for r in rows}
+    kinds = {(r["tier"], r["adabn_tier"], *((v, r[v]["tier"], r[v]["adabn_tier"]) for v in VIEWS if v in r),
+              r.get("no_mesh")) for r in rows}
     if len(kinds) != 1:
-        raise ByelError(f"the runs under {args.runs} are of different kinds (tiers {sorted(kinds)}): one kind per table")
+        raise ByelError(f"the runs under {args.runs} are of different kinds (tiers, faces without a mesh "
+                        f"{sorted(kinds, key=str)}): one kind per table")
     tier, adabn_tier = rows[0]["tier"], rows[0]["adabn_tier"]
     views = [v for v in VIEWS if v in rows[0]]
     out = Path(args.out)
@@ -128,11 +130,13 @@ def run(args, argv: list[str] | None = None) -> int:
               + f" AdaBN: BatchNorm statistics re-estimated on the {rows[0]['n_adapt_images']} evaluated real images "
               "without their labels (transductive)."]
     if views:
-        lines.append(f"Head: {rows[0]['head']} (face geometry where a mesh is found, the pixel CNN elsewhere); "
-                     "the geometry head alone: the same with fusion weight 1.")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"command": command, "machine": machine(record), "run": record,
-                                                  "real": args.real, "runs": rows}, indent=2))
+        lines.append(f"Head: {rows[0]['head']} (face geometry where a mesh is found; faces without one are "
+                     f"{rows[0]['no_mesh']}); the geometry head alone: the same with fusion weight 1.")
+    from byel.files import write_text
+
+    write_text(out / "results.md", "\n".join(lines) + "\n")  # whole files or none
+    write_text(out / "results.json", json.dumps({"command": command, "machine": machine(record), "run": record,
+                                                 "real": args.real, "runs": rows}, indent=2))
     print("\n".join(lines))
     print(f"\nresults: {out / 'results.md'}, {out / 'results.json'}")
     return 0
