@@ -38,6 +38,7 @@ import torch
 
 from byel.adapt.common import CollapseError, Monitor, Options, histogram, optimizer, say
 from byel.adapt.self_train import fine_tune, pseudo_labels
+from byel.classifier import uses_activations
 from byel.errors import ConfigError, DataError
 
 NEEDS_HEAD = "co-train needs a geometry or fused head: fine-tune with --head fused"
@@ -53,8 +54,6 @@ def check_head(model) -> None:
 def check_views(model, views: int | None) -> int:
     """The number of views co-training uses: 3 where the model has an activation head (unless
     views=2), else 2; 3 on a model without one is refused in one line."""
-    from byel.classifier import uses_activations
-
     if views is None:
         return 3 if uses_activations(model) else 2
     if views == 3 and not uses_activations(model):
