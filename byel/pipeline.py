@@ -67,7 +67,7 @@ def run_demo(
         # Inputs that would otherwise fail only after all the training (decoded here, then cached):
         options = {"--backend": backend, "--per-class": per_class, "--sources": None, "--real": None,
                    "--adapt-bn": bool(adapt_bn), "--unlabelled": None,  # as resolved: specs and paths absolute
-                   "--adapt": demo_adaptation(adapt, unlabelled, cfg.finetune.head)}
+                   "--adapt": demo_adaptation(adapt, unlabelled, cfg.finetune.head, cfg.finetune.no_mesh)}
         if real:
             options["--real"] = load(real, cfg.data.image_size, progress=cfg.trainer.progress,
                                      classes=cfg.data.classes).spec
@@ -94,14 +94,14 @@ def run_demo(
                          options["--adapt"], settings)
 
 
-def demo_adaptation(adapt: str | None, unlabelled: str | None, head: str) -> str | None:
+def demo_adaptation(adapt: str | None, unlabelled: str | None, head: str, no_mesh: str = "pixels") -> str | None:
     """The adaptation the demo runs on its unlabelled images after fine-tuning, or None. By default
-    (`adapt` None) with unlabelled images: self-training, whose fused prediction scored highest on
-    average with 26,942 unlabelled FER2013 faces (docs/results.md, "27,000 unlabelled real faces":
-    0.321 ± 0.013 against co-training's 0.316 ± 0.001, level within the spread); "co-train" (a
-    geometry or fused head) gives the better pixel CNN and geometry head alone and steadier
-    results; "none": no adaptation. A choice that cannot run is refused in one line before any
-    work."""
+    (`adapt` None) with unlabelled images: co-training with three views for a model with the
+    activation head (a geometry or fused head with `no_mesh` "activations"), the best fused
+    prediction with 26,942 unlabelled FER2013 faces (docs/results.md, "27,000 unlabelled real
+    faces"); otherwise self-training, whose fused prediction beat two-view co-training's there on
+    average (0.321 ± 0.013 against 0.316 ± 0.001, level within the spread). "none": no
+    adaptation. A choice that cannot run is refused in one line before any work."""
     from byel.adapt import method as adapt_method
     from byel.errors import ConfigError
 
@@ -111,7 +111,7 @@ def demo_adaptation(adapt: str | None, unlabelled: str | None, head: str) -> str
         raise ConfigError(f"--adapt {adapt} adapts on unlabelled real images: give --unlabelled DIR")
     if not unlabelled:
         return None
-    adapt = adapt or "self-train"
+    adapt = adapt or ("co-train" if head != "pixels" and no_mesh == "activations" else "self-train")
     adapt_method(adapt)  # an unknown name: one line
     if adapt == "co-train" and head == "pixels":
         raise ConfigError("--adapt co-train needs a face-geometry head: add --head fused (or choose --adapt self-train)")

@@ -171,6 +171,10 @@ def test_demo_adaptation_choice():
     assert demo_adaptation(None, None, "fused") is None
     assert demo_adaptation(None, "DIR", "fused") == "self-train"
     assert demo_adaptation(None, "DIR", "pixels") == "self-train"
+    # a model with the activation head: co-training of its three views
+    assert demo_adaptation(None, "DIR", "fused", "activations") == "co-train"
+    assert demo_adaptation(None, "DIR", "geometry", "activations") == "co-train"
+    assert demo_adaptation("self-train", "DIR", "fused", "activations") == "self-train"
     assert demo_adaptation("co-train", "DIR", "geometry") == "co-train"
     assert demo_adaptation("none", "DIR", "fused") is None
     assert demo_adaptation("adabn", "DIR", "pixels") == "adabn"

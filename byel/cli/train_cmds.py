@@ -64,9 +64,9 @@ def add_demo(sub) -> None:
                     help="unlabelled real images (a folder: every image below it, or any data spec; labels never "
                          "read), used twice (tier C): in stage 1's BYOL term, then by --adapt after fine-tuning")
     de.add_argument("--adapt", metavar="METHOD", choices=[*ADAPT_METHODS, "none"],
-                    help="with --unlabelled: the adaptation after fine-tuning (default self-train; co-train, with "
-                         "--head fused or geometry, lifts the pixel CNN alone more; none: skip it); its model is "
-                         "scored beside the fine-tuned one")
+                    help="with --unlabelled: the adaptation after fine-tuning (default: co-train of the three views "
+                         "with --head fused or geometry and --set finetune.no_mesh=activations, else self-train; "
+                         "none: skip it); its model is scored beside the fine-tuned one")
     de.add_argument("--head", choices=HEADS, help=HEAD_HELP)
     config_args(de, "pretrain.epochs")
     de.set_defaults(func=cmd_demo, writes={"out": "demo"}, reads=("real", "sources", "adapt_bn", "unlabelled"))
