@@ -45,15 +45,12 @@ NEEDS_HEAD = "co-train needs a geometry or fused head: fine-tune with --head fus
 NEEDS_SYNTHETIC = "co-train mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC"
 
 
-def check_head(model) -> None:
-    """A pixels-only model has no second view: one line."""
-    if getattr(model, "geometry", None) is None:
-        raise ConfigError(NEEDS_HEAD)
-
-
 def check_views(model, views: int | None) -> int:
     """The number of views co-training uses: 3 where the model has an activation head (unless
-    views=2), else 2; 3 on a model without one is refused in one line."""
+    views=2), else 2. A pixels-only model (no second view), or views=3 on a model without an
+    activation head, is refused in one line."""
+    if getattr(model, "geometry", None) is None:
+        raise ConfigError(NEEDS_HEAD)
     if views is None:
         return 3 if uses_activations(model) else 2
     if views == 3 and not uses_activations(model):
@@ -121,7 +118,7 @@ def adapt(model, images: np.ndarray, opts: Options, monitor: Monitor, synthetic=
     from byel.faces.features import features
     from byel.landmarker import LANDMARKER, SHA256
 
-    if synthetic is None:  # (the head was checked by byel.adapt.run before round 0)
+    if synthetic is None:  # (the views were checked by byel.adapt.run before round 0)
         raise DataError(NEEDS_SYNTHETIC)
     n_views = check_views(model, opts.views)
     syn_images, syn_labels = synthetic

@@ -40,9 +40,8 @@ def adapt_model(model: Classifier, images: np.ndarray, name: str, opts: Options 
     fn = method_fn(name)
     opts = (opts or Options()).resolved(name)
     if name == "co-train":
-        from byel.adapt.co_train import check_head, check_views
+        from byel.adapt.co_train import check_views
 
-        check_head(model)
         check_views(model, opts.views)
     if len(images) < 2:
         raise DataError(f"{len(images)} unlabelled image(s): adaptation needs at least 2")
@@ -71,9 +70,8 @@ def adapt_checkpoint(checkpoint: str | Path, data, name: str, out: str | Path, o
     opts = opts or Options()
     opts = Options(**{**opts.__dict__, "seed": model.cfg.seed if opts.seed is None else opts.seed}).resolved(name)
     if name == "co-train":  # a pixels-only model, or 3 views without a third: one line before any image is read
-        from byel.adapt.co_train import check_head, check_views
+        from byel.adapt.co_train import check_views
 
-        check_head(model)
         check_views(model, opts.views)
     if name in SYNTHETIC and synthetic is None:
         raise DataError(f"{name} mixes the pseudo-labelled images with labelled synthetic ones: give --synthetic SPEC")
