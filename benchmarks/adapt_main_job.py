@@ -8,7 +8,9 @@ macro-F1 (mean ± std) per method, the unadapted model first.
         --runs runs/main-job-fused --methods adabn self-train co-train
 
 Reads each seed's demo run (RUNS/s<seed>: its fine-tuned checkpoint, its synthetic faces for the
-methods that mix them in); writes every adapted run under RUNS/adapt/<method>-s<seed> and the
+methods that mix them in); writes every adapted run under RUNS/adapt/<row>-s<seed> (the row: the
+method, with co-train's --views and the --rounds / --share given, e.g.
+co-train-3-views-rounds-4-share-0.8) and the
 unadapted model's scores under RUNS/adapt/none-s<seed> (what exists is not redone) and OUT/results.json and
 OUT/results.md (default OUT: benchmarks/results/adapt_main_job). Tiers come from the reports: the
 adaptation images are real (tier C); a geometry or fused head adds B, and a fused head's geometry head and pixel CNN alone are
@@ -25,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import commit, machine, mean_std, run_record  # noqa: E402
 
-from byel.adapt import METHODS, SYNTHETIC  # noqa: E402
-from byel.cli.args import Parser, seed_int  # noqa: E402
+from byel.adapt import IN_ROUNDS, METHODS, SYNTHETIC  # noqa: E402
+from byel.cli.args import Parser, int_range, prob_float, seed_int  # noqa: E402
 from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ByelError, StepFailed  # noqa: E402
 
@@ -44,6 +46,10 @@ def main(argv=None) -> int:
     p.add_argument("--views", type=int, nargs="+", choices=(2, 3),
                    help="co-train: one row per number of views (byel adapt --views; 3 needs models fine-tuned "
                         "with --set finetune.no_mesh=activations); default: every view the model has")
+    p.add_argument("--rounds", type=int_range(1, 1000), metavar="N",
+                   help=f"{' and '.join(IN_ROUNDS)}: byel adapt --rounds (default: the method's, 2); named in their rows")
+    p.add_argument("--share", type=prob_float, metavar="X",
+                   help=f"{' and '.join(IN_ROUNDS)}: byel adapt --share (default: the method's, 0.5); named in their rows")
     p.add_argument("--out", default=DEFAULTS["out"])
     args = p.parse_args(argv)
     return run_guarded(lambda: run(args, argv))
@@ -83,13 +89,20 @@ def _demo_adapted(src: Path, method: str, data: str) -> bool:
 
 def variants(args) -> list[tuple[str, str, list[str]]]:
     """(row name and folder stem, byel adapt method, its extra options) of each adaptation asked for:
-    co-train once per --views value."""
+    co-train once per --views value; --rounds and --share, where given, in the name of the rows of
+    the methods that take them."""
     out = []
     for method in args.methods:
+        tag, more = "", []
+        if method in IN_ROUNDS:
+            for opt in ("rounds", "share"):
+                if getattr(args, opt, None) is not None:
+                    tag += f"-{opt}-{getattr(args, opt):g}"
+                    more += [f"--{opt}", f"{getattr(args, opt):g}"]
         if method == "co-train" and args.views:
-            out += [(f"co-train-{v}-views", method, ["--views", str(v)]) for v in args.views]
+            out += [(f"co-train-{v}-views{tag}", method, ["--views", str(v), *more]) for v in args.views]
         else:
-            out.append((method, method, []))
+            out.append((method + tag, method, more))
     return out
 
 
@@ -139,6 +152,7 @@ def write(rows: list[dict], args, record: dict) -> str:
     command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
                + " --methods " + " ".join(args.methods) + (f" --data {args.data}" if args.data else "")
                + (" --views " + " ".join(map(str, args.views)) if args.views else "")
+               + "".join(f" --{k} {getattr(args, k):g}" for k in ("rounds", "share") if getattr(args, k) is not None)
                + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
     parts = [(part, name) for part, name in PARTS if f"{part}_macro_f1" in rows[0]]
     lines = [f"Command: `{command}`  ", f"Machine: {machine(record)}  ", f"Commit: {commit(record)}  ",

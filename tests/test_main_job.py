@@ -158,7 +158,8 @@ def test_adapt_main_job_on_a_pool_reuses_the_demos_own_adaptation(tmp_path):
 
 def test_adapt_main_job_views_give_one_co_train_row_each():
     """--views 2 3: co-train once per number of views, each in its own folder and row; the other
-    methods (and co-train without --views) keep their names."""
+    methods (and co-train without --views) keep their names; --rounds and --share are named in the
+    rows of the methods that take them."""
     import argparse
     import importlib.util
 
@@ -170,3 +171,8 @@ def test_adapt_main_job_views_give_one_co_train_row_each():
                                   ("co-train-3-views", "co-train", ["--views", "3"])]
     args.views = None
     assert mod.variants(args) == [("self-train", "self-train", []), ("co-train", "co-train", [])]
+    # --rounds / --share go to the methods in rounds, and into their rows' names; adabn takes neither
+    args = argparse.Namespace(methods=["adabn", "self-train", "co-train"], views=[3], rounds=4, share=0.8)
+    assert mod.variants(args) == [
+        ("adabn", "adabn", []), ("self-train-rounds-4-share-0.8", "self-train", ["--rounds", "4", "--share", "0.8"]),
+        ("co-train-3-views-rounds-4-share-0.8", "co-train", ["--views", "3", "--rounds", "4", "--share", "0.8"])]

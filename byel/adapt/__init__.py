@@ -8,8 +8,9 @@ One short module per method, behind the registry below:
 - `tent`        entropy minimisation of the BatchNorm affine parameters (Wang et al., ICLR 2021)
 - `shot-im`     information maximisation on the backbone, classifier frozen (Liang et al., ICML 2020)
 - `self-train`  rounds of class-balanced confident pseudo-labels, mixed with the synthetic labelled set
-- `co-train`    a geometry or fused head's two views (pixel CNN, face-geometry head) label their
-                confident faces for each other, in rounds (Blum & Mitchell 1998); tier B+C
+- `co-train`    a geometry or fused head's views (pixel CNN, face-geometry head, and the activation
+                head where the model has one) label their confident faces for each other, in rounds
+                (Blum & Mitchell 1998; with three views, tri-training's rule); tier B+C
 - `prior`       a class-prior correction of the outputs, no weight touched: the predictions on the
                 images balanced to the training prior (byel.adapt.prior)
 - `prior-em`    the same with Saerens et al.'s EM estimate of the images' class prior
@@ -20,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 
+from byel.choices import ADAPT_IN_ROUNDS as IN_ROUNDS  # rounds of pseudo-labels (--rounds, --share)
 from byel.choices import ADAPT_METHODS as METHODS
 from byel.choices import ADAPT_OUTPUTS_ONLY as OUTPUTS_ONLY  # they change no weight: no AdaBN round
 from byel.choices import ADAPT_WITH_SYNTHETIC as SYNTHETIC  # they mix in a labelled synthetic set (--synthetic)
