@@ -41,4 +41,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "OUTPUTS_ONLY", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]
+__all__ = ["IN_ROUNDS", "METHODS", "OUTPUTS_ONLY", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]
