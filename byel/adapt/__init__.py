@@ -7,7 +7,8 @@ One short module per method, behind the registry below:
 - `adabn`       BatchNorm statistics re-estimated on the images (Li et al. 2016), no weight touched
 - `tent`        entropy minimisation of the BatchNorm affine parameters (Wang et al., ICLR 2021)
 - `shot-im`     information maximisation on the backbone, classifier frozen (Liang et al., ICML 2020)
-- `self-train`  rounds of class-balanced confident pseudo-labels, mixed with the synthetic labelled set
+- `self-train`  rounds of the pixel CNN's class-balanced confident pseudo-labels, mixed with the
+                synthetic labelled set
 - `co-train`    a geometry or fused head's views (pixel CNN, face-geometry head, and the activation
                 head where the model has one) label their confident faces for each other, in rounds
                 (Blum & Mitchell 1998; with three views, tri-training's rule); tier B+C

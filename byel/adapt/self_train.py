@@ -6,7 +6,11 @@ with AdaBN statistics: the monitor's) predicts as c most confidently, k_r = ⌈s
 improves. The model then fine-tunes for `epochs` passes over them, every batch half pseudo-labelled
 real images and half labelled synthetic images (the synthetic set keeps the classes' meaning
 anchored), with the training augmentation and cross-entropy. No real label is read: the
-pseudo-labels are the model's own predictions."""
+pseudo-labels are the model's own predictions.
+
+In a geometry or fused model the teacher is the pixel CNN alone (byel.classifier.predict_probs) and
+the geometry and activation heads are left as they are: the CNN learns its own labels, so its
+scores stay tier C. byel.adapt.co_train is the method whose views teach each other."""
 
 from __future__ import annotations
 
