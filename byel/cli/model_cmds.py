@@ -37,9 +37,9 @@ def add_adapt(sub) -> None:
     ad.add_argument("--method", required=True, metavar="|".join(ADAPT_METHODS),  # checked by byel.adapt.method
                     help="adabn: BatchNorm statistics only; tent: + BatchNorm affine parameters by entropy "
                          "minimisation; shot-im: backbone by information maximisation, classifier frozen; "
-                         "self-train: rounds of class-balanced pseudo-labels mixed with --synthetic; co-train (a "
-                         "geometry or fused head): the pixel CNN and the face-geometry head pseudo-label faces for "
-                         "each other, in rounds, mixed with --synthetic (tier B+C); prior: no weight changed, the "
+                         "self-train: rounds of the pixel CNN's class-balanced pseudo-labels mixed with --synthetic; co-train (a "
+                         "geometry or fused head): its views (the pixel CNN, the face-geometry head and, where the "
+                         "model has one, the activation head) pseudo-label faces for each other, in rounds, mixed with --synthetic (tier B+C); prior: no weight changed, the "
                          "outputs re-weighted per class so that the predictions on the images are balanced as "
                          "the training data was (a class-prior correction); prior-em: the same with Saerens et "
                          "al.'s EM estimate of the images' class mix (amplifies a biased model's bias)")
