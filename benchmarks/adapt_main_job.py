@@ -27,12 +27,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, also when imported by a test
 from common import commit, machine, mean_std, run_record  # noqa: E402
 
-from byel.adapt import IN_ROUNDS, METHODS, SYNTHETIC  # noqa: E402
+from byel.adapt import METHODS, SYNTHETIC  # noqa: E402
+from byel.adapt.common import DEFAULTS as ADAPT_DEFAULTS  # noqa: E402
 from byel.cli.args import Parser, int_range, prob_float, seed_int  # noqa: E402
 from byel.cli.guard import run_guarded  # noqa: E402
 from byel.errors import ByelError, StepFailed  # noqa: E402
 
 DEFAULTS = {"runs": "runs/main-job", "out": "benchmarks/results/adapt_main_job"}
+# The methods in rounds of pseudo-labels: those whose defaults have rounds and a share.
+IN_ROUNDS = tuple(m for m, d in ADAPT_DEFAULTS.items() if {"rounds", "share"} <= d.keys())
 
 
 def main(argv=None) -> int:
@@ -87,18 +90,20 @@ def _demo_adapted(src: Path, method: str, data: str) -> bool:
             and record.get("data_resolved", "").split(":", 1)[-1] == str(Path(data.split(":", 1)[-1]).resolve()))
 
 
+def _in_rounds(args) -> dict[str, str]:
+    """--rounds and --share where given, as written on the command line (for the methods in rounds)."""
+    return {k: f"{getattr(args, k):g}" for k in ("rounds", "share") if getattr(args, k, None) is not None}
+
+
 def variants(args) -> list[tuple[str, str, list[str]]]:
     """(row name and folder stem, byel adapt method, its extra options) of each adaptation asked for:
     co-train once per --views value; --rounds and --share, where given, in the name of the rows of
     the methods that take them."""
     out = []
     for method in args.methods:
-        tag, more = "", []
-        if method in IN_ROUNDS:
-            for opt in ("rounds", "share"):
-                if getattr(args, opt, None) is not None:
-                    tag += f"-{opt}-{getattr(args, opt):g}"
-                    more += [f"--{opt}", f"{getattr(args, opt):g}"]
+        given = _in_rounds(args) if method in IN_ROUNDS else {}
+        tag = "".join(f"-{k}-{v}" for k, v in given.items())
+        more = [x for k, v in given.items() for x in (f"--{k}", v)]
         if method == "co-train" and args.views:
             out += [(f"co-train-{v}-views{tag}", method, ["--views", str(v), *more]) for v in args.views]
         else:
@@ -152,7 +157,7 @@ def write(rows: list[dict], args, record: dict) -> str:
     command = ("python benchmarks/adapt_main_job.py --real " + args.real + " --seeds " + " ".join(map(str, args.seeds))
                + " --methods " + " ".join(args.methods) + (f" --data {args.data}" if args.data else "")
                + (" --views " + " ".join(map(str, args.views)) if args.views else "")
-               + "".join(f" --{k} {getattr(args, k):g}" for k in ("rounds", "share") if getattr(args, k) is not None)
+               + "".join(f" --{k} {v}" for k, v in _in_rounds(args).items())
                + "".join(f" --{k} {v}" for k, v in (("runs", args.runs), ("out", args.out)) if v != DEFAULTS[k]))
     parts = [(part, name) for part, name in PARTS if f"{part}_macro_f1" in rows[0]]
     lines = [f"Command: `{command}`  ", f"Machine: {machine(record)}  ", f"Commit: {commit(record)}  ",

@@ -111,7 +111,6 @@ ADAPT_METHODS = Registry("unknown adaptation method", {
 })
 ADAPT_WITH_SYNTHETIC = ("self-train", "co-train")  # they mix in a labelled synthetic set (--synthetic)
 ADAPT_OUTPUTS_ONLY = ("prior", "prior-em")  # a class-prior correction of the outputs: no weight, no AdaBN round
-ADAPT_IN_ROUNDS = ("self-train", "co-train")  # rounds of pseudo-labels (--rounds, --share)
 
 # Fine-tuned classifier heads: pixels (the CNN: tier A) | geometry | fused (+ the face-geometry
 # head on MediaPipe's landmarker: tier B).

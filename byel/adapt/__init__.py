@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import importlib
 
-from byel.choices import ADAPT_IN_ROUNDS as IN_ROUNDS  # rounds of pseudo-labels (--rounds, --share)
 from byel.choices import ADAPT_METHODS as METHODS
 from byel.choices import ADAPT_OUTPUTS_ONLY as OUTPUTS_ONLY  # they change no weight: no AdaBN round
 from byel.choices import ADAPT_WITH_SYNTHETIC as SYNTHETIC  # they mix in a labelled synthetic set (--synthetic)
@@ -42,4 +41,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["IN_ROUNDS", "METHODS", "OUTPUTS_ONLY", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]
+__all__ = ["METHODS", "OUTPUTS_ONLY", "SYNTHETIC", "adapt_batchnorm", "adaptation_set", "method"]
